@@ -1,0 +1,25 @@
+# igcv3-gluon: `make demo` and `make test` are the two entry points (README, Quick start).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+EXTRAS ?= cpu,onnx,test
+
+.PHONY: venv demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip<26" setuptools wheel
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m igcv3_gluon.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""Module-API symbols: ``get_symbol(num_classes, multiplier, **kwargs)`` per network."""

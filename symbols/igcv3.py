@@ -1,0 +1,8 @@
+"""IGCV3-D (G1 = G2 = 2; Table 3) as an MXNet symbol for the Module API."""
+from symbols.common import symbol_from_config
+
+
+def get_symbol(num_classes=1000, multiplier=1.0, **kwargs):
+    """``SoftmaxOutput`` symbol of ``igcv3_d``; ``kwargs`` reach
+    ``igcv3_gluon.models.build`` (e.g. ``cifar=True``, ``groups=(2, 4)``)."""
+    return symbol_from_config("igcv3_d", num_classes=num_classes, multiplier=multiplier, **kwargs)

@@ -1,0 +1,8 @@
+"""IGCV3-W (G1 = G2 = 4; Table 5) as an MXNet symbol for the Module API."""
+from symbols.common import symbol_from_config
+
+
+def get_symbol(num_classes=1000, multiplier=1.0, **kwargs):
+    """``SoftmaxOutput`` symbol of ``igcv3_w``; ``kwargs`` reach
+    ``igcv3_gluon.models.build`` (e.g. ``cifar=True``, ``groups=(2, 4)``)."""
+    return symbol_from_config("igcv3_w", num_classes=num_classes, multiplier=multiplier, **kwargs)

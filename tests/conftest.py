@@ -1,0 +1,57 @@
+import os
+import sys
+import warnings
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+warnings.filterwarnings("ignore", message="Cannot decide type")
+
+
+def randomize(net, seed=0, input_shape=None):
+    """Initialise ``net`` like a trained network: random weights, random BN gamma/beta, and BN
+    running statistics calibrated on a random batch (as training leaves them), so output
+    comparisons exercise every parameter at realistic activation scales."""
+    mx.random.seed(seed)
+    rng = np.random.RandomState(seed)
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+                   force_reinit=True)
+    for name, param in net.collect_params().items():
+        shape = param.shape
+        if name.endswith("gamma"):
+            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, shape)))
+        elif name.endswith(("beta", "running_mean")):
+            param.set_data(mx.nd.array(rng.uniform(-0.2, 0.2, shape)))
+        elif name.endswith("running_var"):
+            param.set_data(mx.nd.array(rng.uniform(0.5, 2.0, shape)))
+    if input_shape is not None:
+        calibrate_bn(net, mx.nd.array(rng.uniform(-1, 1, input_shape)))
+    return net
+
+
+def calibrate_bn(net, x):
+    """Set every BN's running mean/var to the statistics of batch ``x`` (momentum 0)."""
+    bns = []
+
+    def walk(block):
+        for child in block._children.values():
+            if isinstance(child, mx.gluon.nn.BatchNorm):
+                bns.append(child)
+            walk(child)
+    walk(net)
+    for bn in bns:
+        bn._kwargs["momentum"] = 0.0
+    with mx.autograd.record(train_mode=True):     # MXNet updates running stats in backward
+        out = net(x)
+    out.backward()
+    for bn in bns:
+        bn._kwargs["momentum"] = 0.9
+
+
+@pytest.fixture
+def rng():
+    return np.random.RandomState(0)

@@ -1,0 +1,35 @@
+"""Command lines: the complexity table, the entry points that are not there yet."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+def run(*args):
+    return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_complexity_table_lists_every_model_with_paper_figures():
+    proc = run("-m", "igcv3_gluon.complexity")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("| model |")
+    row = next(l for l in lines if l.startswith("| igcv3_d_1.0 |"))
+    assert "3,491,688" in row and "313.0M" in row and "3.60M" in row and "Table 3" in row
+    assert sum(l.startswith("| ") for l in lines) == 1 + 12
+
+
+def test_complexity_unknown_model_is_one_line_error():
+    proc = run("-m", "igcv3_gluon.complexity", "resnet50")
+    assert proc.returncode == 2
+    assert "unknown model resnet50" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["train_cifar.py", "train_imagenet.py", "train_ssdlite.py"])
+def test_unfinished_training_scripts_say_so(script):
+    proc = run(script)
+    assert proc.returncode == 2
+    assert "not implemented yet" in proc.stderr and "Traceback" not in proc.stderr
