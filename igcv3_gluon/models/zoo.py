@@ -57,15 +57,16 @@ def get_model(name, classes=None, **kwargs):
     """Build zoo model ``name`` with freshly created (uninitialised) parameters.
 
     ``classes`` defaults to 1000 for ImageNet models and 10 for CIFAR ones; other keyword
-    arguments reach the builder (e.g. ``groups=(2, 4)``, ``relu="pw2"``, ``p2=True``).
+    arguments reach the builder (e.g. ``groups=(2, 4)``, ``relu="pw2"``, ``p2=True``, or
+    ``multiplier=`` / ``depths=`` to resize the entry).
     """
     info = model_info(name)
     classes = info.classes if classes is None else classes
     args = dict(info.kwargs, **kwargs)
     if info.constructor is not None:
         return info.constructor(classes=classes, **args)
-    return build(info.config, classes=classes, multiplier=info.multiplier, cifar=info.cifar,
-                 depths=info.depths, **args)
+    args = dict(dict(multiplier=info.multiplier, cifar=info.cifar, depths=info.depths), **args)
+    return build(info.config, classes=classes, **args)
 
 
 def _paper(params, madds=None, with_fc=True, source=""):

@@ -1,0 +1,80 @@
+"""CIFAR-10/100 (and the embedded digits set) training: the paper's Sec. 4.1 recipe.
+
+Entry point: ``train_cifar.py`` (``python train_cifar.py --help``).
+"""
+import sys
+
+from .data import DATASETS, channel_stats, load_dataset, make_loader
+from .errors import UsageError, exit_on_usage_error
+from .models import get_model, model_info
+from .train.cli import model_overrides, parser_for, validate_common_args
+from .train.logbook import say
+from .train.runner import fit_classifier, run_seeds
+
+__all__ = ["DEFAULTS", "build_parser", "main", "run"]
+
+# Sec. 4.1: SGD, momentum 0.9, wd 1e-4, lr 0.1 /10 at 200, 300, 350 of 400 epochs, batch 64.
+DEFAULTS = dict(model="cifar_igcv3_d_1.0", epochs=400, batch_size=64, lr=0.1, lr_mode="step",
+                lr_steps="200,300,350", lr_factor=0.1, wd=1e-4, out_dir="runs/cifar",
+                kvstore="device")
+
+
+def build_parser():
+    parser = parser_for("Train an IGCV3 / MobileNetV2 CIFAR model (paper Sec. 4.1). Without "
+                        "--data-dir it trains on scikit-learn's bundled digits.", DEFAULTS)
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="default: cifar10 with --data-dir, digits without")
+    g.add_argument("--data-dir", default=None,
+                   help="folder with cifar-10-batches-bin/ or cifar-100-binary/ (or the "
+                        ".tar.gz archives)")
+    g.add_argument("--seeds", type=int, default=1,
+                   help="repeat the run with this many seeds; report mean +- std")
+    return parser
+
+
+def run(args):
+    """One training run; returns its summary."""
+    train_x, train_y, test_x, test_y, classes = load_dataset(args.dataset, args.data_dir)
+    mean, std = channel_stats(train_x)
+    flip = args.dataset != "digits"          # flipped digits are other symbols
+    info = model_info(args.model)
+    if not info.cifar:
+        say("note: %s is an ImageNet model (stride-2 stem); the cifar_* models are built for "
+            "32x32 inputs" % args.model)
+    net = get_model(args.model, classes=classes, **model_overrides(args))
+
+    def make_loaders(rank, num_parts, worker_batch):
+        train, sampler = make_loader(train_x, train_y, mean, std, worker_batch, True,
+                                     args.seed, flip, args.workers, rank, num_parts)
+        val, _ = make_loader(test_x, test_y, mean, std, max(worker_batch, 128), False,
+                             workers=args.workers)
+        return train, sampler, val
+
+    config = dict(vars(args), classes=classes, mean=mean.tolist(), std=std.tolist(),
+                  train_images=len(train_x), test_images=len(test_x))
+    summary = fit_classifier(args, net, make_loaders, (1, 3, 32, 32), config)
+    if summary.get("export"):
+        print("%s on %s: final top-1 %.2f%%, best %.2f%% (epoch %d); curves: %s"
+              % (args.model, args.dataset, 100 * summary["final_val_acc"],
+                 100 * summary["best_val_acc"], summary["best_epoch"], summary["curves"]))
+        print("exported: %s\n  load: mx.gluon.SymbolBlock.imports('%s', ['data'], '%s')"
+              % (summary["export"]["symbol"], summary["export"]["symbol"],
+                 summary["export"]["params"]))
+    return summary
+
+
+@exit_on_usage_error
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    validate_common_args(args)
+    if args.dataset is None:
+        args.dataset = "cifar10" if args.data_dir else "digits"
+    if args.seeds < 1:
+        raise UsageError("--seeds must be at least 1")
+    run_seeds(args, run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

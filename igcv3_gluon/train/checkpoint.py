@@ -1,0 +1,106 @@
+"""Atomic, verifiable checkpoints: a killed run never leaves a half-written file.
+
+A checkpoint ``ckpt-EEEE-BBBBB`` (completed epochs, batches done in the next one) is three files:
+``.params`` (network), ``.states`` (trainer/optimizer state) and ``.json`` (metadata: epoch,
+batch, best accuracy, seed, SHA-256 of the two others). Each is written to a temporary file
+in the same folder and renamed into place (atomic on POSIX); the ``.json`` goes last, so a
+checkpoint without it, or whose files do not match their hashes, is incomplete and skipped:
+``latest()`` falls back to the previous one.
+"""
+import glob
+import hashlib
+import json
+import os
+
+__all__ = ["CheckpointManager", "atomic_write", "sha256"]
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (after an fsync)."""
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class CheckpointManager:
+    def __init__(self, directory, keep=2):
+        self.directory, self.keep = directory, keep
+        os.makedirs(directory, exist_ok=True)
+
+    def _stem(self, epochs_done, batch):
+        return os.path.join(self.directory, "ckpt-%04d-%05d" % (epochs_done, batch))
+
+    def save(self, net, trainer, epochs_done, batch=0, **meta):
+        """Save after ``epochs_done`` complete epochs plus ``batch`` batches of the next one
+        (``batch > 0`` only for an interrupted epoch)."""
+        stem = self._stem(epochs_done, batch)
+        atomic_write(stem + ".params", net.save_parameters)
+        files = {"params": stem + ".params"}
+        if trainer is not None:
+            atomic_write(stem + ".states", trainer.save_states)
+            files["states"] = stem + ".states"
+        record = dict(meta, epochs_done=epochs_done, batch=batch,
+                      files={k: os.path.basename(v) for k, v in files.items()},
+                      sha256={k: sha256(v) for k, v in files.items()})
+
+        def write_json(tmp):
+            with open(tmp, "w") as fh:
+                json.dump(record, fh, indent=1)
+        atomic_write(stem + ".json", write_json)
+        self._prune()
+        return record
+
+    def _records(self):
+        records = []
+        for path in glob.glob(os.path.join(self.directory, "ckpt-*.json")):
+            try:
+                with open(path) as fh:
+                    record = json.load(fh)
+                record["_path"] = path
+                records.append(record)
+            except (OSError, ValueError):
+                continue
+        return sorted(records, key=lambda r: (r["epochs_done"], r["batch"]))
+
+    def verify(self, record):
+        for key, name in record["files"].items():
+            path = os.path.join(self.directory, name)
+            if not os.path.isfile(path) or sha256(path) != record["sha256"][key]:
+                return False
+        return True
+
+    def latest(self, log=None):
+        """The newest checkpoint whose files are complete, or None."""
+        for record in reversed(self._records()):
+            if self.verify(record):
+                return record
+            if log:
+                log("checkpoint %s is incomplete or corrupted; using an older one"
+                    % os.path.basename(record["_path"]))
+        return None
+
+    def load(self, record, net, trainer=None, ctx=None):
+        net.load_parameters(os.path.join(self.directory, record["files"]["params"]), ctx=ctx)
+        if trainer is not None and "states" in record["files"]:
+            trainer.load_states(os.path.join(self.directory, record["files"]["states"]))
+
+    def _prune(self):
+        for record in self._records()[:-self.keep]:
+            for name in list(record["files"].values()) + [os.path.basename(record["_path"])]:
+                path = os.path.join(self.directory, name)
+                if os.path.exists(path):
+                    os.remove(path)

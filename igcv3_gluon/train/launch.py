@@ -1,0 +1,92 @@
+"""Start MXNet parameter-server jobs on this machine: a scheduler, servers and workers, with
+the DMLC_* environment of MXNet's ``tools/launch.py --launcher local``.
+
+    python -m igcv3_gluon.train.launch -n 2 -s 1 -- \\
+        python train_cifar.py --kvstore dist_sync --out-dir runs/dist
+
+Every process gets DMLC_PS_ROOT_URI / DMLC_PS_ROOT_PORT (the scheduler, on loopback unless
+``--host`` is given), DMLC_NUM_SERVER, DMLC_NUM_WORKER and its DMLC_ROLE. Scheduler and servers
+are ``python -c "import mxnet"`` (MXNet runs the role's loop on import). The launcher waits
+for the workers, stops everything after ``--timeout`` seconds, and returns the first non-zero
+worker exit code. For several machines, start the same command on each with its own role
+set by hand (README, "Distributed training").
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+
+__all__ = ["free_port", "launch", "main"]
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def launch(command, num_workers=2, num_servers=1, host="127.0.0.1", port=None, timeout=None,
+           env=None, worker_env=None):
+    """Run ``command`` (a list) as ``num_workers`` workers; returns their exit codes."""
+    port = port or free_port(host)
+    base = dict(os.environ if env is None else env)
+    base.update(DMLC_PS_ROOT_URI=host, DMLC_PS_ROOT_PORT=str(port),
+                DMLC_NUM_SERVER=str(num_servers), DMLC_NUM_WORKER=str(num_workers),
+                DMLC_NODE_HOST=host, PS_VERBOSE=base.get("PS_VERBOSE", "0"))
+    role_cmd = [sys.executable, "-c", "import mxnet"]
+    procs = [subprocess.Popen(role_cmd, env=dict(base, DMLC_ROLE="scheduler"))]
+    procs += [subprocess.Popen(role_cmd, env=dict(base, DMLC_ROLE="server"))
+              for _ in range(num_servers)]
+    workers = []
+    for rank in range(num_workers):
+        extra = dict(worker_env(rank)) if worker_env else {}
+        workers.append(subprocess.Popen(command, env=dict(base, DMLC_ROLE="worker", **extra)))
+    deadline = None if timeout is None else time.time() + timeout
+    codes = [None] * num_workers
+    try:
+        while any(c is None for c in codes):
+            for i, proc in enumerate(workers):
+                if codes[i] is None:
+                    codes[i] = proc.poll()
+            if any(c not in (None, 0) for c in codes):
+                break                                   # a failed worker: stop the job
+            if deadline is not None and time.time() > deadline:
+                raise TimeoutError("distributed job exceeded %ss" % timeout)
+            time.sleep(0.2)
+    finally:
+        for proc in workers + procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    return [proc.returncode if code is None else code for proc, code in zip(workers, codes)]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.train.launch",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--num-workers", type=int, default=2)
+    parser.add_argument("-s", "--num-servers", type=int, default=1)
+    parser.add_argument("--host", default="127.0.0.1", help="scheduler address")
+    parser.add_argument("--port", type=int, default=None, help="scheduler port (default: free)")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds before killing")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the worker command")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.exit(2, "error: give the worker command after --\n")
+    if args.num_workers < 1 or args.num_servers < 1:
+        parser.exit(2, "error: --num-workers and --num-servers must be at least 1\n")
+    try:
+        codes = launch(command, args.num_workers, args.num_servers, args.host, args.port,
+                       args.timeout)
+    except TimeoutError as err:
+        parser.exit(124, "error: %s\n" % err)
+    bad = [c for c in codes if c]
+    return bad[0] if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

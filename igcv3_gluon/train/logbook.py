@@ -1,0 +1,110 @@
+"""Run records: ``config.json`` (every flag), ``log.jsonl`` (one JSON object per epoch) and
+``curves.png`` (loss and accuracy per epoch)."""
+import json
+import os
+import sys
+import time
+
+from .checkpoint import atomic_write
+
+__all__ = ["RunLog", "plot_curves", "say"]
+
+
+def say(message):
+    """Progress text for a person: stderr, flushed (stdout stays for results)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+class RunLog:
+    def __init__(self, out_dir, enabled=True):
+        self.out_dir, self.enabled = out_dir, enabled
+        self.path = os.path.join(out_dir, "log.jsonl")
+        if enabled:
+            os.makedirs(out_dir, exist_ok=True)
+
+    def save_config(self, config):
+        """Write ``config.json``; a resumed run must have been started with the same
+        model and data set."""
+        if not self.enabled:
+            return
+        path = os.path.join(self.out_dir, "config.json")
+
+        def write(tmp):
+            with open(tmp, "w") as fh:
+                json.dump(config, fh, indent=1, sort_keys=True)
+        atomic_write(path, write)
+
+    def load_config(self):
+        path = os.path.join(self.out_dir, "config.json")
+        if not os.path.isfile(path):
+            return None
+        with open(path) as fh:
+            return json.load(fh)
+
+    def records(self):
+        if not os.path.isfile(self.path):
+            return []
+        out = []
+        with open(self.path) as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    try:
+                        out.append(json.loads(line))
+                    except ValueError:       # a line cut by a kill: drop it
+                        pass
+        return out
+
+    def truncate(self, epochs_done):
+        """Keep only the records of epochs <= ``epochs_done`` (resuming from a checkpoint)."""
+        if not self.enabled:
+            return
+        keep = [r for r in self.records() if r.get("epoch", 0) <= epochs_done]
+
+        def write(tmp):
+            with open(tmp, "w") as fh:
+                for r in keep:
+                    fh.write(json.dumps(r) + "\n")
+        atomic_write(self.path, write)
+
+    def append(self, record):
+        if not self.enabled:
+            return
+        record = dict(record, time=round(time.time(), 3))
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def plot(self, keys_left=("train_loss",), keys_right=("train_acc", "val_acc"),
+             filename="curves.png", title=None):
+        if not self.enabled:
+            return None
+        return plot_curves(self.records(), os.path.join(self.out_dir, filename),
+                           keys_left, keys_right, title)
+
+
+def plot_curves(records, path, keys_left, keys_right, title=None):
+    """Loss (left) and accuracy (right) against epoch, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if not records:
+        return None
+    epochs = [r["epoch"] for r in records]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in keys_left:
+        if any(key in r for r in records):
+            ax1.plot(epochs, [r.get(key) for r in records], marker=".", label=key)
+    for key in keys_right:
+        if any(key in r for r in records):
+            ax2.plot(epochs, [r.get(key) for r in records], marker=".", label=key)
+    ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
+    ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend(), ax2.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return path

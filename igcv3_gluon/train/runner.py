@@ -1,0 +1,211 @@
+"""The classification run shared by ``train_cifar.py`` and ``train_imagenet.py``: devices and
+kvstore, initialisation, resume from the last good checkpoint, the epoch loop with progress,
+per-epoch log and checkpoint, Ctrl-C handling, curves, export of the best model, and repeats
+over seeds."""
+import json
+import os
+import random
+import signal
+
+import mxnet as mx
+import numpy as np
+from mxnet import gluon
+
+from ..errors import UsageError
+from .checkpoint import CheckpointManager, atomic_write
+from .context import is_distributed, make_kvstore, parse_devices, split_global_batch
+from .logbook import RunLog, say
+from .loop import Interrupted, NonFiniteLoss, evaluate, train_epoch
+from .schedule import LRSchedule, parse_steps
+
+__all__ = ["fit_classifier", "run_seeds", "seed_everything", "kaiming_init"]
+
+# "We initialize the weights similar to [He et al.]" (Sec. 4.1): gaussian, fan-in, gain 2.
+kaiming_init = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+
+# what must match for a run in --out-dir to be continued
+_IDENTITY_KEYS = ("model", "dataset", "multiplier", "depths", "groups", "relu", "p2",
+                  "batch_size")
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def _check_same_run(log, config):
+    old = log.load_config()
+    if old is None:
+        return
+    diff = [k for k in _IDENTITY_KEYS if old.get(k) != config.get(k)]
+    if diff:
+        raise UsageError("%s holds a run with different %s (%s); use another --out-dir"
+                         % (log.out_dir, ", ".join(diff),
+                            ", ".join("%s=%s" % (k, old.get(k)) for k in diff)))
+
+
+def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
+    """Train ``net`` per ``args`` (the common flags). ``make_loaders(rank, num_parts,
+    worker_batch)`` returns ``(train_loader, train_sampler, val_loader)``; the sampler has
+    ``set_epoch(epoch, start_batch)`` and ``len``. Returns the run summary (dict)."""
+    contexts = parse_devices(args.gpus, args.cpus)
+    kv = make_kvstore(args.kvstore, contexts)
+    rank, num_workers = (kv.rank, kv.num_workers) if kv is not None else (0, 1)
+    worker_batch = split_global_batch(args.batch_size, num_workers, contexts)
+    is_main = rank == 0
+    log = RunLog(args.out_dir, enabled=is_main)
+    ckpts = CheckpointManager(os.path.join(args.out_dir, "checkpoints"))
+    _check_same_run(log, config)
+    schedule = LRSchedule(args.lr, args.lr_mode, args.epochs, parse_steps(args.lr_steps),
+                          args.lr_factor, args.warmup_epochs)
+
+    seed_everything(args.seed)
+    net.initialize(kaiming_init, ctx=contexts)
+    net.hybridize(static_alloc=True, static_shape=True)
+    optimizer_params = {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd}
+    trainer = gluon.Trainer(net.collect_params(), "sgd", optimizer_params, kvstore=kv,
+                            update_on_kvstore=False if kv is not None else None)
+    train_loader, sampler, val_loader = make_loaders(rank, num_workers, worker_batch)
+    batches_per_epoch = len(sampler)
+    if batches_per_epoch == 0:
+        raise UsageError("the training set has fewer images per worker than --batch-size %d"
+                         % args.batch_size)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=args.label_smoothing == 0)
+    if args.label_smoothing:
+        loss_fn = _SmoothedLoss(config["classes"], args.label_smoothing)
+
+    epochs_done, start_batch, best = 0, 0, {"val_acc": -1.0, "epoch": 0}
+    record = None if args.no_resume else ckpts.latest(log=say)
+    if record is None and args.no_resume and ckpts.latest() is not None:
+        raise UsageError("%s already holds checkpoints and --no-resume was given; use another "
+                         "--out-dir" % args.out_dir)
+    if record is not None:
+        ckpts.load(record, net, trainer, ctx=contexts)
+        epochs_done, start_batch = record["epochs_done"], record["batch"]
+        best = record.get("best", best)
+        log.truncate(epochs_done)
+        say("resuming %s from %s: %d epoch(s) done%s" % (
+            args.out_dir, record["files"]["params"], epochs_done,
+            ", %d batch(es) into the next" % start_batch if start_batch else ""))
+    config = dict(config, contexts=[str(c) for c in contexts], num_workers=num_workers,
+                  schedule=schedule.describe())
+    if is_main:
+        log.save_config(config)
+        say("run %s: %s" % (args.out_dir, json.dumps(
+            {k: config[k] for k in sorted(config) if k not in ("contexts",)})))
+    best_params = os.path.join(args.out_dir, "best.params")
+    progress = not args.no_progress and is_main
+
+    def save(done, batch):
+        if is_main:
+            ckpts.save(net, trainer, done, batch, best=best, seed=args.seed)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        for epoch in range(epochs_done, args.epochs):
+            sampler.set_epoch(epoch, start_batch)
+            try:
+                stats = train_epoch(net, train_loader, contexts, trainer, loss_fn, schedule,
+                                    epoch, batches_per_epoch, args.batch_size, start_batch,
+                                    progress, "epoch %d/%d" % (epoch + 1, args.epochs))
+            except Interrupted as stop:
+                save(epoch, start_batch + stop.batches)
+                raise UsageError("interrupted in epoch %d after %d batch(es); saved to %s: run "
+                                 "the same command again to continue"
+                                 % (epoch + 1, start_batch + stop.batches, ckpts.directory),
+                                 code=130)
+            except NonFiniteLoss as err:
+                last = ckpts.latest()
+                raise UsageError("%s: stopped; the last good checkpoint is %s (lower --lr or "
+                                 "add --warmup-epochs, then re-run to resume from it)"
+                                 % (err, last["files"]["params"] if last else "none yet"),
+                                 code=3)
+            start_batch = 0
+            val = evaluate(net, val_loader, contexts, topk)
+            row = dict(epoch=epoch + 1, lr=trainer.learning_rate, **stats,
+                       **{"val_" + ("acc" if k == "top1" else k): v for k, v in val.items()})
+            row["val_acc"] = val["top1"]
+            if val["top1"] > best["val_acc"]:
+                best = {"val_acc": val["top1"], "epoch": epoch + 1}
+                if is_main:
+                    atomic_write(best_params, net.save_parameters)
+            log.append(row)
+            save(epoch + 1, 0)
+            if is_main:
+                say("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s  lr %.3g"
+                    % (epoch + 1, args.epochs, stats["train_loss"], stats["train_acc"],
+                       val["top1"], stats["img_per_s"], row["lr"]))
+                log.plot(title="%s on %s" % (config["model"], config["dataset"]))
+    except KeyboardInterrupt:      # outside an epoch (evaluation, saving): last checkpoint
+        raise UsageError("interrupted; the last checkpoint in %s is complete: run the same "
+                         "command again to continue" % ckpts.directory, code=130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+    records = log.records() if is_main else []
+    final = records[-1]["val_acc"] if records else None
+    summary = dict(model=config["model"], dataset=config["dataset"], seed=args.seed,
+                   epochs=args.epochs, final_val_acc=final, best_val_acc=best["val_acc"],
+                   best_epoch=best["epoch"], out_dir=args.out_dir, rank=rank)
+    if is_distributed(args.kvstore):
+        net.save_parameters(os.path.join(args.out_dir, "final-rank%d.params" % rank))
+    if is_main:
+        summary["export"] = _export_best(net, best_params, contexts, input_shape, args.out_dir,
+                                         config["model"])
+        summary["curves"] = os.path.join(args.out_dir, "curves.png")
+        atomic_write(os.path.join(args.out_dir, "summary.json"),
+                     lambda tmp: json.dump(summary, open(tmp, "w"), indent=1))
+    return summary
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class _SmoothedLoss(gluon.loss.Loss):
+    """Cross-entropy against label-smoothed one-hot targets."""
+
+    def __init__(self, classes, eps, **kwargs):
+        super().__init__(None, 0, **kwargs)
+        self.classes, self.eps = classes, eps
+
+    def hybrid_forward(self, F, pred, label):
+        target = F.one_hot(label, self.classes, on_value=1 - self.eps + self.eps / self.classes,
+                           off_value=self.eps / self.classes)
+        return -F.sum(F.log_softmax(pred) * target, axis=-1)
+
+
+def _export_best(net, best_params, contexts, input_shape, out_dir, model):
+    from ..deploy import export
+    if os.path.isfile(best_params):
+        net.load_parameters(best_params, ctx=contexts)
+    prefix = os.path.join(out_dir, "export", model)
+    sym_file, params_file = export(net, prefix, input_shape, ctx=contexts[0])
+    return {"symbol": sym_file, "params": params_file}
+
+
+def run_seeds(args, run_one):
+    """``--seeds K``: run ``run_one(args)`` for seeds seed .. seed+K-1, each in
+    ``out_dir/seed-S``; report mean +- std of the final top-1 accuracy (as the paper's tables)."""
+    if args.seeds <= 1:
+        return [run_one(args)]
+    import copy
+    summaries = []
+    root = args.out_dir
+    for seed in range(args.seed, args.seed + args.seeds):
+        one = copy.copy(args)
+        one.seed, one.out_dir = seed, os.path.join(root, "seed-%d" % seed)
+        say("== seed %d (%d of %d) -> %s" % (seed, seed - args.seed + 1, args.seeds, one.out_dir))
+        summaries.append(run_one(one))
+    accs = np.array([s["final_val_acc"] for s in summaries], dtype=np.float64)
+    report = dict(seeds=list(range(args.seed, args.seed + args.seeds)),
+                  final_val_acc=accs.tolist(), mean=float(accs.mean()),
+                  std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0)
+    os.makedirs(root, exist_ok=True)
+    atomic_write(os.path.join(root, "seeds.json"),
+                 lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+    print("final top-1 over %d seeds: %.2f +- %.2f %%"
+          % (len(accs), 100 * report["mean"], 100 * report["std"]))
+    return summaries
