@@ -22,7 +22,8 @@ __all__ = ["GraphStats", "graph_stats", "count", "table", "main"]
 
 class GraphStats:
     """What :func:`graph_stats` reads off a symbol: ``params``, ``madds``, ``params_fc``
-    (the last FullyConnected layer's weight and bias) and ``ops`` (a Counter of op names)."""
+    (the last FullyConnected layer's weight and bias) and ``ops`` (a Counter of op names,
+    plus ``"shuffle"``: the channel shuffles)."""
 
     def __init__(self, params, madds, params_fc, ops):
         self.params, self.madds, self.params_fc, self.ops = params, madds, params_fc, ops
@@ -58,6 +59,9 @@ def graph_stats(net, input_shape):
         if op == "null":
             continue
         ops[op] += 1
+        attrs = node.get("attrs", {})
+        if op == "SwapAxis" and attrs.get("dim1", "0") != attrs.get("dim2", "0"):
+            ops["shuffle"] += 1         # ChannelShuffle; SwapAxis(0, 0) is FlatBatchNorm's copy
         weight = nodes[node["inputs"][1][0]]["name"] if len(node["inputs"]) > 1 else None
         if op == "Convolution":
             out = out_shape[node["name"] + "_output"]

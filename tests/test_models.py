@@ -37,7 +37,7 @@ def test_igcv3_d_matches_authors_released_graph_exactly():
     assert stats.ops["Convolution"] == 98
     assert stats.ops["BatchNorm"] == 98
     assert stats.ops["elemwise_add"] == 25
-    assert stats.ops["SwapAxis"] == 32                     # one shuffle (P1) per block
+    assert stats.ops["shuffle"] == 32                      # one shuffle (P1) per block
     assert stats.ops["FullyConnected"] == 1
 
 

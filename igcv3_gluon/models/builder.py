@@ -68,8 +68,9 @@ class ClassificationNet(nn.HybridBlock):
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="features_")
             with self.features.name_scope():
+                flat_bn = max(cfg["groups"]) > 1        # see nn.FlatBatchNorm
                 add_conv_bn(self.features, cfg["stem"], 3, cfg["stem_stride"], act=True,
-                            in_channels=3)
+                            in_channels=3, flat_bn=flat_bn)
                 in_c = cfg["stem"]
                 for t, c, n, s in cfg["stages"]:
                     for i in range(n):
@@ -84,7 +85,8 @@ class ClassificationNet(nn.HybridBlock):
                 if cfg["last_groups"] > 1:
                     self.features.add(InterleavedPointwise(in_c, cfg["last"], cfg["last_groups"]))
                 else:
-                    add_conv_bn(self.features, cfg["last"], 1, 1, act=True, in_channels=in_c)
+                    add_conv_bn(self.features, cfg["last"], 1, 1, act=True, in_channels=in_c,
+                                flat_bn=flat_bn)
                 self.features.add(nn.GlobalAvgPool2D())
                 self.features.add(nn.Flatten())
                 if dropout:

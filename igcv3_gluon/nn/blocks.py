@@ -95,6 +95,7 @@ class IGCV3Block(nn.HybridBlock):
         self.relu, self.p1, self.p2 = relu, p1, p2
         self.inverted, self.strict = inverted, strict
         self.use_shortcut = stride == 1 and in_channels == channels
+        self.flat_bn = max(g1, g2) > 1      # see FlatBatchNorm
 
         acts = RELU_PLACEMENTS[relu]
         with self.name_scope():
@@ -118,10 +119,11 @@ class IGCV3Block(nn.HybridBlock):
     def _pointwise(self, cin, cout, groups, act, what):
         _check_divisible("%s input" % what, cin, groups)
         _check_divisible("%s output" % what, cout, groups)
-        add_conv_bn(self.body, cout, 1, 1, groups, act, in_channels=cin)
+        add_conv_bn(self.body, cout, 1, 1, groups, act, in_channels=cin, flat_bn=self.flat_bn)
 
     def _depthwise(self, channels, stride, act):
-        add_conv_bn(self.body, channels, 3, stride, channels, act, in_channels=channels)
+        add_conv_bn(self.body, channels, 3, stride, channels, act, in_channels=channels,
+                    flat_bn=self.flat_bn)
 
     def _shuffle(self, groups, channels):
         if groups > 1:
@@ -165,9 +167,11 @@ class InterleavedPointwise(nn.HybridBlock):
             self.body = nn.HybridSequential(prefix="")
             _check_divisible("InterleavedPointwise input", in_channels, groups)
             _check_divisible("InterleavedPointwise output", channels, groups)
-            add_conv_bn(self.body, in_channels, 1, 1, groups, False, in_channels=in_channels)
+            add_conv_bn(self.body, in_channels, 1, 1, groups, False, in_channels=in_channels,
+                        flat_bn=True)
             self.body.add(ChannelShuffle(groups, in_channels))
-            add_conv_bn(self.body, channels, 1, 1, groups, True, in_channels=in_channels)
+            add_conv_bn(self.body, channels, 1, 1, groups, True, in_channels=in_channels,
+                        flat_bn=True)
 
     def hybrid_forward(self, F, x):
         return self.body(x)

@@ -7,8 +7,7 @@ says so, and every block and network uses it.
 import mxnet as mx
 from mxnet.gluon import nn
 
-__all__ = ["ReLU6", "ChannelShuffle", "PlainLayout", "add_conv_bn", "needs_plain_layout",
-           "BN_EPS"]
+__all__ = ["ReLU6", "ChannelShuffle", "FlatBatchNorm", "add_conv_bn", "BN_EPS"]
 
 BN_EPS = 1e-5
 
@@ -78,42 +77,40 @@ class ChannelShuffle(nn.HybridBlock):
         return "%s(groups=%d, channels=%s)" % (type(self).__name__, self.groups, self.channels)
 
 
-class PlainLayout(nn.HybridBlock):
-    """Identity that hands the next op its input in plain NCHW layout (a view through
-    ``reshape``; ONNX: two Reshapes, which the runtime drops).
+class FlatBatchNorm(nn.BatchNorm):
+    """BatchNorm computed on the (N, C, H*W) view of its input: the same parameters, the same
+    numbers, but MXNet's native kernel instead of oneDNN's.
 
-    Why: oneDNN (MKLDNN) gives a group convolution whose per-group channel count is not a
-    multiple of 8 (e.g. 24 channels in 2 groups) a 4-channel-blocked output layout
-    (``aBcd4b``), and has no optimised BatchNorm for that layout: MXNet 1.9.1 then runs
-    oneDNN's *reference* BatchNorm, measured here at 560 ms forward + 660 ms backward for one
-    64x144x32x32 tensor (vs 60 ms in plain layout). One reorder to plain layout costs ~15 ms.
+    Why: oneDNN (MKLDNN) gives group convolutions small channel-blocked layouts (``aBcd4b``
+    for 24 channels in 2 groups, ``aBcd8b`` at 16 channels per group) and has no optimised
+    BatchNorm for them, so in MXNet 1.9.1 a BatchNorm next to a group conv runs oneDNN's
+    *reference* kernel, forward or backward (measured: 560 ms forward + 660 ms backward for
+    one 64x144x32x32 tensor, against 70 ms). The 3-D view keeps BatchNorm off oneDNN (which
+    takes 4-D inputs only) and in plain layout: 78 ms for the same tensor
+    (tests/test_train_cifar.py::test_no_reference_batchnorm_in_any_cifar_model).
+    IGCV3 networks use it for every BatchNorm; dense MobileNetV2 keeps oneDNN's.
     """
 
-    def hybrid_forward(self, F, x):
-        return F.reshape_like(F.reshape(x, shape=(0, 0, -1)), x)
+    def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
+        flat = F.reshape(x, shape=(0, 0, -1))
+        out = super().hybrid_forward(F, flat, gamma, beta, running_mean, running_var)
+        # swapaxes(0, 0) is an identity that returns a copy: handed a reshaped *view*, the
+        # next oneDNN op fails in a static-alloc graph ("Check failed: !is_view")
+        return F.swapaxes(F.reshape_like(out, x), 0, 0)
 
 
-def needs_plain_layout(in_channels, channels, groups):
-    """True for a group conv (not channel-wise, not dense) with a per-group channel count
-    that is not a multiple of 8 (see ``PlainLayout``)."""
-    if groups in (1, channels) or not in_channels:
-        return False
-    return bool((in_channels // groups) % 8 or (channels // groups) % 8)
-
-
-def add_conv_bn(seq, channels, kernel=1, stride=1, groups=1, act=False, in_channels=0):
+def add_conv_bn(seq, channels, kernel=1, stride=1, groups=1, act=False, in_channels=0,
+                flat_bn=False):
     """Append Conv2D (no bias) -> BatchNorm [-> ReLU6] to the HybridSequential ``seq``.
 
     ``kernel`` 3 gets padding 1; ``groups`` is the number of branches G of eq. (2)/(8)
-    (``groups == channels == in_channels`` is the channel-wise convolution W^0). A
-    ``PlainLayout`` goes between conv and BN where oneDNN would otherwise fall back to its
-    reference BatchNorm.
+    (``groups == channels == in_channels`` is the channel-wise convolution W^0).
+    ``flat_bn`` selects ``FlatBatchNorm`` (networks with group convolutions).
     """
     seq.add(nn.Conv2D(channels, kernel, strides=stride, padding=kernel // 2, groups=groups,
                       use_bias=False, in_channels=in_channels))
-    if needs_plain_layout(in_channels, channels, groups):
-        seq.add(PlainLayout())
-    seq.add(nn.BatchNorm(epsilon=BN_EPS, in_channels=channels))
+    norm = FlatBatchNorm if flat_bn else nn.BatchNorm
+    seq.add(norm(epsilon=BN_EPS, in_channels=channels))
     if act:
         seq.add(ReLU6())
     return seq

@@ -1,0 +1,123 @@
+"""CIFAR binary reader, the embedded digits set, and the augmentation pipeline."""
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+from igcv3_gluon.data import (EpochSampler, channel_stats, load_cifar, load_dataset,
+                              load_digits32, make_loader, write_cifar_binary)
+from igcv3_gluon.errors import UsageError
+
+
+def fake_cifar10(root, per_file=3, seed=0):
+    rng = np.random.RandomState(seed)
+    folder = os.path.join(root, "cifar-10-batches-bin")
+    os.makedirs(folder)
+    data = {}
+    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
+        images = rng.randint(0, 256, (per_file, 32, 32, 3)).astype(np.uint8)
+        labels = rng.randint(0, 10, per_file)
+        write_cifar_binary(os.path.join(folder, name), images, labels)
+        data[name] = (images, labels)
+    return folder, data
+
+
+def test_reads_cifar10_binary_exactly(tmp_path):
+    _, data = fake_cifar10(str(tmp_path))
+    tr_x, tr_y, te_x, te_y = load_cifar(str(tmp_path), "cifar10")
+    assert tr_x.shape == (15, 32, 32, 3) and tr_x.dtype == np.uint8 and te_x.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(tr_x[:3], data["data_batch_1.bin"][0])
+    np.testing.assert_array_equal(tr_y[3:6], data["data_batch_2.bin"][1])
+    np.testing.assert_array_equal(te_x, data["test_batch.bin"][0])
+
+
+def test_record_layout_is_label_then_rgb_planes(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    record = bytes([7]) + bytes([10] * 1024 + [20] * 1024 + [30] * 1024)
+    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
+        (folder / name).write_bytes(record)
+    tr_x, tr_y, _, _ = load_cifar(str(tmp_path))
+    assert tr_y.tolist() == [7] * 5
+    assert tr_x[0, 5, 9].tolist() == [10, 20, 30]
+
+
+def test_cifar100_uses_fine_label_and_archive(tmp_path):
+    rng = np.random.RandomState(1)
+    src = tmp_path / "src" / "cifar-100-binary"
+    src.mkdir(parents=True)
+    images = rng.randint(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    write_cifar_binary(str(src / "train.bin"), images, [99, 5, 0, 42], coarse_labels=[1, 2, 3, 4])
+    write_cifar_binary(str(src / "test.bin"), images[:2], [3, 4], coarse_labels=[0, 0])
+    data = tmp_path / "data"
+    data.mkdir()
+    with tarfile.open(str(data / "cifar-100-binary.tar.gz"), "w:gz") as tar:
+        tar.add(str(src), arcname="cifar-100-binary")
+    tr_x, tr_y, te_x, te_y, classes = load_dataset("cifar100", str(data))
+    assert classes == 100 and tr_y.tolist() == [99, 5, 0, 42] and te_y.tolist() == [3, 4]
+    np.testing.assert_array_equal(tr_x, images)
+
+
+@pytest.mark.parametrize("damage,match", [
+    ("truncate", "not a whole number"), ("missing", "no CIFAR binary files"),
+    ("nodir", "does not exist"), ("badtar", "not a readable")])
+def test_bad_data_dirs_give_one_line_errors(tmp_path, damage, match):
+    root = str(tmp_path)
+    if damage == "truncate":
+        folder, _ = fake_cifar10(root)
+        path = os.path.join(folder, "data_batch_3.bin")
+        open(path, "r+b").truncate(3073 * 2 + 100)
+    elif damage == "nodir":
+        root = os.path.join(root, "nowhere")
+    elif damage == "badtar":
+        (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not a tarball")
+    with pytest.raises(UsageError, match=match) as err:
+        load_cifar(root, "cifar10")
+    assert "\n" not in str(err.value)
+
+
+def test_digits_embedded_set():
+    tr_x, tr_y, te_x, te_y = load_digits32()
+    assert tr_x.shape == (1437, 32, 32, 3) and te_x.shape == (360, 32, 32, 3)
+    assert tr_x.dtype == np.uint8 and tr_x.max() == 255
+    assert sorted(set(te_y.tolist())) == list(range(10))
+    again = load_digits32()
+    np.testing.assert_array_equal(again[3], te_y)          # the split is fixed
+
+
+def test_sampler_augmentation_is_seeded_sharded_and_resumable():
+    s = EpochSampler(100, 10, train=True, seed=3, pad=4)
+    s.set_epoch(0)
+    epoch0 = list(s)
+    assert len(epoch0) == 10 == len(s)
+    keys = [k for batch in epoch0 for k in batch]
+    assert sorted(k[0] for k in keys) == list(range(100))
+    assert all(0 <= k[1] <= 8 and 0 <= k[2] <= 8 for k in keys)
+    assert 20 < sum(k[3] for k in keys) < 80                      # flips happen
+    s.set_epoch(0)
+    assert list(s) == epoch0                                       # reproducible
+    s.set_epoch(1)
+    assert list(s) != epoch0                                       # a new epoch differs
+    s.set_epoch(0, start_batch=4)
+    assert list(s) == epoch0[4:] and len(s) == 6                   # resume mid-epoch
+    shards = [EpochSampler(100, 10, True, 3, rank=r, num_parts=2) for r in (0, 1)]
+    idx = [set(k[0] for b in sh for k in b) for sh in shards]
+    assert not idx[0] & idx[1] and len(idx[0] | idx[1]) == 100
+
+
+def test_loader_crops_flips_and_normalises():
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    images[:, :, :16] = 200                                        # left half bright
+    mean, std = channel_stats(images)
+    loader, sampler = make_loader(images, [0, 1, 2, 3], mean, std, 4, True, seed=0, workers=0)
+    ds = loader._dataset
+    plain, _ = ds[(0, 4, 4, False)]
+    flipped, _ = ds[(0, 4, 4, True)]
+    shifted, _ = ds[(0, 0, 0, False)]
+    np.testing.assert_allclose(plain, flipped[:, :, ::-1])
+    assert plain.shape == (3, 32, 32) and plain.dtype == np.float32
+    assert abs(plain.mean()) < 1e-5                                # normalised
+    assert (shifted[:, :4, :] == shifted.min()).all()              # zero padding
+    batch = next(iter(loader))
+    assert batch[0].shape == (4, 3, 32, 32)

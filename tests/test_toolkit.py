@@ -1,0 +1,141 @@
+"""The shared training toolkit: schedules, checkpoints, devices and kvstore."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igcv3_gluon
+from igcv3_gluon.errors import UsageError
+from igcv3_gluon.train import (CheckpointManager, LRSchedule, RunLog, make_kvstore,
+                               parse_devices, parse_steps, split_global_batch)
+
+
+def test_step_schedule_of_the_paper():
+    s = LRSchedule(0.1, "step", 400, parse_steps("200,300,350"), 0.1)
+    assert [round(s(e), 8) for e in (0, 199.9, 200, 300, 350, 399)] == \
+        [0.1, 0.1, 0.01, 0.001, 0.0001, 0.0001]
+
+
+def test_exponential_and_cosine_and_warmup():
+    e = LRSchedule(0.045, "exp", 480, factor=0.98)
+    assert e(0.5) == pytest.approx(0.045) and e(10.2) == pytest.approx(0.045 * 0.98 ** 10)
+    c = LRSchedule(0.1, "cosine", 10)
+    assert c(0) == pytest.approx(0.1) and c(5) == pytest.approx(0.05) and c(10) < 1e-12
+    w = LRSchedule(0.1, "step", 10, [5], 0.1, warmup_epochs=2)
+    assert w(0.5) == pytest.approx(0.025) and w(2) == pytest.approx(0.1)
+    with pytest.raises(UsageError, match="must increase"):
+        parse_steps("300,200")
+
+
+def _tiny_net():
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=[1] * 7)
+    net.initialize(mx.init.Xavier())
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd",
+                               {"learning_rate": 0.1, "momentum": 0.9})
+    with mx.autograd.record():
+        loss = net(mx.nd.random.uniform(shape=(2, 3, 32, 32))).sum()
+    loss.backward()
+    trainer.step(2)
+    return net, trainer
+
+
+def test_checkpoint_roundtrip_and_fallback_on_corruption(tmp_path):
+    net, trainer = _tiny_net()
+    ckpts = CheckpointManager(str(tmp_path), keep=3)
+    ckpts.save(net, trainer, 1, 0, best={"val_acc": 0.5})
+    first = {k: v.data().asnumpy().copy() for k, v in net.collect_params().items()}
+    trainer.step(2, ignore_stale_grad=True)          # momentum moves the weights again
+    ckpts.save(net, trainer, 2, 0)
+    assert ckpts.latest()["epochs_done"] == 2
+    # a kill between files: the newest checkpoint's params are cut short
+    newest = ckpts.latest()
+    path = os.path.join(str(tmp_path), newest["files"]["params"])
+    open(path, "r+b").truncate(100)
+    messages = []
+    record = ckpts.latest(log=messages.append)
+    assert record["epochs_done"] == 1 and record["best"] == {"val_acc": 0.5}
+    assert "corrupted" in messages[0]
+    ckpts.load(record, net, trainer)
+    for k, v in net.collect_params().items():
+        np.testing.assert_array_equal(v.data().asnumpy(), first[k])
+    # a checkpoint whose .json never got written does not exist
+    os.remove(os.path.join(str(tmp_path), record["_path"]))
+    assert ckpts.latest() is None
+    assert not [f for f in os.listdir(str(tmp_path)) if ".tmp" in f]
+
+
+def test_checkpoint_order_and_pruning(tmp_path):
+    net, trainer = _tiny_net()
+    ckpts = CheckpointManager(str(tmp_path), keep=2)
+    ckpts.save(net, trainer, 1, 0)
+    ckpts.save(net, trainer, 1, 7)                   # Ctrl-C 7 batches into epoch 2
+    assert (ckpts.latest()["epochs_done"], ckpts.latest()["batch"]) == (1, 7)
+    ckpts.save(net, trainer, 2, 0)
+    ckpts.save(net, trainer, 3, 0)
+    names = sorted(f for f in os.listdir(str(tmp_path)) if f.endswith(".json"))
+    assert names == ["ckpt-0002-00000.json", "ckpt-0003-00000.json"]
+
+
+def test_runlog_truncates_on_resume_and_plots(tmp_path):
+    log = RunLog(str(tmp_path))
+    for epoch in (1, 2, 3):
+        log.append(dict(epoch=epoch, train_loss=1.0 / epoch, train_acc=0.3 * epoch,
+                        val_acc=0.3 * epoch))
+    with open(log.path, "a") as fh:
+        fh.write('{"epoch": 4, "trai')                  # a line cut by SIGKILL
+    assert [r["epoch"] for r in log.records()] == [1, 2, 3]
+    log.truncate(2)
+    assert [r["epoch"] for r in log.records()] == [1, 2]
+    png = log.plot()
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_devices_and_batch_split_errors():
+    assert parse_devices(None, 2) == [mx.cpu(0), mx.cpu(1)]
+    assert parse_devices() == [mx.cpu(0)]
+    if mx.context.num_gpus() == 0:
+        with pytest.raises(UsageError, match="no GPU is visible"):
+            parse_devices("0,1")
+    with pytest.raises(UsageError, match="comma-separated"):
+        parse_devices("zero")
+    assert split_global_batch(64, 1, [mx.cpu(0), mx.cpu(1)]) == 64
+    assert split_global_batch(64, 2, [mx.cpu(0)]) == 32
+    with pytest.raises(UsageError, match="does not split over 3"):
+        split_global_batch(64, 1, [mx.cpu(i) for i in range(3)])
+    with pytest.raises(UsageError, match="needs MXNet's parameter-server"):
+        make_kvstore("dist_sync", [mx.cpu(0)])
+    with pytest.raises(UsageError, match="nccl needs --gpus"):
+        make_kvstore("nccl", [mx.cpu(0)])
+    assert make_kvstore("local", [mx.cpu(0)]) is None
+
+
+def test_two_cpu_contexts_with_device_kvstore_stay_identical():
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", classes=4, multiplier=0.25, depths=[1] * 7)
+    net.initialize(mx.init.Xavier(), ctx=contexts)
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd",
+                               {"learning_rate": 0.5, "momentum": 0.9},
+                               kvstore=make_kvstore("device", contexts))
+    start = {k: v.data(contexts[0]).asnumpy().copy() for k, v in net.collect_params().items()}
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    rng = np.random.RandomState(0)
+    for _ in range(2):
+        x = mx.nd.array(rng.randn(8, 3, 32, 32))
+        y = mx.nd.array(rng.randint(0, 4, 8))
+        xs = mx.gluon.utils.split_and_load(x, contexts)
+        ys = mx.gluon.utils.split_and_load(y, contexts)
+        with mx.autograd.record():
+            losses = [loss_fn(net(a), b) for a, b in zip(xs, ys)]
+        mx.autograd.backward(losses)
+        trainer.step(8)
+    moved = 0
+    for name, param in net.collect_params().items():
+        if param.grad_req == "null":
+            continue
+        a, b = (param.data(c).asnumpy() for c in contexts)
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        moved += not np.allclose(a, start[name])
+    assert moved > 20

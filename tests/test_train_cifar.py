@@ -1,0 +1,183 @@
+"""train_cifar.py end to end (subprocesses, as a user runs it): accuracy on the embedded
+digits set, kill/Ctrl-C and resume, non-finite loss, bad input, seeds, dist_sync."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
+        "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine", "--warmup-epochs", "1",
+        "--no-progress", "--workers", "0"]
+
+
+def train(*args, timeout=600, **kwargs):
+    return subprocess.run([sys.executable, "train_cifar.py"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "train_cifar.py"] + list(args), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, proc, timeout=300):
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "timed out waiting for %s" % path
+        time.sleep(0.1)
+
+
+def epochs_logged(out_dir):
+    with open(os.path.join(out_dir, "log.jsonl")) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def test_demo_reaches_95_percent_on_digits(tmp_path):
+    """`make demo`'s job: cifar_igcv3_d_0.5 (half width) on digits, 8 epochs, 2 CPU cores."""
+    out = str(tmp_path / "demo")
+    tic = time.time()
+    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.demo", "--out-dir", out],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.time() - tic < 300
+    accuracy = float(re.search(r"test accuracy ([\d.]+)%", proc.stdout).group(1))
+    assert accuracy >= 95.0, proc.stdout[-2000:]
+    records = epochs_logged(out)
+    assert [r["epoch"] for r in records] == list(range(1, 9))
+    assert records[-1]["val_acc"] == pytest.approx(accuracy / 100, abs=1e-4)
+    for name in ("curves.png", "predictions.png"):
+        assert open(os.path.join(out, name), "rb").read(4) == b"\x89PNG"
+    assert "same predictions: True" in proc.stdout
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    net = mx.gluon.SymbolBlock.imports(summary["export"]["symbol"], ["data"],
+                                       summary["export"]["params"])
+    assert net(mx.nd.zeros((2, 3, 32, 32))).shape == (2, 10)
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["lr"] == 0.05 and config["wd"] == 1e-4 and config["dataset"] == "digits"
+
+
+def test_ctrl_c_and_sigkill_then_resume_end_like_an_uninterrupted_run(tmp_path):
+    args = TINY + ["--epochs", "4"]
+    ref_dir, run_dir = str(tmp_path / "reference"), str(tmp_path / "interrupted")
+    reference = train(*args, "--out-dir", ref_dir)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    ckpt = lambda e, b=0: os.path.join(run_dir, "checkpoints", "ckpt-%04d-%05d.json" % (e, b))
+
+    # Ctrl-C in epoch 2: saves where it is and says how to continue
+    proc = start(*args, "--out-dir", run_dir)
+    wait_for(ckpt(1), proc)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted in epoch 2" in err and "Traceback" not in err
+    mid = [f for f in os.listdir(os.path.join(run_dir, "checkpoints"))
+           if f.startswith("ckpt-0001-") and f.endswith(".json") and f != "ckpt-0001-00000.json"]
+    assert mid, "no mid-epoch checkpoint"
+
+    # resume, then SIGKILL in epoch 4
+    proc = start(*args, "--out-dir", run_dir)
+    wait_for(ckpt(3), proc)
+    time.sleep(1.0)
+    proc.kill()
+    _, err = proc.communicate(timeout=60)
+    assert "resuming" in err and "batch(es) into the next" in err
+
+    # the same command again finishes the run
+    final = train(*args, "--out-dir", run_dir)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert "resuming %s" % run_dir in final.stderr and "3 epoch(s) done" in final.stderr
+    records = epochs_logged(run_dir)
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]
+    ref_acc = epochs_logged(ref_dir)[-1]["val_acc"]
+    assert abs(records[-1]["val_acc"] - ref_acc) <= 0.03, (records[-1]["val_acc"], ref_acc)
+    assert not [f for f in os.listdir(os.path.join(run_dir, "checkpoints")) if ".tmp" in f]
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    proc = train(*TINY, "--epochs", "2", "--lr", "1e30", "--warmup-epochs", "0",
+                 "--out-dir", str(tmp_path / "nan"))
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert re.search(r"error: loss is (nan|inf)", proc.stderr) and "Traceback" not in proc.stderr
+    assert "lower --lr" in proc.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "resnet50"], "unknown model 'resnet50'"),
+    (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
+    (["--cpus", "3", "--batch-size", "64"], "does not split over 3 device(s)"),
+    (["--gpus", "0,1"], "--gpus 0,1"),
+    (["--depths", "1,2"], "--depths takes 7 stage depths"),
+])
+def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
+    if args[0] == "--gpus" and mx.context.num_gpus() > 0:
+        pytest.skip("this machine has a GPU")
+    proc = train(*(args + ["--epochs", "1", "--out-dir", str(tmp_path / "bad")]), timeout=120)
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert lines[0].startswith("train_cifar.py: error:")
+
+
+def test_seeds_report_mean_and_std_on_two_cpu_contexts(tmp_path):
+    out = str(tmp_path / "seeds")
+    proc = train(*TINY, "--epochs", "1", "--seeds", "2", "--cpus", "2", "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.load(open(os.path.join(out, "seeds.json")))
+    assert report["seeds"] == [0, 1] and len(report["final_val_acc"]) == 2
+    accs = np.array(report["final_val_acc"])
+    assert report["mean"] == pytest.approx(accs.mean())
+    assert report["std"] == pytest.approx(accs.std(ddof=1))
+    assert "final top-1 over 2 seeds" in proc.stdout
+    config = json.load(open(os.path.join(out, "seed-1", "config.json")))
+    assert config["contexts"] == ["cpu(0)", "cpu(1)"] and config["seed"] == 1
+    # a different model into the same folder is refused before any training
+    again = train(*TINY, "--epochs", "1", "--multiplier", "1.0",
+                  "--out-dir", os.path.join(out, "seed-0"), timeout=120)
+    assert again.returncode == 2 and "holds a run with different multiplier" in again.stderr
+
+
+def test_dist_sync_two_workers_end_with_identical_parameters(tmp_path):
+    out = str(tmp_path / "dist")
+    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
+           "--timeout", "240", "--", sys.executable, "train_cifar.py"] + TINY + \
+        ["--epochs", "1", "--kvstore", "dist_sync", "--out-dir", out]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [mx.nd.load(os.path.join(out, "final-rank%d.params" % r)) for r in (0, 1)]
+    trained = [k for k in ranks[0] if "running" not in k]
+    assert len(trained) > 50
+    for key in trained:
+        np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["num_workers"] == 2
+    # each worker trained on its half: 1437 // 2 images in 16-image batches
+    assert epochs_logged(out)[0]["images"] == (1437 // 2 // 16) * 16
+
+
+def test_no_reference_batchnorm_in_any_cifar_model():
+    """oneDNN falls back to its (very slow) reference BatchNorm on 4-channel-blocked layouts;
+    FlatBatchNorm must keep every zoo CIFAR model off it (read from DNNL_VERBOSE)."""
+    code = ("import mxnet as mx, igcv3_gluon\n"
+            "for name in [n for n in igcv3_gluon.list_models() if n.startswith('cifar')]:\n"
+            "    net = igcv3_gluon.get_model(name); net.initialize()\n"
+            "    net.hybridize(static_alloc=True, static_shape=True)\n"
+            "    x = mx.nd.random.uniform(shape=(2, 3, 32, 32))\n"
+            "    with mx.autograd.record(): y = net(x)\n"
+            "    y.backward(); mx.nd.waitall()\n")
+    env = dict(os.environ, DNNL_VERBOSE="1", MKLDNN_VERBOSE="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "batch_normalization" in proc.stdout          # verbose output is there
+    assert "bnorm_ref" not in proc.stdout
