@@ -5,7 +5,7 @@
    scikit-learn's bundled digits with ``train_cifar.py``, which writes the per-epoch log, the
    curves PNG, checkpoints and the exported best model into ``--out-dir``;
 3. reloads the export with ``gluon.SymbolBlock.imports`` and with ONNX Runtime, classifies
-   a few test digits, and draws them with their predicted labels into ``predictions.png``.
+   one held-out digit of each class, and draws them with their predicted labels into ``predictions.png``.
 
 Re-running continues (or just re-reports) the run in ``--out-dir``.
 """
@@ -28,7 +28,7 @@ def _draw(images, truth, predicted, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from .train.checkpoint import atomic_write
-    fig, axes = plt.subplots(1, len(images), figsize=(1.6 * len(images), 2))
+    fig, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images), 1.9))
     for ax, img, t, p in zip(axes, images, truth, predicted):
         ax.imshow(img[..., 0], cmap="gray_r")
         ax.set_title("%d%s" % (p, "" if p == t else " (%d)" % t),
@@ -65,7 +65,7 @@ def main(argv=None):
     prefix = summary["export"]["symbol"][:-len("-symbol.json")]
     train_x, _, test_x, test_y = load_digits32()
     mean, std = channel_stats(train_x)
-    pick = np.arange(0, len(test_x), len(test_x) // 8)[:8]
+    pick = np.array([np.flatnonzero(test_y == digit)[0] for digit in range(10)])
     batch = ((test_x[pick].astype(np.float32) - mean) / std).transpose(0, 3, 1, 2)
     net = load_symbolblock(prefix)
     scores = net(mx.nd.array(batch)).asnumpy()

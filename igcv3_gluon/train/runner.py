@@ -81,7 +81,13 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
         raise UsageError("%s already holds checkpoints and --no-resume was given; use another "
                          "--out-dir" % args.out_dir)
     if record is not None:
-        ckpts.load(record, net, trainer, ctx=contexts)
+        try:
+            ckpts.load(record, net, trainer, ctx=contexts)
+        except (AssertionError, mx.MXNetError, ValueError) as err:
+            raise UsageError("checkpoint %s does not fit this network (%s); it was written by "
+                             "another version of the code or architecture: use another "
+                             "--out-dir" % (record["files"]["params"],
+                                            str(err).split(",")[0][:120]))
         epochs_done, start_batch = record["epochs_done"], record["batch"]
         best = record.get("best", best)
         log.truncate(epochs_done)
