@@ -41,7 +41,8 @@ def _symbol_of(net):
 
 
 def graph_stats(net, input_shape):
-    """Count a Gluon HybridBlock (traced on ``mx.sym.var('data')``) or a Symbol."""
+    """Count a Gluon HybridBlock (traced on ``mx.sym.var('data')``) or a Symbol; MAdds are
+    per image whatever the batch size in ``input_shape``."""
     sym = _symbol_of(net)
     arg_shapes, _, _ = sym.infer_shape(data=input_shape)
     shapes = dict(zip(sym.list_arguments(), arg_shapes))
@@ -53,7 +54,6 @@ def graph_stats(net, input_shape):
     out_shape = dict(zip(internals.list_outputs(), out_shapes))
     nodes = json.loads(sym.tojson())["nodes"]
     madds, params_fc, ops = 0, 0, Counter()
-    batch = input_shape[0]
     for node in nodes:
         op = node["op"]
         if op == "null":
@@ -72,7 +72,7 @@ def graph_stats(net, input_shape):
             bias = 0 if node["attrs"].get("no_bias", "False") == "True" else \
                 int(np.prod(shapes[nodes[node["inputs"][2][0]]["name"]]))
             params_fc = w + bias
-    return GraphStats(params, madds * 1 if batch == 1 else madds, params_fc, ops)
+    return GraphStats(params, madds, params_fc, ops)
 
 
 def count(net, input_shape=(1, 3, 224, 224)):

@@ -139,3 +139,16 @@ def test_two_cpu_contexts_with_device_kvstore_stay_identical():
         np.testing.assert_array_equal(a, b, err_msg=name)
         moved += not np.allclose(a, start[name])
     assert moved > 20
+
+
+def test_label_smoothing_loss():
+    from igcv3_gluon.train.runner import _SmoothedLoss
+    pred = mx.nd.array(np.random.RandomState(0).randn(4, 5))
+    label = mx.nd.array([0, 1, 4, 2])
+    plain = mx.gluon.loss.SoftmaxCrossEntropyLoss()(pred, label).asnumpy()
+    np.testing.assert_allclose(_SmoothedLoss(5, 0.0)(pred, label).asnumpy(), plain, rtol=1e-5)
+    logp = mx.nd.log_softmax(pred).asnumpy()
+    target = np.full((4, 5), 0.1 / 5)
+    target[np.arange(4), label.asnumpy().astype(int)] += 0.9
+    np.testing.assert_allclose(_SmoothedLoss(5, 0.1)(pred, label).asnumpy(),
+                               -(logp * target).sum(1), rtol=1e-5)

@@ -38,7 +38,7 @@ def is_distributed(kvstore):
 
 
 def make_kvstore(name, contexts):
-    """Create the kvstore (None for a single device with ``local``). ``dist_*`` needs the
+    """Create the kvstore (None for a single device without a ``dist_*`` store). ``dist_*`` needs the
     DMLC_* environment of MXNet's parameter-server launcher (see ``train.launch``)."""
     if name not in KVSTORES:
         raise UsageError("--kvstore %s: choose one of %s" % (name, ", ".join(KVSTORES)))
@@ -48,8 +48,8 @@ def make_kvstore(name, contexts):
         raise UsageError("--kvstore %s needs MXNet's parameter-server environment (DMLC_ROLE, "
                          "DMLC_PS_ROOT_URI, ...): start the workers with "
                          "`python -m igcv3_gluon.train.launch` (README, Distributed)" % name)
-    if name == "local" and len(contexts) == 1:
-        return None
+    if not is_distributed(name) and len(contexts) == 1:
+        return None                  # one device: nothing to aggregate
     return mx.kv.create(name)
 
 

@@ -71,9 +71,8 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
     if batches_per_epoch == 0:
         raise UsageError("the training set has fewer images per worker than --batch-size %d"
                          % args.batch_size)
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss(sparse_label=args.label_smoothing == 0)
-    if args.label_smoothing:
-        loss_fn = _SmoothedLoss(config["classes"], args.label_smoothing)
+    loss_fn = (_SmoothedLoss(config["classes"], args.label_smoothing) if args.label_smoothing
+               else gluon.loss.SoftmaxCrossEntropyLoss())
 
     epochs_done, start_batch, best = 0, 0, {"val_acc": -1.0, "epoch": 0}
     record = None if args.no_resume else ckpts.latest(log=say)
