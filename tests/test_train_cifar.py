@@ -181,3 +181,21 @@ def test_no_reference_batchnorm_in_any_cifar_model():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "batch_normalization" in proc.stdout          # verbose output is there
     assert "bnorm_ref" not in proc.stdout
+
+
+def test_trains_from_a_cifar10_binary_folder(tmp_path):
+    """The real-data path: --data-dir with CIFAR-10 binary files (written here, 64 images)."""
+    from igcv3_gluon.data import write_cifar_binary
+    folder = tmp_path / "data" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
+        write_cifar_binary(str(folder / name), rng.randint(0, 256, (16, 32, 32, 3)),
+                           rng.randint(0, 10, 16))
+    out = str(tmp_path / "run")
+    proc = train(*TINY, "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["dataset"] == "cifar10" and config["train_images"] == 80
+    assert config["test_images"] == 16 and config["classes"] == 10
+    assert epochs_logged(out)[0]["images"] == 64          # 80 // 32 full batches, flipped too
