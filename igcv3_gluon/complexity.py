@@ -109,7 +109,7 @@ def table(names=None, progress=True):
                    params_without_fc=stats.params_without_fc, madds=stats.madds,
                    compared=ours, paper_params=paper.get("params"),
                    paper_madds=paper.get("madds"), source=paper.get("source", ""))
-        row["params_dev"] = None if row["paper_params"] is None else ours - row["paper_params"]
+        row["params_dev"] = None if not row["paper_params"] else ours - row["paper_params"]
         row["madds_dev"] = (None if row["paper_madds"] is None
                             else stats.madds / row["paper_madds"] - 1)
         rows.append(row)

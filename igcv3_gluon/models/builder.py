@@ -4,10 +4,11 @@ import copy
 
 from mxnet.gluon import nn
 
-from ..nn import IGCV3Block, InterleavedPointwise, MobileNetV2Block, add_conv_bn
+from ..nn import (IGCV1Block, IGCV2Block, IGCV3Block, InterleavedPointwise, MobileNetV2Block,
+                  add_conv_bn)
 from .configs import CIFAR_STRIDES, CONFIGS
 
-__all__ = ["ClassificationNet", "build", "scale_channels", "resolve_config"]
+__all__ = ["ClassificationNet", "build", "make_block", "scale_channels", "resolve_config"]
 
 
 def scale_channels(channels, multiplier, divisor):
@@ -40,15 +41,37 @@ def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
             row[2] = n
     strides = [2] + [row[3] for row in stages]
     if cifar:
-        strides = list(CIFAR_STRIDES)
+        strides = list(cfg.get("cifar_strides", CIFAR_STRIDES))
     cfg["stem_stride"] = strides[0]
     cfg["stages"] = [(t, scale_channels(c, multiplier, divisor), n, s)
                      for (t, c, n, _), s in zip(stages, strides[1:])]
     cfg["stem"] = scale_channels(cfg["stem"], multiplier, divisor)
-    if multiplier > 1.0:    # MobileNetV2 keeps 1280 for alpha <= 1
+    if cfg["last"] and multiplier > 1.0:          # MobileNetV2 keeps 1280 for alpha <= 1
         cfg["last"] = scale_channels(cfg["last"], multiplier, divisor)
     cfg["multiplier"] = multiplier
     return cfg
+
+
+def make_block(cfg, in_c, t, c, stride):
+    """One block of kind ``cfg["block"]``; returns ``(block, its output channels)``. The normal
+    (non-inverted) IGCV3 form keeps the wide channels ``t * c`` between blocks and reduces
+    them to ``c`` inside (Sec. 3.2)."""
+    kind = cfg["block"]
+    if kind == "mobilenetv2":
+        return MobileNetV2Block(in_c, c, t, stride, expand_t1=cfg["expand_t1"]), c
+    if kind == "igcv1":
+        return IGCV1Block(in_c, c, stride, cfg.get("branch", 2)), c
+    if kind == "igcv2":
+        return IGCV2Block(in_c, c, stride, cfg.get("branch", 8)), c
+    if kind != "igcv3":
+        raise ValueError("unknown block kind %r" % kind)
+    inverted = cfg.get("inverted", True)
+    out_c = c if inverted else c * t
+    block = IGCV3Block(in_c, out_c, t, stride, groups=cfg["groups"], relu=cfg.get("relu", "dw"),
+                       p1=cfg.get("p1", True), p2=cfg.get("p2", False), inverted=inverted,
+                       strict=cfg.get("strict", False), expand_t1=cfg["expand_t1"],
+                       mid_channels=None if inverted else c)
+    return block, out_c
 
 
 class ClassificationNet(nn.HybridBlock):
@@ -61,28 +84,20 @@ class ClassificationNet(nn.HybridBlock):
     def __init__(self, cfg, classes=1000, dropout=0.0, **kwargs):
         super().__init__(**kwargs)
         self.config = cfg
-        block_kw = dict(relu=cfg.get("relu", "dw"), p1=cfg.get("p1", True),
-                        p2=cfg.get("p2", False), inverted=cfg.get("inverted", True),
-                        strict=cfg.get("strict", False), expand_t1=cfg["expand_t1"],
-                        groups=cfg["groups"])
+        flat_bn = cfg["block"] != "mobilenetv2"          # see nn.FlatBatchNorm
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="features_")
             with self.features.name_scope():
-                flat_bn = max(cfg["groups"]) > 1        # see nn.FlatBatchNorm
                 add_conv_bn(self.features, cfg["stem"], 3, cfg["stem_stride"], act=True,
                             in_channels=3, flat_bn=flat_bn)
                 in_c = cfg["stem"]
                 for t, c, n, s in cfg["stages"]:
                     for i in range(n):
-                        stride = s if i == 0 else 1
-                        if cfg["block"] == "mobilenetv2":
-                            block = MobileNetV2Block(in_c, c, t, stride,
-                                                     expand_t1=cfg["expand_t1"])
-                        else:
-                            block = IGCV3Block(in_c, c, t, stride, **block_kw)
+                        block, in_c = make_block(cfg, in_c, t, c, s if i == 0 else 1)
                         self.features.add(block)
-                        in_c = c
-                if cfg["last_groups"] > 1:
+                if not cfg["last"]:
+                    pass                                     # MobileNetV1 skeleton: no last conv
+                elif cfg["last_groups"] > 1:
                     self.features.add(InterleavedPointwise(in_c, cfg["last"], cfg["last_groups"]))
                 else:
                     add_conv_bn(self.features, cfg["last"], 1, 1, act=True, in_channels=in_c,
@@ -91,7 +106,8 @@ class ClassificationNet(nn.HybridBlock):
                 self.features.add(nn.Flatten())
                 if dropout:
                     self.features.add(nn.Dropout(dropout))
-            self.output = nn.Dense(classes, in_units=cfg["last"])
+            self.num_features = cfg["last"] or in_c
+            self.output = nn.Dense(classes, in_units=self.num_features)
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))

@@ -10,7 +10,11 @@ groups : (G1, G2) of every IGCV3 block.    last_groups : 1 = dense last 1x1 conv
                                            two interleaved G-group convs (authors' IGCV3-W).
 expand_t1 : keep the 1x1 expand conv of the t = 1 block.
 cifar_strides : for the 32x32 variants, (stem stride, stage strides...) replacing the
-                ImageNet ones: only the stem and the first stride-2 stage change.
+                ImageNet ones (default ``CIFAR_STRIDES``: only the stem and the first
+                stride-2 stage change).
+branch : channels per branch of the first group conv of IGCV1 (2) / IGCV2 (8) blocks.
+inverted, relu, p1, p2, strict : IGCV3 block options (``nn.IGCV3Block``); normal
+                (``inverted=False``) networks keep the wide ``t * c`` channels between blocks.
 """
 
 MOBILENETV2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
@@ -37,6 +41,19 @@ CONFIGS = {
         stages=[(1, 32, 1, 1), (6, 48, 2, 2), (6, 64, 3, 2), (6, 128, 4, 2),
                 (6, 192, 3, 1), (6, 320, 3, 2), (6, 640, 1, 1)]),
 }
+
+# MobileNetV1 skeleton (13 Dw3x3 + 1x1 layer pairs) for the IGCV1 / IGCV2 baselines of Table 1
+# ("the models of IGCV1 and IGCV2 replace the blocks in MobileNetV1"). CIFAR: stem stride 1
+# and the 64 and 1024 stages stride 1, so the maps are 32 -> 16 -> 8 -> 4.
+MOBILENETV1_STAGES = [(1, 64, 1, 1), (1, 128, 2, 2), (1, 256, 2, 2), (1, 512, 6, 2),
+                      (1, 1024, 2, 2)]
+MOBILENETV1_CIFAR_STRIDES = (1, 1, 2, 2, 2, 1)
+CONFIGS["igcv1"] = dict(block="igcv1", stem=32, last=None, groups=(2, 2), last_groups=1,
+                        expand_t1=False, branch=2, stages=MOBILENETV1_STAGES,
+                        cifar_strides=MOBILENETV1_CIFAR_STRIDES)
+CONFIGS["igcv2"] = dict(block="igcv2", stem=32, last=None, groups=(8, 8), last_groups=1,
+                        expand_t1=False, branch=8, stages=MOBILENETV1_STAGES,
+                        cifar_strides=MOBILENETV1_CIFAR_STRIDES)
 
 # Table 2: the smaller CIFAR IGCV3-D models remove blocks at the same widths ("s x" = s times
 # the parameters of 1.0x). The authors never published their depths; these are ours:

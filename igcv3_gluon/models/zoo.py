@@ -94,3 +94,16 @@ for _name, _cfg, _depths, _paper_fig in [
         ("cifar_mobilenetv2_1.0", "mobilenetv2", None, _paper(2.3e6, None, False, "Table 2"))]:
     register_model(ModelInfo(_name, _cfg, 1.0, cifar=True, classes=10, paper=_paper_fig,
                              depths=None if _depths is None else tuple(CIFAR_DEPTHS[_depths])))
+
+# Table 1 baselines on the MobileNetV1 skeleton, widened to the table's 2.3M parameters
+# (CIFAR, without FC): IGCV1 x1.2 = 2.39M, IGCV2 x2.2 = 2.40M. Table 5's IGCV3-Widest: the
+# IGCV3-W plan 1.5x wider, every block under the strict condition (Condition 1): 2.35M.
+for _name, _cfg, _mult, _cifar, _kwargs, _paper_fig in [
+        ("cifar_igcv1", "igcv1", 1.2, True, {}, _paper(2.3e6, None, False, "Table 1")),
+        ("cifar_igcv2", "igcv2", 2.2, True, {}, _paper(2.3e6, None, False, "Table 1")),
+        ("cifar_igcv3_widest", "igcv3_w", 1.5, True, dict(strict=True, groups=(0, 0)),
+         _paper(2.3e6, None, False, "Table 5")),
+        ("igcv1", "igcv1", 1.2, False, {}, _paper(None, None, source="Table 1 (no ImageNet row)")),
+        ("igcv2", "igcv2", 2.2, False, {}, _paper(None, None, source="Table 1 (70.7%, size not given)"))]:
+    register_model(ModelInfo(_name, _cfg, _mult, cifar=_cifar, classes=10 if _cifar else 1000,
+                             paper=_paper_fig, kwargs=_kwargs))

@@ -19,6 +19,13 @@ RELU_PLACEMENTS = {
 }
 
 
+def _smallest_strict_g1(cin, mid, cout):
+    for g1 in range(2, cin + 1):
+        if cin % g1 == 0 and mid % g1 == 0 and cout % (mid // g1) == 0:
+            return g1
+    raise ValueError("no G1 makes a strict IGCV3 block %d -> %d -> %d" % (cin, mid, cout))
+
+
 def _check_divisible(what, channels, groups):
     if channels % groups:
         raise ValueError("%s: %d channels are not divisible by %d groups"
@@ -65,19 +72,25 @@ class IGCV3Block(nn.HybridBlock):
     strict : bool
         Strict complementary condition (Condition 1, "IGCV3-Widest" of Table 5): G2 is set to
         C_int / G1 so that every branch of W2 reads exactly one channel of every branch of W1.
+        With ``groups[0] == 0`` the smallest G1 >= 2 that divides the widths is chosen.
     expand_t1 : bool
         Keep the first 1x1 conv when ``expansion == 1`` (the authors' release does; GluonCV's
         MobileNetV2 does not).
+    mid_channels : int, optional
+        C_int given directly (normal-form networks use the stage's narrow width).
     """
+    interleaved = True
 
     def __init__(self, in_channels, channels, expansion=6, stride=1, groups=(2, 2),
                  relu="dw", p1=True, p2=False, inverted=True, strict=False, expand_t1=True,
-                 **kwargs):
+                 mid_channels=None, **kwargs):
         super().__init__(**kwargs)
         if relu not in RELU_PLACEMENTS:
             raise ValueError("relu=%r: choose one of %s" % (relu, ", ".join(RELU_PLACEMENTS)))
         g1, g2 = (int(g) for g in groups)
-        if inverted:
+        if mid_channels is not None:
+            mid = mid_channels
+        elif inverted:
             mid = in_channels * expansion
         else:
             if in_channels % expansion:
@@ -85,6 +98,8 @@ class IGCV3Block(nn.HybridBlock):
                                  % (in_channels, expansion))
             mid = in_channels // expansion
         if strict:
+            if g1 == 0:
+                g1 = _smallest_strict_g1(in_channels, mid, channels)
             _check_divisible("strict IGCV3 block, intermediate width", mid, g1)
             g2 = mid // g1
         has_pw1 = expansion != 1 or expand_t1 or not inverted
@@ -159,6 +174,8 @@ class InterleavedPointwise(nn.HybridBlock):
     The authors' wide release uses it for the last 1x1 conv of IGCV3-W (640 -> 1280, G = 4),
     which puts IGCV3-W at the size Table 5 reports.
     """
+
+    interleaved = True
 
     def __init__(self, in_channels, channels, groups=4, **kwargs):
         super().__init__(**kwargs)

@@ -90,9 +90,8 @@ def check_block(block):
             g1 = pointwise[0]
             counts = np.zeros((g1, groups), dtype=int)
             np.add.at(counts, (labels, in_branch), 1)
-        conn = (mask.astype(np.int64) @ conn.astype(np.int64)) > 0
-        if not pointwise:
-            labels = np.arange(cout) // (cout // groups)
+        conn = (mask.astype(np.float32) @ conn.astype(np.float32)) > 0     # BLAS, exact for 0/1
+        labels = np.arange(cout) // (cout // groups) if not pointwise else None
         pointwise.append(groups)
     report = Report(conn.shape[1], conn.shape[0], tuple(pointwise), bool(conn.all()))
     if counts is not None:
@@ -104,14 +103,13 @@ def check_block(block):
 
 
 def check_network(net):
-    """Reports for every block of ``net`` that has a pointwise group structure:
-    a list of ``(block name, Report)``."""
-    from .blocks import IGCV3Block, InterleavedPointwise
+    """Reports for every interleaved block of ``net`` (IGCV1/2/3 blocks, MobileNetV2 blocks,
+    InterleavedPointwise): a list of ``(block name, Report)``."""
     reports = []
 
     def walk(block):
         for child in block._children.values():
-            if isinstance(child, (IGCV3Block, InterleavedPointwise)):
+            if getattr(child, "interleaved", False):
                 reports.append((child.name, check_block(child)))
             else:
                 walk(child)

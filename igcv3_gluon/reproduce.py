@@ -1,0 +1,346 @@
+"""Every table of the paper from one place (issue 6).
+
+    python -m igcv3_gluon.reproduce --table 2          # rows, our sizes beside the paper's,
+                                                       # and the command that trains each row
+    python -m igcv3_gluon.reproduce --collect runs/    # fill in accuracies from finished runs
+    python -m igcv3_gluon.reproduce --doc > docs/reproduction.md
+
+The tables are data (``TABLES``); sizes come from ``igcv3_gluon.complexity`` on the zoo
+models, accuracies from the ``config.json`` + ``log.jsonl`` that the training scripts write.
+"""
+import argparse
+import json
+import os
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Row", "TABLES", "row_size", "row_command", "collect_runs", "table_markdown", "main"]
+
+DATASETS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet",
+            "coco": "COCO mAP"}
+PAPER_RECIPE = {
+    "cifar10": "python train_cifar.py --data-dir DATA --dataset cifar10",
+    "cifar100": "python train_cifar.py --data-dir DATA --dataset cifar100",
+    "imagenet": "python train_imagenet.py --rec-train DATA/train.rec --rec-val DATA/val.rec",
+    "coco": "python train_ssdlite.py --data-dir DATA/coco",
+}
+
+
+@dataclass
+class Row:
+    """One row of a paper table. ``model`` is the zoo name for the CIFAR columns,
+    ``imagenet_model`` for ImageNet; ``flags`` are train_cifar.py flags (ablations);
+    ``paper`` maps a data set to ``(mean, std)`` or a single number."""
+    label: str
+    model: str
+    params: float = None
+    madds: float = None
+    paper: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+    imagenet_model: str = None
+    with_fc: bool = False                  # the paper's CIFAR counts exclude the final FC
+
+
+def _cifar(label, model, params, c10, c100, imagenet=None, imagenet_model=None, **flags):
+    paper = {"cifar10": c10, "cifar100": c100}
+    if imagenet is not None:
+        paper["imagenet"] = imagenet
+    return Row(label, model, params, None, paper, flags, imagenet_model)
+
+
+TABLES = {
+    1: dict(title="Table 1: IGC blocks (CIFAR parameters without the final FC)",
+            columns=("cifar10", "cifar100", "imagenet"), rows=[
+                _cifar("IGCV1 (our impl.)", "cifar_igcv1", 2.3e6, (91.77, 0.14), (70.07, 0.17)),
+                _cifar("IGCV2 (our impl.)", "cifar_igcv2", 2.3e6, (94.76, 0.11), (77.45, 0.35),
+                       70.7, "igcv2"),
+                _cifar("IGCV3-D", "cifar_igcv3_d_1.0", 2.4e6, (94.96, 0.07), (77.95, 0.39),
+                       72.2, "igcv3_d_1.0")]),
+    2: dict(title="Table 2: MobileNetV2 and IGCV3-D on CIFAR (parameters without FC)",
+            columns=("cifar10", "cifar100"), rows=[
+                _cifar("MobileNetV2 (our impl.)", "cifar_mobilenetv2_1.0", 2.3e6, (94.56, 0.16),
+                       (77.09, 0.17)),
+                _cifar("IGCV3-D 0.5x", "cifar_igcv3_d_0.5", 1.2e6, (94.73, 0.14), (77.29, 0.25)),
+                _cifar("IGCV3-D 0.7x", "cifar_igcv3_d_0.7", 1.7e6, (94.92, 0.16), (77.83, 0.38)),
+                _cifar("IGCV3-D 1.0x", "cifar_igcv3_d_1.0", 2.4e6, (94.96, 0.07), (77.95, 0.39))]),
+    3: dict(title="Table 3: ImageNet (224x224, parameters and MAdds with the FC)",
+            columns=("imagenet",), rows=[
+                Row("MobileNetV2 (0.7) (our impl.)", None, 2.4e6, 210e6, {"imagenet": 66.51},
+                    imagenet_model="mobilenetv2_0.7", with_fc=True),
+                Row("IGCV3-D (0.7)", None, 2.7e6, 210e6, {"imagenet": 68.45},
+                    imagenet_model="igcv3_d_0.7", with_fc=True),
+                Row("MobileNetV2 (our impl.)", None, 3.4e6, 300e6, {"imagenet": 71.3},
+                    imagenet_model="mobilenetv2_1.0", with_fc=True),
+                Row("IGCV3-D", None, 3.6e6, 318e6, {"imagenet": 72.2},
+                    imagenet_model="igcv3_d_1.0", with_fc=True),
+                Row("MobileNetV2 (1.4) (our impl.)", None, 6.9e6, 585e6, {"imagenet": 73.76},
+                    imagenet_model="mobilenetv2_1.4", with_fc=True),
+                Row("IGCV3-D (1.4)", None, 7.2e6, 610e6, {"imagenet": 74.55},
+                    imagenet_model="igcv3_d_1.4", with_fc=True)]),
+    4: dict(title="Table 4: COCO detection, SSDLite at 320x320", columns=("coco",), rows=[
+                Row("MobileNetV2 SSDLite (our impl.)", "ssdlite_320_mobilenetv2_coco", 4.3e6,
+                    None, {"coco": 22.1}, with_fc=True),
+                Row("IGCV3-W SSDLite2", "ssdlite_320_igcv3_w_coco", 4.0e6, None,
+                    {"coco": 22.2}, with_fc=True)]),
+    5: dict(title="Table 5: deeper vs wider (CIFAR parameters without FC)",
+            columns=("cifar10", "cifar100", "imagenet"), rows=[
+                _cifar("IGCV3-W", "cifar_igcv3_w_1.0", 2.3e6, (94.68, 0.21), (76.48, 0.25), 71.1,
+                       "igcv3_w_1.0"),
+                _cifar("IGCV3-Widest", "cifar_igcv3_widest", 2.3e6, (94.62, 0.19), (76.39, 0.27)),
+                _cifar("IGCV3-D", "cifar_igcv3_d_1.0", 2.4e6, (94.88, 0.08), (77.95, 0.39), 72.2,
+                       "igcv3_d_1.0")]),
+    6: dict(title="Table 6: ReLU placement in the IGCV3 block (CIFAR, IGCV3-D)",
+            columns=("cifar10", "cifar100"), rows=[
+                _cifar("G1x1_ReLU_Dw3x3_ReLU_G1x1", "cifar_igcv3_d_1.0", 2.4e6, (94.44, 0.11),
+                       (76.61, 0.29), relu="pw1+dw"),
+                _cifar("G1x1_Dw3x3_ReLU_G1x1", "cifar_igcv3_d_1.0", 2.4e6, (94.88, 0.07),
+                       (77.95, 0.39)),
+                _cifar("G1x1_Dw3x3_G1x1_ReLU", "cifar_igcv3_d_1.0", 2.4e6, (93.76, 0.08),
+                       (75.53, 0.25), relu="pw2")]),
+    7: dict(title="Table 7: branches of the two group convolutions (CIFAR, IGCV3-D)",
+            columns=("cifar10", "cifar100"), rows=[
+                _cifar("IGCV3-D (G1 = 2, G2 = 2)", "cifar_igcv3_d_1.0", 2.4e6, (94.88, 0.07),
+                       (77.95, 0.39)),
+                _cifar("IGCV3-D (G1 = 2, G2 = 4)", "cifar_igcv3_d_1.0", 2.4e6, (94.89, 0.11),
+                       (78.12, 0.36), groups="2,4"),
+                _cifar("IGCV3-D (G1 = 4, G2 = 2)", "cifar_igcv3_d_1.0", 2.4e6, (94.71, 0.26),
+                       (77.84, 0.40), groups="4,2")]),
+}
+
+# Sec. 3.3 variants without a table in the paper: reachable with these flags.
+EXTRA_VARIANTS = [("linear IGCV3-D (no ReLU in the block)", "cifar_igcv3_d_1.0", {"relu": "none"}),
+                  ("normal (non-inverted) IGCV3-D", "cifar_igcv3_d_1.0", {"inverted": False})]
+
+
+def _model_kwargs(flags):
+    kwargs = {}
+    if "groups" in flags:
+        kwargs["groups"] = tuple(int(g) for g in flags["groups"].split(","))
+    if "relu" in flags:
+        kwargs["relu"] = flags["relu"]
+    if "inverted" in flags:
+        kwargs["inverted"] = flags["inverted"]
+    return kwargs
+
+
+def row_size(row):
+    """``(params, madds)`` of a row as the paper counts it, or None if not built here."""
+    from .complexity import graph_stats
+    from .models import get_model, list_models, model_info
+    name = row.model if row.model and not row.with_fc else (row.imagenet_model or row.model)
+    if name not in list_models():
+        return None
+    stats = graph_stats(get_model(name, **_model_kwargs(row.flags)),
+                        model_info(name).input_shape)
+    return (stats.params if row.with_fc else stats.params_without_fc), stats.madds
+
+
+def row_command(row, dataset, table):
+    if dataset in ("cifar10", "cifar100"):
+        flags = "".join(" --%s %s" % (k, v) for k, v in sorted(row.flags.items()))
+        slug = (row.model + flags.replace(" --", "-").replace(" ", "").replace(",", "")
+                .replace("+", ""))
+        return "%s --model %s%s --seeds 5 --out-dir runs/table%d/%s-%s" % (
+            PAPER_RECIPE[dataset], row.model, flags, table, slug, dataset)
+    if dataset == "imagenet" and row.imagenet_model:
+        return "%s --model %s --out-dir runs/table%d/%s" % (
+            PAPER_RECIPE["imagenet"], row.imagenet_model, table, row.imagenet_model)
+    if dataset == "coco":
+        return "%s --model %s --out-dir runs/table%d/%s" % (PAPER_RECIPE["coco"], row.model,
+                                                           table, row.model)
+    return None
+
+
+def _key(model, dataset, flags):
+    """What identifies a row's runs: model, data set and the architecture flags (a run with a
+    changed width or depth is not a paper row)."""
+    return (model, dataset, flags.get("relu") or "dw", flags.get("groups") or "default",
+            bool(flags.get("p2")), flags.get("multiplier"), flags.get("depths"))
+
+
+def collect_runs(runs_dir):
+    """Finished runs under ``runs_dir`` -> ``{key: [final top-1 (%) per seed]}``; a run is
+    finished when its log holds the configured number of epochs."""
+    from .models import list_models, model_info
+    found = defaultdict(list)
+    for root, _, files in os.walk(runs_dir):
+        if "config.json" not in files or "log.jsonl" not in files:
+            continue
+        with open(os.path.join(root, "config.json")) as fh:
+            config = json.load(fh)
+        records = []
+        with open(os.path.join(root, "log.jsonl")) as fh:
+            for line in fh:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass
+        if not records or records[-1].get("epoch") != config.get("epochs"):
+            continue
+        flags = {k: config.get(k) for k in ("relu", "groups", "p2", "multiplier", "depths")}
+        model = config.get("model")
+        if flags["groups"] and model in list_models():
+            default = ",".join(str(g) for g in model_info(model).kwargs.get("groups", ()) or
+                               _default_groups(model))
+            if flags["groups"].replace(" ", "") == default:
+                flags["groups"] = None
+        dataset = config.get("dataset", "imagenet")
+        found[_key(model, dataset, flags)].append(100.0 * records[-1]["val_acc"])
+    return dict(found)
+
+
+def _default_groups(model):
+    from .models import get_model
+    return get_model(model).config["groups"]
+
+
+def _fmt_paper(value):
+    if value is None:
+        return "-"
+    if isinstance(value, tuple):
+        return "%.2f ± %.2f" % value
+    return "%.2f" % value
+
+
+def _fmt_ours(accs):
+    if not accs:
+        return "-"
+    if len(accs) == 1:
+        return "%.2f (1 run)" % accs[0]
+    return "%.2f ± %.2f (%d runs)" % (np.mean(accs), np.std(accs, ddof=1), len(accs))
+
+
+def table_markdown(number, results=None, commands=True):
+    """Markdown of paper table ``number``; ``results`` from :func:`collect_runs`."""
+    table = TABLES[number]
+    results = results or {}
+    head = ["network", "params (ours)", "params (paper)"]
+    if any(r.madds for r in table["rows"]):
+        head += ["MAdds (ours)", "MAdds (paper)"]
+    for ds in table["columns"]:
+        head += ["%s paper" % DATASETS[ds], "%s ours" % DATASETS[ds]]
+    lines = ["### " + table["title"], "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    cmds = []
+    for row in table["rows"]:
+        size = row_size(row)
+        cells = [row.label + ("".join(" `--%s %s`" % kv for kv in sorted(row.flags.items()))),
+                 "not built yet (issue 5)" if size is None else "%.2fM" % (size[0] / 1e6),
+                 "%.1fM" % (row.params / 1e6)]
+        if "MAdds (ours)" in head:
+            cells += ["-" if size is None else "%.0fM" % (size[1] / 1e6),
+                      "-" if not row.madds else "%.0fM" % (row.madds / 1e6)]
+        for ds in table["columns"]:
+            model = row.model if ds.startswith("cifar") else (row.imagenet_model or row.model)
+            accs = results.get(_key(model, ds, row.flags), [])
+            cells += [_fmt_paper(row.paper.get(ds)),
+                      _fmt_ours(accs) if row.paper.get(ds) is not None else "-"]
+            if commands and row.paper.get(ds) is not None:
+                cmd = row_command(row, ds, number)
+                if cmd:
+                    cmds.append("%s, %s: `%s`" % (row.label, DATASETS[ds], cmd))
+        lines.append("| " + " | ".join(cells) + " |")
+    if commands and cmds:
+        lines += ["", "Commands (the paper's recipe is each script's default; DATA is yours):", ""]
+        lines += ["- " + c for c in cmds]
+    return "\n".join(lines)
+
+
+def bar_chart(results, path):
+    """Paper vs ours, every row with both, as grouped bars (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    labels, paper, ours = [], [], []
+    for number, table in sorted(TABLES.items()):
+        for row in table["rows"]:
+            for ds in table["columns"]:
+                model = row.model if ds.startswith("cifar") else row.imagenet_model
+                accs = results.get(_key(model, ds, row.flags))
+                value = row.paper.get(ds)
+                if accs and value is not None:
+                    labels.append("T%d %s\n%s" % (number, row.label, DATASETS[ds]))
+                    paper.append(value[0] if isinstance(value, tuple) else value)
+                    ours.append(float(np.mean(accs)))
+    if not labels:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels)), 4))
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, paper, 0.4, label="paper")
+    ax.bar(x + 0.2, ours, 0.4, label="ours")
+    ax.set_xticks(x)
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("top-1 (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=int, action="append", choices=sorted(TABLES),
+                        help="table number (repeatable; default: all)")
+    parser.add_argument("--collect", metavar="RUNS_DIR",
+                        help="fill the accuracy columns from finished runs under RUNS_DIR")
+    parser.add_argument("--plot", metavar="PNG", help="with --collect: bar chart paper vs ours")
+    parser.add_argument("--doc", action="store_true", help="docs/reproduction.md, whole")
+    parser.add_argument("--no-commands", action="store_true")
+    args = parser.parse_args(argv)
+    if args.collect and not os.path.isdir(args.collect):
+        parser.exit(2, "error: %s is not a directory of training runs\n" % args.collect)
+    results = collect_runs(args.collect) if args.collect else {}
+    numbers = args.table or sorted(TABLES)
+    parts = []
+    if args.doc:
+        parts.append(DOC_HEADER)
+    for number in numbers:
+        parts.append(table_markdown(number, results, commands=not args.no_commands))
+    if args.doc:
+        parts.append(doc_footer())
+    print("\n\n".join(parts))
+    if args.plot:
+        path = bar_chart(results, args.plot)
+        print("\nbar chart: %s" % (path or "nothing to plot (no finished runs matched)"),
+              file=sys.stderr)
+    return 0
+
+
+DOC_HEADER = """# Reproducing the paper
+
+Generated by `python -m igcv3_gluon.reproduce --doc`. Each table lists our networks' sizes
+(counted on the graph, `igcv3_gluon.complexity`) beside the paper's figures, the paper's
+accuracies, and the command that trains each row with the paper's recipe (the scripts'
+defaults). After training, `python -m igcv3_gluon.reproduce --collect runs/ [--plot bars.png]`
+fills the "ours" columns with mean ± std over the seeds found.
+
+**Status.** Parameter counts and MAdds: verified here (tests/test_reproduce.py). Accuracies:
+not yet run. CIFAR rows need the CIFAR data and days of GPU time per row (400 epochs x 5
+seeds); ImageNet rows need `train_imagenet.py` (issue 4) and the data set; Table 4 needs the
+SSDLite2 detector (issue 5). None of these data sets can be downloaded on the machine this
+project is developed on.
+
+Size notes: rows built on IGCV3-D 1.0x (Tables 1, 2, 5, 6, 7) have 2.21M parameters without
+the FC, the size of the authors' released IGCV3-D, where the paper prints 2.4M (see README,
+"Known deviations"); with 4 branches in one group conv (Table 7) the network has fewer
+parameters still, since the paper gives no width change for those rows. IGCV1 and IGCV2 are
+the MobileNetV1 skeleton widened x1.2 and x2.2 to reach Table 1's 2.3M; IGCV3-Widest is the
+IGCV3-W plan x1.5 with every block under the strict condition (2.35M).
+"""
+
+
+def doc_footer():
+    lines = ["### Sec. 3.3 variants (no table in the paper)", ""]
+    for label, model, kwargs in EXTRA_VARIANTS:
+        flags = " ".join("%s=%r" % kv for kv in kwargs.items())
+        lines.append("- %s: `igcv3_gluon.get_model(%r, %s)`" % (label, model, flags))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
