@@ -120,8 +120,9 @@ def test_collect_fills_accuracy_from_real_runs(tmp_path):
     md = table_markdown(2, results, commands=False)
     row = next(l for l in md.splitlines() if l.startswith("| IGCV3-D 0.5x"))
     expected = "%.2f ± %.2f (2 runs)" % (np.mean(accs), np.std(accs, ddof=1))
-    assert row.split(" | ")[4] == expected
-    assert row.split(" | ")[6].strip(" |") == "-"              # no CIFAR-100 runs
+    assert row.split(" | ")[1] == "yes"                       # the checker's verdict
+    assert row.split(" | ")[5] == expected
+    assert row.split(" | ")[7].strip(" |") == "-"              # no CIFAR-100 runs
     cli = subprocess.run([sys.executable, "-m", "igcv3_gluon.reproduce", "--table", "2",
                           "--collect", str(runs), "--plot", str(tmp_path / "bars.png")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
