@@ -55,3 +55,20 @@ def calibrate_bn(net, x):
 @pytest.fixture
 def rng():
     return np.random.RandomState(0)
+
+
+def fake_cifar10(root, per_file=3, seed=0):
+    """Write CIFAR-10 binary files (``per_file`` random images in each of the 5 training
+    batches and the test batch) under ``root/cifar-10-batches-bin``; returns the folder and
+    ``{file name: (images, labels)}``."""
+    from igcv3_gluon.data import write_cifar_binary
+    rng = np.random.RandomState(seed)
+    folder = os.path.join(str(root), "cifar-10-batches-bin")
+    os.makedirs(folder)
+    data = {}
+    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
+        images = rng.randint(0, 256, (per_file, 32, 32, 3)).astype(np.uint8)
+        labels = rng.randint(0, 10, per_file)
+        write_cifar_binary(os.path.join(folder, name), images, labels)
+        data[name] = (images, labels)
+    return folder, data

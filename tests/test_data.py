@@ -8,19 +8,7 @@ import pytest
 from igcv3_gluon.data import (EpochSampler, channel_stats, load_cifar, load_dataset,
                               load_digits32, make_loader, write_cifar_binary)
 from igcv3_gluon.errors import UsageError
-
-
-def fake_cifar10(root, per_file=3, seed=0):
-    rng = np.random.RandomState(seed)
-    folder = os.path.join(root, "cifar-10-batches-bin")
-    os.makedirs(folder)
-    data = {}
-    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
-        images = rng.randint(0, 256, (per_file, 32, 32, 3)).astype(np.uint8)
-        labels = rng.randint(0, 10, per_file)
-        write_cifar_binary(os.path.join(folder, name), images, labels)
-        data[name] = (images, labels)
-    return folder, data
+from conftest import fake_cifar10
 
 
 def test_reads_cifar10_binary_exactly(tmp_path):

@@ -12,7 +12,7 @@ from igcv3_gluon.complexity import graph_stats
 from igcv3_gluon.nn import IGCV1Block, IGCV2Block
 from igcv3_gluon.nn.complementary import check_block, check_network
 from igcv3_gluon.reproduce import TABLES, collect_runs, row_size, table_markdown
-from conftest import ROOT
+from conftest import ROOT, fake_cifar10
 
 # Rows whose size cannot match the paper's figure; docs/reproduction.md says why: they are
 # the authors' released IGCV3-D (2.21M without FC, the paper prints 2.4M), with fewer
@@ -94,13 +94,7 @@ def test_commands_use_the_paper_recipe_flags():
 
 
 def test_collect_fills_accuracy_from_real_runs(tmp_path):
-    from igcv3_gluon.data import write_cifar_binary
-    folder = tmp_path / "data" / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(0)
-    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
-        write_cifar_binary(str(folder / name), rng.randint(0, 256, (16, 32, 32, 3)),
-                           rng.randint(0, 10, 16))
+    fake_cifar10(tmp_path / "data", per_file=16)
     runs = tmp_path / "runs"
     common = ["--data-dir", str(tmp_path / "data"), "--epochs", "1", "--batch-size", "16",
               "--no-progress", "--workers", "0"]

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, fake_cifar10
 
 TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
         "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine", "--warmup-epochs", "1",
@@ -185,13 +185,7 @@ def test_no_reference_batchnorm_in_any_cifar_model():
 
 def test_trains_from_a_cifar10_binary_folder(tmp_path):
     """The real-data path: --data-dir with CIFAR-10 binary files (written here, 64 images)."""
-    from igcv3_gluon.data import write_cifar_binary
-    folder = tmp_path / "data" / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    rng = np.random.RandomState(0)
-    for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
-        write_cifar_binary(str(folder / name), rng.randint(0, 256, (16, 32, 32, 3)),
-                           rng.randint(0, 10, 16))
+    fake_cifar10(tmp_path / "data", per_file=16)
     out = str(tmp_path / "run")
     proc = train(*TINY, "--epochs", "1", "--data-dir", str(tmp_path / "data"), "--out-dir", out)
     assert proc.returncode == 0, proc.stderr[-2000:]
