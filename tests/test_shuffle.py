@@ -64,7 +64,7 @@ def test_exports_to_symbol_json_without_special_reshape(tmp_path, rng):
 
 
 def test_onnx_conversion_runs_in_onnxruntime(tmp_path, rng):
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
     block = ChannelShuffle(2, 8)
     block.hybridize()
     x = rng.randn(2, 8, 4, 4).astype("float32")
