@@ -49,7 +49,7 @@ def test_demo_reaches_95_percent_on_digits(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.demo", "--out-dir", out],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert time.time() - tic < 300
+    assert time.time() - tic < 180          # issue 3: under 3 minutes on 2 cores
     accuracy = float(re.search(r"test accuracy ([\d.]+)%", proc.stdout).group(1))
     assert accuracy >= 95.0, proc.stdout[-2000:]
     records = epochs_logged(out)
@@ -193,3 +193,14 @@ def test_trains_from_a_cifar10_binary_folder(tmp_path):
     assert config["dataset"] == "cifar10" and config["train_images"] == 80
     assert config["test_images"] == 16 and config["classes"] == 10
     assert epochs_logged(out)[0]["images"] == 64          # 80 // 32 full batches, flipped too
+
+
+def test_defaults_are_the_papers_cifar_recipe():
+    """Sec. 4.1: SGD momentum 0.9, wd 1e-4, lr 0.1 /10 at 200, 300, 350, 400 epochs, batch 64."""
+    from igcv3_gluon.cifar import build_parser
+    args = build_parser().parse_args([])
+    assert (args.model, args.epochs, args.batch_size, args.lr, args.lr_mode, args.lr_steps,
+            args.lr_factor, args.wd, args.momentum) == (
+        "cifar_igcv3_d_1.0", 400, 64, 0.1, "step", "200,300,350", 0.1, 1e-4, 0.9)
+    from igcv3_gluon.train.runner import kaiming_init
+    assert kaiming_init._kwargs == {"rnd_type": "gaussian", "factor_type": "in", "magnitude": 2}
