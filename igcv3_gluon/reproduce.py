@@ -9,7 +9,6 @@ The tables are data (``TABLES``); sizes come from ``igcv3_gluon.complexity`` on 
 models, accuracies from the ``config.json`` + ``log.jsonl`` that the training scripts write.
 """
 import argparse
-import json
 import os
 import sys
 from collections import defaultdict
@@ -183,27 +182,20 @@ def _key(model, dataset, flags):
 def collect_runs(runs_dir):
     """Finished runs under ``runs_dir`` -> ``{key: [final top-1 (%) per seed]}``; a run is
     finished when its log holds the configured number of epochs."""
-    from .models import list_models, model_info
+    from .models import list_models
+    from .train.logbook import RunLog
     found = defaultdict(list)
     for root, _, files in os.walk(runs_dir):
         if "config.json" not in files or "log.jsonl" not in files:
             continue
-        with open(os.path.join(root, "config.json")) as fh:
-            config = json.load(fh)
-        records = []
-        with open(os.path.join(root, "log.jsonl")) as fh:
-            for line in fh:
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    pass
+        run = RunLog(root, enabled=False)
+        config, records = run.load_config(), run.records()
         if not records or records[-1].get("epoch") != config.get("epochs"):
             continue
         flags = {k: config.get(k) for k in ("relu", "groups", "p2", "multiplier", "depths")}
         model = config.get("model")
         if flags["groups"] and model in list_models():
-            default = ",".join(str(g) for g in model_info(model).kwargs.get("groups", ()) or
-                               _default_groups(model))
+            default = ",".join(str(g) for g in _default_groups(model))
             if flags["groups"].replace(" ", "") == default:
                 flags["groups"] = None
         dataset = config.get("dataset", "imagenet")
@@ -212,8 +204,10 @@ def collect_runs(runs_dir):
 
 
 def _default_groups(model):
-    from .models import get_model
-    return get_model(model).config["groups"]
+    """(G1, G2) a zoo model is built with, read from its entry and config table."""
+    from .models import CONFIGS, model_info
+    info = model_info(model)
+    return tuple(info.kwargs.get("groups", CONFIGS[info.config]["groups"]))
 
 
 def _fmt_paper(value):
@@ -296,7 +290,8 @@ def bar_chart(results, path):
     ax.set_ylabel("top-1 (%)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from .train.checkpoint import atomic_write
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return path
 

@@ -1,5 +1,4 @@
 """The complementary-condition checker (Sec. 3.2, Conditions 1 and 2)."""
-import numpy as np
 import pytest
 
 import igcv3_gluon

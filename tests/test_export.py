@@ -1,7 +1,5 @@
 """Export to symbol/params and ONNX; Module-API symbols derived from the Gluon blocks."""
-import json
 import os
-import subprocess
 import sys
 
 import mxnet as mx

@@ -1,6 +1,5 @@
 """Networks, zoo and exact sizes (reference.md "Size targets"; Tables 1, 2, 3, 5)."""
 import os
-import re
 
 import mxnet as mx
 import numpy as np

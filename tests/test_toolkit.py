@@ -1,5 +1,4 @@
 """The shared training toolkit: schedules, checkpoints, devices and kvstore."""
-import json
 import os
 
 import mxnet as mx

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 
-__all__ = ["CheckpointManager", "atomic_write", "sha256"]
+__all__ = ["CheckpointManager", "atomic_write", "atomic_write_json", "sha256"]
 
 
 def sha256(path):
@@ -36,6 +36,14 @@ def atomic_write(path, write):
             os.remove(tmp)
 
 
+def atomic_write_json(path, obj, **dump_kwargs):
+    """``atomic_write`` of ``obj`` as indented JSON."""
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1, **dump_kwargs)
+    atomic_write(path, write)
+
+
 class CheckpointManager:
     def __init__(self, directory, keep=2):
         self.directory, self.keep = directory, keep
@@ -56,11 +64,7 @@ class CheckpointManager:
         record = dict(meta, epochs_done=epochs_done, batch=batch,
                       files={k: os.path.basename(v) for k, v in files.items()},
                       sha256={k: sha256(v) for k, v in files.items()})
-
-        def write_json(tmp):
-            with open(tmp, "w") as fh:
-                json.dump(record, fh, indent=1)
-        atomic_write(stem + ".json", write_json)
+        atomic_write_json(stem + ".json", record)
         self._prune()
         return record
 

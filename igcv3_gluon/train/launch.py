@@ -28,7 +28,7 @@ def free_port(host="127.0.0.1"):
 
 
 def launch(command, num_workers=2, num_servers=1, host="127.0.0.1", port=None, timeout=None,
-           env=None, worker_env=None):
+           env=None):
     """Run ``command`` (a list) as ``num_workers`` workers; returns their exit codes."""
     port = port or free_port(host)
     base = dict(os.environ if env is None else env)
@@ -40,9 +40,8 @@ def launch(command, num_workers=2, num_servers=1, host="127.0.0.1", port=None, t
     procs += [subprocess.Popen(role_cmd, env=dict(base, DMLC_ROLE="server"))
               for _ in range(num_servers)]
     workers = []
-    for rank in range(num_workers):
-        extra = dict(worker_env(rank)) if worker_env else {}
-        workers.append(subprocess.Popen(command, env=dict(base, DMLC_ROLE="worker", **extra)))
+    for _ in range(num_workers):
+        workers.append(subprocess.Popen(command, env=dict(base, DMLC_ROLE="worker")))
     deadline = None if timeout is None else time.time() + timeout
     codes = [None] * num_workers
     try:

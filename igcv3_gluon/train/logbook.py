@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, atomic_write_json
 
 __all__ = ["RunLog", "plot_curves", "say"]
 
@@ -28,12 +28,7 @@ class RunLog:
         model and data set."""
         if not self.enabled:
             return
-        path = os.path.join(self.out_dir, "config.json")
-
-        def write(tmp):
-            with open(tmp, "w") as fh:
-                json.dump(config, fh, indent=1, sort_keys=True)
-        atomic_write(path, write)
+        atomic_write_json(os.path.join(self.out_dir, "config.json"), config, sort_keys=True)
 
     def load_config(self):
         path = os.path.join(self.out_dir, "config.json")

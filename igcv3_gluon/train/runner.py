@@ -12,7 +12,7 @@ import numpy as np
 from mxnet import gluon
 
 from ..errors import UsageError
-from .checkpoint import CheckpointManager, atomic_write
+from .checkpoint import CheckpointManager, atomic_write, atomic_write_json
 from .context import is_distributed, make_kvstore, parse_devices, split_global_batch
 from .logbook import RunLog, say
 from .loop import Interrupted, NonFiniteLoss, evaluate, train_epoch
@@ -160,8 +160,7 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
         summary["export"] = _export_best(net, best_params, contexts, input_shape, args.out_dir,
                                          config["model"])
         summary["curves"] = os.path.join(args.out_dir, "curves.png")
-        atomic_write(os.path.join(args.out_dir, "summary.json"),
-                     lambda tmp: json.dump(summary, open(tmp, "w"), indent=1))
+        atomic_write_json(os.path.join(args.out_dir, "summary.json"), summary)
     return summary
 
 
@@ -209,8 +208,7 @@ def run_seeds(args, run_one):
                   final_val_acc=accs.tolist(), mean=float(accs.mean()),
                   std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0)
     os.makedirs(root, exist_ok=True)
-    atomic_write(os.path.join(root, "seeds.json"),
-                 lambda tmp: json.dump(report, open(tmp, "w"), indent=1))
+    atomic_write_json(os.path.join(root, "seeds.json"), report)
     print("final top-1 over %d seeds: %.2f +- %.2f %%"
           % (len(accs), 100 * report["mean"], 100 * report["std"]))
     return summaries
