@@ -1,8 +1,13 @@
 #!/usr/bin/env python
-"""ImageNet training for igcv3-gluon: not implemented yet (issue #4)."""
+"""Train or evaluate IGCV3 / MobileNetV2 on ImageNet from RecordIO (paper Sec. 4.1, Table 3).
+
+    python train_imagenet.py --rec-train ~/data/rec/train.rec --rec-val ~/data/rec/val.rec \\
+        --gpus 0,1,2,3 --kvstore device
+    python train_imagenet.py --rec-val ~/data/rec/val.rec --eval-only --params best.params
+"""
 import sys
 
+from igcv3_gluon.imagenet import main
+
 if __name__ == "__main__":
-    sys.stderr.write("train_imagenet.py: not implemented yet (ImageNet training is issue #4); "
-                     "the networks are ready: igcv3_gluon.get_model(...)\n")
-    sys.exit(2)
+    sys.exit(main())

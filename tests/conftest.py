@@ -72,3 +72,38 @@ def fake_cifar10(root, per_file=3, seed=0):
         write_cifar_binary(os.path.join(folder, name), images, labels)
         data[name] = (images, labels)
     return folder, data
+
+
+COLOURS = [(0, 0, 220), (0, 200, 0), (220, 0, 0), (0, 210, 210)]       # BGR
+
+
+def fake_image_folder(root, per_class=30, classes=4, seed=0):
+    """``root/class<k>/<i>.jpg``: textured backgrounds of random sizes (64-95 px) with a large
+    rectangle whose colour is the class (learnable despite crops, flips and jitter)."""
+    import cv2
+    rng = np.random.RandomState(seed)
+    for c in range(classes):
+        folder = os.path.join(str(root), "class%d" % c)
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            h, w = rng.randint(64, 96, 2)
+            img = (rng.rand(h, w, 3) * 80 + 80).astype(np.uint8)
+            x, y = rng.randint(0, w // 3), rng.randint(0, h // 3)
+            cv2.rectangle(img, (int(x), int(y)), (int(x + w // 2 + 5), int(y + h // 2 + 5)),
+                          COLOURS[c], -1)
+            cv2.imwrite(os.path.join(folder, "%d.jpg" % i), img)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_rec(tmp_path_factory):
+    """A tiny ImageNet-style RecordIO pair: 4 classes, 30 train / 10 val images per class,
+    packed with the project's im2rec. Returns ``{"train": prefix, "val": prefix}``."""
+    from igcv3_gluon.data.im2rec import pack_folder
+    base = tmp_path_factory.mktemp("tinyrec")
+    train = fake_image_folder(base / "images" / "train", 30, seed=0)
+    val = fake_image_folder(base / "images" / "val", 10, seed=1)
+    _, classes, _ = pack_folder(train, str(base / "rec" / "train"), progress=False)
+    pack_folder(val, str(base / "rec" / "val"), classes=classes, shuffle=False, progress=False)
+    return {"train": str(base / "rec" / "train"), "val": str(base / "rec" / "val"),
+            "images": str(base / "images")}

@@ -12,7 +12,20 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-__all__ = ["export", "load_symbolblock", "load_module", "export_onnx", "artifact_paths"]
+__all__ = ["export", "load_symbolblock", "load_module", "export_onnx", "artifact_paths",
+           "load_weights"]
+
+
+def load_weights(net, path, ctx=None):
+    """Load ``path`` into a Gluon ``net``: a ``save_parameters`` file (training checkpoints,
+    ``best.params``) or an exported ``-0000.params`` (``arg:``/``aux:`` names, as written by
+    ``export`` for a network built with the same zoo name)."""
+    loaded = mx.nd.load(path)
+    if isinstance(loaded, dict) and any(k.startswith(("arg:", "aux:")) for k in loaded):
+        net.collect_params().load_dict(loaded, ctx=ctx, filename=path)
+    else:
+        net.load_parameters(path, ctx=ctx)
+    return net
 
 
 def artifact_paths(prefix, epoch=0):

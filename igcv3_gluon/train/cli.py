@@ -36,6 +36,9 @@ def add_common_args(parser, defaults):
     g.add_argument("--wd", type=float, default=defaults["wd"], help="weight decay")
     g.add_argument("--momentum", type=float, default=0.9)
     g.add_argument("--label-smoothing", type=float, default=0.0)
+    g.add_argument("--no-wd-bn-bias", action="store_true",
+                   help="no weight decay on BatchNorm gamma/beta and biases (the paper decays "
+                        "all weights)")
     g.add_argument("--seed", type=int, default=0)
 
     g = parser.add_argument_group("devices")

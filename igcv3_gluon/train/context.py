@@ -50,7 +50,14 @@ def make_kvstore(name, contexts):
                          "`python -m igcv3_gluon.train.launch` (README, Distributed)" % name)
     if not is_distributed(name) and len(contexts) == 1:
         return None                  # one device: nothing to aggregate
+    if is_distributed(name):         # one parameter-server connection per process (a
+        if name not in _DIST_STORES:  # retraining stage reuses it)
+            _DIST_STORES[name] = mx.kv.create(name)
+        return _DIST_STORES[name]
     return mx.kv.create(name)
+
+
+_DIST_STORES = {}
 
 
 def split_global_batch(global_batch, num_workers, contexts):

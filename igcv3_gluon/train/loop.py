@@ -72,10 +72,12 @@ def train_epoch(net, loader, contexts, trainer, loss_fn, schedule, epoch, batche
                 images=seen, seconds=seconds, img_per_s=seen / max(seconds, 1e-9))
 
 
-def evaluate(net, loader, contexts, topk=(1,)):
+def evaluate(net, loader, contexts, topk=(1,), progress=False):
     """Top-k accuracies (``{"top1": ..., "top5": ...}``) of ``net`` over ``loader``."""
     hits = {k: 0 for k in topk}
     total = 0
+    bar = _progress(len(loader) if hasattr(loader, "__len__") else None, 0, "validation",
+                    progress)
     for data, label in loader:
         xs = gluon.utils.split_and_load(data, contexts, even_split=False)
         ys = gluon.utils.split_and_load(label, contexts, even_split=False)
@@ -86,4 +88,7 @@ def evaluate(net, loader, contexts, topk=(1,)):
             for k in topk:
                 hits[k] += int((order[:, :k] == truth[:, None]).any(axis=1).sum())
             total += len(truth)
+        bar.update(1)
+        bar.set_postfix({"top%d" % k: "%.3f" % (hits[k] / max(total, 1)) for k in topk})
+    bar.close()
     return {"top%d" % k: hits[k] / max(total, 1) for k in topk}

@@ -45,10 +45,16 @@ def _check_same_run(log, config):
                             ", ".join("%s=%s" % (k, old.get(k)) for k in diff)))
 
 
-def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
+def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), initialize=True,
+                   session=None):
     """Train ``net`` per ``args`` (the common flags). ``make_loaders(rank, num_parts,
     worker_batch)`` returns ``(train_loader, train_sampler, val_loader)``; the sampler has
-    ``set_epoch(epoch, start_batch)`` and ``len``. Returns the run summary (dict)."""
+    ``set_epoch(epoch, start_batch)`` and ``len``. ``initialize=False`` continues from the
+    weights ``net`` holds (a retraining stage); pass the same ``session`` dict to both stages
+    so that the second reuses the first one's Trainer (a ``dist_*`` kvstore cannot initialise
+    its keys twice). When it returns, ``net`` holds the final
+    weights (``final.params``); the best and the final weights are exported as symbol/params.
+    Returns the run summary (dict)."""
     contexts = parse_devices(args.gpus, args.cpus)
     kv = make_kvstore(args.kvstore, contexts)
     rank, num_workers = (kv.rank, kv.num_workers) if kv is not None else (0, 1)
@@ -61,11 +67,19 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
                           args.lr_factor, args.warmup_epochs)
 
     seed_everything(args.seed)
-    net.initialize(kaiming_init, ctx=contexts)
+    if initialize:
+        net.initialize(kaiming_init, ctx=contexts)
     net.hybridize(static_alloc=True, static_shape=True)
+    if getattr(args, "no_wd_bn_bias", False):
+        for param in net.collect_params(".*gamma|.*beta|.*bias").values():
+            param.wd_mult = 0.0
     optimizer_params = {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd}
-    trainer = gluon.Trainer(net.collect_params(), "sgd", optimizer_params, kvstore=kv,
-                            update_on_kvstore=False if kv is not None else None)
+    session = {} if session is None else session
+    if "trainer" not in session:
+        session["trainer"] = gluon.Trainer(net.collect_params(), "sgd", optimizer_params,
+                                           kvstore=kv,
+                                           update_on_kvstore=False if kv is not None else None)
+    trainer = session["trainer"]
     train_loader, sampler, val_loader = make_loaders(rank, num_workers, worker_batch)
     batches_per_epoch = len(sampler)
     if batches_per_epoch == 0:
@@ -128,7 +142,7 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
                                  % (err, last["files"]["params"] if last else "none yet"),
                                  code=3)
             start_batch = 0
-            val = evaluate(net, val_loader, contexts, topk)
+            val = evaluate(net, val_loader, contexts, topk, progress)
             row = dict(epoch=epoch + 1, lr=trainer.learning_rate, **stats,
                        **{"val_" + ("acc" if k == "top1" else k): v for k, v in val.items()})
             row["val_acc"] = val["top1"]
@@ -139,9 +153,10 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
             log.append(row)
             save(epoch + 1, 0)
             if is_main:
-                say("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f  %.0f img/s  lr %.3g"
+                say("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f%s  %.0f img/s  lr %.3g"
                     % (epoch + 1, args.epochs, stats["train_loss"], stats["train_acc"],
-                       val["top1"], stats["img_per_s"], row["lr"]))
+                       val["top1"], "  top-5 %.4f" % val["top5"] if "top5" in val else "",
+                       stats["img_per_s"], row["lr"]))
                 log.plot(title="%s on %s" % (config["model"], config["dataset"]))
     except KeyboardInterrupt:      # outside an epoch (evaluation, saving): last checkpoint
         raise UsageError("interrupted; the last checkpoint in %s is complete: run the same "
@@ -159,6 +174,7 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,)):
     if is_main:
         summary["export"] = _export_best(net, best_params, contexts, input_shape, args.out_dir,
                                          config["model"])
+        summary["final_export"] = summary["export"].pop("final")
         summary["curves"] = os.path.join(args.out_dir, "curves.png")
         atomic_write_json(os.path.join(args.out_dir, "summary.json"), summary)
     return summary
@@ -182,12 +198,19 @@ class _SmoothedLoss(gluon.loss.Loss):
 
 
 def _export_best(net, best_params, contexts, input_shape, out_dir, model):
+    """Export the final weights (``export/<model>-final``) and the best ones
+    (``export/<model>``); ``net`` keeps the final weights."""
     from ..deploy import export
+    final_params = os.path.join(out_dir, "final.params")
+    atomic_write(final_params, net.save_parameters)
+    prefix = os.path.join(out_dir, "export", model)
+    sym_file, params_file = export(net, prefix + "-final", input_shape, ctx=contexts[0])
+    final = {"symbol": sym_file, "params": params_file}
     if os.path.isfile(best_params):
         net.load_parameters(best_params, ctx=contexts)
-    prefix = os.path.join(out_dir, "export", model)
     sym_file, params_file = export(net, prefix, input_shape, ctx=contexts[0])
-    return {"symbol": sym_file, "params": params_file}
+    net.load_parameters(final_params, ctx=contexts)
+    return {"symbol": sym_file, "params": params_file, "final": final}
 
 
 def run_seeds(args, run_one):

@@ -1,0 +1,159 @@
+"""Pack an image-folder tree (``ROOT/<class>/*.jpg``) into MXNet RecordIO ``.rec`` + ``.idx``
+(the conventions of MXNet's ``tools/im2rec.py``: labels are the sorted class-folder indices,
+records are ``IRHeader(flag=0, label, id=i)`` + JPEG, the ``.idx`` maps ``i`` to its offset).
+
+    python -m igcv3_gluon.data.im2rec ~/data/imagenet/train ~/data/rec/train --resize 480
+    python -m igcv3_gluon.data.im2rec ~/data/imagenet/val ~/data/rec/val --resize 256 \\
+        --classes-from ~/data/rec/train.classes.txt
+
+Writes ``PREFIX.lst`` (index, label, path), ``PREFIX.rec``, ``PREFIX.idx`` and
+``PREFIX.classes.txt`` (one class folder name per line, line number = label). The ``.rec``
+and ``.idx`` are written under temporary names and renamed at the end, so an interrupted
+run leaves no half-written pair behind.
+"""
+import argparse
+import os
+import sys
+from multiprocessing.pool import ThreadPool
+
+from ..errors import UsageError, exit_on_usage_error
+
+__all__ = ["list_images", "pack_folder", "main"]
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def list_images(root, classes=None):
+    """``(relative_path, label)`` of every image under ``root/<class>/`` and the class list
+    (sorted folder names, or ``classes`` to keep the train set's labels for val)."""
+    if not os.path.isdir(root):
+        raise UsageError("image folder %s does not exist (expected ROOT/<class>/*.jpg)" % root)
+    found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    if classes is None:
+        classes = found
+    if not classes:
+        raise UsageError("%s has no class sub-folders (expected ROOT/<class>/*.jpg)" % root)
+    unknown = sorted(set(found) - set(classes))
+    if unknown:
+        raise UsageError("%s has class folders missing from the class list: %s"
+                         % (root, ", ".join(unknown[:5])))
+    items = []
+    for label, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder):
+            continue
+        for dirpath, _, files in sorted(os.walk(folder)):
+            for f in sorted(files):
+                if f.lower().endswith(EXTENSIONS):
+                    items.append((os.path.relpath(os.path.join(dirpath, f), root), label))
+    if not items:
+        raise UsageError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS[:3]), root))
+    return items, list(classes)
+
+
+def _encode(root, rel, resize, quality):
+    """JPEG bytes of one image, its short side resized to ``resize`` (0 keeps the size)."""
+    import cv2
+    img = cv2.imread(os.path.join(root, rel), cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    if resize:
+        h, w = img.shape[:2]
+        scale = resize / min(h, w)
+        if scale < 1:
+            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
+                             interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return buf.tobytes() if ok else None
+
+
+def _write_text(path, text):
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, seed=0,
+                classes=None, progress=True):
+    """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
+    skipped paths). Images are shuffled once (``seed``) as im2rec does for training sets."""
+    import random
+
+    import mxnet as mx
+    from tqdm import tqdm
+
+    from ..train.checkpoint import atomic_write
+    items, classes = list_images(root, classes)
+    if shuffle:
+        random.Random(seed).shuffle(items)
+    out_dir = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(out_dir, exist_ok=True)
+    tmp_rec, tmp_idx = prefix + ".rec.part", prefix + ".idx.part"
+    writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
+    skipped, lines = [], []
+    pool = ThreadPool(max(1, threads))               # OpenCV releases the GIL while coding
+    try:
+        encoded = pool.imap(lambda it: _encode(root, it[0], resize, quality), items,
+                            chunksize=8)
+        bar = tqdm(total=len(items), desc="packing %s" % os.path.basename(prefix),
+                   unit="img", disable=not progress, dynamic_ncols=True)
+        n = 0
+        for (rel, label), jpg in zip(items, encoded):
+            bar.update(1)
+            if jpg is None:
+                skipped.append(rel)
+                continue
+            header = mx.recordio.IRHeader(0, float(label), n, 0)
+            writer.write_idx(n, mx.recordio.pack(header, jpg))
+            lines.append("%d\t%f\t%s\n" % (n, label, rel))
+            n += 1
+        bar.close()
+    finally:
+        pool.close()
+        writer.close()
+    if not lines:
+        raise UsageError("no image under %s could be decoded" % root)
+    os.replace(tmp_rec, prefix + ".rec")
+    os.replace(tmp_idx, prefix + ".idx")
+    atomic_write(prefix + ".lst", lambda p: _write_text(p, "".join(lines)))
+    atomic_write(prefix + ".classes.txt",
+                 lambda p: _write_text(p, "".join(c + "\n" for c in classes)))
+    return len(lines), classes, skipped
+
+
+@exit_on_usage_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.data.im2rec",
+                                     description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", help="image folder: ROOT/<class>/*.jpg")
+    parser.add_argument("prefix", help="output prefix: writes PREFIX.rec, .idx, .lst, "
+                                       ".classes.txt")
+    parser.add_argument("--resize", type=int, default=0,
+                        help="resize the short side to this many pixels (0: keep); 480 for "
+                             "training sets as in the authors' pipeline, 256 for val")
+    parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
+    parser.add_argument("--num-thread", type=int, default=4, help="encoding threads")
+    parser.add_argument("--no-shuffle", action="store_true", help="keep folder order")
+    parser.add_argument("--classes-from", default=None,
+                        help="a .classes.txt to take labels from (pack val with train's labels)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if not 1 <= args.quality <= 100 or args.resize < 0 or args.num_thread < 1:
+        raise UsageError("--quality must be in 1..100, --resize >= 0, --num-thread >= 1")
+    classes = None
+    if args.classes_from:
+        if not os.path.isfile(args.classes_from):
+            raise UsageError("--classes-from %s does not exist" % args.classes_from)
+        classes = [l.strip() for l in open(args.classes_from) if l.strip()]
+    n, classes, skipped = pack_folder(args.root, args.prefix, args.resize, args.quality,
+                                      args.num_thread, not args.no_shuffle, classes=classes,
+                                      progress=not args.no_progress)
+    for rel in skipped[:10]:
+        sys.stderr.write("skipped (not decodable): %s\n" % rel)
+    print("%s.rec: %d images, %d classes%s" % (args.prefix, n, len(classes),
+                                                ", %d skipped" % len(skipped) if skipped else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The ImageNet input pipeline: RecordIO through MXNet's C++ ``ImageRecordIter`` (threaded
+JPEG decoding and augmentation outside the GIL).
+
+Training augmentation is MobileNetV2's / Inception's (paper Sec. 4.1): random resized crop
+(area 0.08-1, aspect ratio 3/4-4/3) to the input size, horizontal flip, colour jitter
+(brightness, contrast, saturation 0.4; PCA lighting noise 0.1), mean/std normalisation.
+Validation: resize the short side to ``input_size / crop_ratio`` (256 for 224), centre crop.
+
+``RecordImages`` is both the loader and the "sampler" the training toolkit expects
+(``set_epoch(epoch, start_batch)``, ``len``): every epoch builds a fresh iterator whose shuffle
+seed is ``seed + epoch``, so an epoch's order is reproducible and an interrupted epoch resumes
+by skipping the batches already trained on. A distributed worker reads its own part
+(``num_parts`` / ``part_index``), and every worker yields the same number of batches (the
+smallest part's), so ``dist_sync`` never waits for a worker that has run out of data.
+"""
+import math
+import os
+import struct
+
+import numpy as np
+
+from ..errors import UsageError
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RecordImages", "check_record_pair",
+           "part_sizes", "read_labels"]
+
+IMAGENET_MEAN = (123.68, 116.779, 103.939)
+IMAGENET_STD = (58.393, 57.12, 57.375)
+_MAGIC = 0xCED7230A
+
+
+def _read_index(idx_path):
+    offsets = []
+    with open(idx_path) as fh:
+        for n, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                offsets.append(int(parts[1]))
+            except (IndexError, ValueError):
+                raise UsageError("%s line %d is not 'key<TAB>offset': not an MXNet .idx file"
+                                 % (idx_path, n))
+    return offsets
+
+
+def check_record_pair(rec_path, idx_path, flag="--rec"):
+    """Validate a ``.rec`` / ``.idx`` pair (exists, non-empty, every indexed offset inside the
+    ``.rec``, a RecordIO record at sampled offsets); returns the number of records."""
+    for path, what in ((rec_path, flag), (idx_path, flag + "-idx")):
+        if not path or not os.path.isfile(path):
+            raise UsageError("%s %s does not exist; build the .rec/.idx pair with "
+                             "`python -m igcv3_gluon.data.im2rec IMAGE_DIR PREFIX`"
+                             % (what, path))
+    offsets = _read_index(idx_path)
+    if not offsets:
+        raise UsageError("%s-idx %s is empty" % (flag, idx_path))
+    size = os.path.getsize(rec_path)
+    if max(offsets) >= size:
+        raise UsageError("%s-idx %s does not belong to %s (offset %d beyond its %d bytes): "
+                         "rebuild the pair or pass the matching .idx"
+                         % (flag, idx_path, rec_path, max(offsets), size))
+    picks = sorted(set(offsets[i] for i in np.linspace(0, len(offsets) - 1, 16).astype(int)))
+    with open(rec_path, "rb") as fh:
+        for off in picks:
+            fh.seek(off)
+            head = fh.read(4)
+            if len(head) < 4 or struct.unpack("<I", head)[0] != _MAGIC:
+                raise UsageError("%s-idx %s does not match %s (no record at offset %d): "
+                                 "rebuild the pair or pass the matching .idx"
+                                 % (flag, idx_path, rec_path, off))
+    return len(offsets)
+
+
+def read_labels(rec_path, idx_path, limit=256):
+    """Labels of the first ``limit`` records (to check them against the class count)."""
+    import mxnet as mx
+    reader = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
+    try:
+        labels = []
+        for key in reader.keys[:limit]:
+            header, _ = mx.recordio.unpack(reader.read_idx(key))
+            labels.append(float(np.asarray(header.label).ravel()[0]))
+        return labels
+    finally:
+        reader.close()
+
+
+def part_sizes(num_records, num_parts):
+    """Records per part as ``ImageRecordIter`` splits them (``ceil(n / parts)`` each, the
+    last part the rest)."""
+    chunk = math.ceil(num_records / num_parts)
+    return [max(0, min(chunk, num_records - k * chunk)) for k in range(num_parts)]
+
+
+class RecordImages:
+    """Batches ``(data, label)`` (float32 NCHW, float32 labels) of one ``.rec`` part."""
+
+    def __init__(self, rec_path, idx_path, batch_size, train, input_size=224, crop_ratio=0.875,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0, threads=4, rank=0,
+                 num_parts=1, num_records=None, jitter=0.4, lighting=0.1):
+        self.num_records = num_records or check_record_pair(rec_path, idx_path)
+        self.batch_size, self.train, self.seed = batch_size, train, seed
+        sizes = part_sizes(self.num_records, num_parts)
+        if train:       # every worker the same count (the smallest part's), full batches only
+            self.batches = min(sizes) // batch_size
+            self.images = self.batches * batch_size
+        else:           # evaluation: the whole part, the last batch trimmed
+            self.images = sizes[rank]
+            self.batches = math.ceil(self.images / batch_size)
+        self.epoch, self.start_batch = 0, 0
+        self.kwargs = dict(path_imgrec=rec_path, path_imgidx=idx_path,
+                           data_shape=(3, input_size, input_size), batch_size=batch_size,
+                           preprocess_threads=threads, num_parts=num_parts, part_index=rank,
+                           mean_r=mean[0], mean_g=mean[1], mean_b=mean[2],
+                           std_r=std[0], std_g=std[1], std_b=std[2])
+        if train:
+            self.kwargs.update(shuffle=True, rand_mirror=True, random_resized_crop=True,
+                               min_random_area=0.08, max_random_area=1.0,
+                               min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3,
+                               brightness=jitter, contrast=jitter, saturation=jitter,
+                               pca_noise=lighting)
+        else:
+            self.kwargs.update(shuffle=False, resize=int(round(input_size / crop_ratio)),
+                               rand_crop=False, rand_mirror=False)
+
+    def __len__(self):
+        return self.batches
+
+    def set_epoch(self, epoch, start_batch=0):
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def iterator(self):
+        import mxnet as mx
+        return mx.io.ImageRecordIter(seed=self.seed + self.epoch, **self.kwargs)
+
+    def __iter__(self):
+        it = self.iterator()
+        done = 0
+        for batch in it:
+            if done >= self.batches:
+                break
+            done += 1
+            if done <= self.start_batch:
+                continue
+            data, label = batch.data[0], batch.label[0]
+            take = min(self.batch_size, self.images - (done - 1) * self.batch_size)
+            if take < self.batch_size:
+                data, label = data[:take], label[:take]
+            yield data, label
+        self.start_batch = 0

@@ -1,0 +1,233 @@
+"""train_imagenet.py and its RecordIO pipeline on a tiny generated RecordIO (4 colour classes):
+packing, training + retraining + evaluation, errors, resume, dist_sync, the Module API."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+TINY = ["--model", "igcv3_d_0.7", "--multiplier", "0.25", "--depths", "1,1,1,1,1,1,1",
+        "--input-size", "64", "--batch-size", "16", "--no-progress", "--data-nthreads", "2"]
+
+
+def data(rec):
+    return ["--rec-train", rec["train"] + ".rec", "--rec-val", rec["val"] + ".rec"]
+
+
+def run(*args, timeout=600, script="train_imagenet.py"):
+    cmd = [sys.executable] + ([script] if script else []) + list(args)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def log_of(out_dir):
+    with open(os.path.join(out_dir, "log.jsonl")) as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def one_line_error(proc):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if "error:" in l]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_im2rec_packs_a_folder_tree_with_im2rec_labels(tiny_rec):
+    prefix = tiny_rec["train"]
+    classes = open(prefix + ".classes.txt").read().split()
+    assert classes == ["class0", "class1", "class2", "class3"]
+    listed = [l.split("\t") for l in open(prefix + ".lst").read().splitlines()]
+    assert len(listed) == 120
+    reader = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    assert len(reader.keys) == 120
+    for key in (0, 57, 119):
+        header, img = mx.recordio.unpack_img(reader.read_idx(key))
+        index, label, path = listed[key]
+        assert int(index) == key and header.id == key
+        assert header.label == float(label) == classes.index(path.split("/")[0])
+        assert img.ndim == 3 and img.shape[2] == 3 and 64 <= min(img.shape[:2]) < 96
+    # the rectangle's colour is the class: the packed pixels still say so
+    assert sorted(set(int(float(l)) for _, l, _ in listed)) == [0, 1, 2, 3]
+
+
+def test_im2rec_resizes_and_reports_bad_folders(tiny_rec, tmp_path):
+    proc = run("-m", "igcv3_gluon.data.im2rec", os.path.join(tiny_rec["images"], "val"),
+               str(tmp_path / "small"), "--resize", "40", "--no-progress", script=None)
+    assert proc.returncode == 0, proc.stderr
+    assert "small.rec: 40 images, 4 classes" in proc.stdout
+    reader = mx.recordio.MXIndexedRecordIO(str(tmp_path / "small.idx"),
+                                           str(tmp_path / "small.rec"), "r")
+    assert min(mx.recordio.unpack_img(reader.read_idx(3))[1].shape[:2]) == 40
+    assert not any(f.endswith(".part") for f in os.listdir(tmp_path))
+    line = one_line_error(run("-m", "igcv3_gluon.data.im2rec", str(tmp_path / "nowhere"),
+                              str(tmp_path / "x"), script=None))
+    assert "does not exist" in line
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    line = one_line_error(run("-m", "igcv3_gluon.data.im2rec", str(tmp_path / "empty"),
+                              str(tmp_path / "x"), script=None))
+    assert "no images" in line
+
+
+def test_record_parts_resume_and_validation_counts(tiny_rec):
+    from igcv3_gluon.data.recordio import RecordImages, part_sizes
+    rec, idx = tiny_rec["train"] + ".rec", tiny_rec["train"] + ".idx"
+    assert part_sizes(120, 3) == [40, 40, 40] and part_sizes(52, 3) == [18, 18, 16]
+    parts = [RecordImages(rec, idx, 7, True, input_size=32, rank=r, num_parts=3, threads=1)
+             for r in range(3)]
+    assert [len(p) for p in parts] == [5, 5, 5]          # 40 // 7: the same on every worker
+    labels = [[b[1].asnumpy() for b in p] for p in parts]
+    assert all(len(l) == 5 and all(len(x) == 7 for x in l) for l in labels)
+    # resuming epoch 2 after 3 batches yields exactly that epoch's remaining batches
+    whole = parts[1]
+    whole.set_epoch(2)
+    full = [lab.asnumpy() for _, lab in whole]
+    whole.set_epoch(2, start_batch=3)
+    tail = [lab.asnumpy() for _, lab in whole]
+    assert len(tail) == 2
+    for a, b in zip(full[3:], tail):
+        np.testing.assert_array_equal(a, b)
+    whole.set_epoch(3)
+    assert not all((a == b).all() for a, b in zip(full, (lab.asnumpy() for _, lab in whole)))
+    # validation: every image once, the last batch trimmed, centre crop of the resized image
+    val = RecordImages(tiny_rec["val"] + ".rec", tiny_rec["val"] + ".idx", 16, False,
+                       input_size=64, threads=1)
+    batches = list(val)
+    assert [b[0].shape[0] for b in batches] == [16, 16, 8]
+    assert batches[0][0].shape[1:] == (3, 64, 64)
+    got = np.concatenate([b[1].asnumpy() for b in batches])
+    np.testing.assert_array_equal(got, np.repeat(np.arange(4), 10))
+
+
+def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
+    out = str(tmp_path / "run")
+    proc = run(*TINY, *data(tiny_rec), "--epochs", "12", "--lr", "0.1", "--lr-mode", "cosine",
+               "--warmup-epochs", "1", "--retrain-epochs", "2", "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = log_of(out)
+    assert [r["epoch"] for r in rows] == list(range(1, 13))
+    assert {"val_acc", "val_top5", "train_loss", "lr"} <= set(rows[0])
+    best = max(r["val_acc"] for r in rows)
+    assert best >= 0.9, [r["val_acc"] for r in rows]
+    retrain = log_of(os.path.join(out, "retrain"))
+    assert [r["epoch"] for r in retrain] == [1, 2]
+    assert retrain[0]["lr"] == pytest.approx(0.01) and retrain[1]["lr"] == pytest.approx(0.0098)
+    for stage in (out, os.path.join(out, "retrain")):
+        for name in ("igcv3_d_0.7-symbol.json", "igcv3_d_0.7-0000.params",
+                     "igcv3_d_0.7-final-symbol.json", "igcv3_d_0.7-final-0000.params"):
+            assert os.path.isfile(os.path.join(stage, "export", name)), name
+    # --eval-only on the best weights reproduces the logged best accuracy, from the Gluon
+    # .params and from the exported (arg:/aux:) .params alike
+    for params in (os.path.join(out, "best.params"),
+                   os.path.join(out, "export", "igcv3_d_0.7-0000.params")):
+        ev = run(*TINY, "--rec-val", tiny_rec["val"] + ".rec", "--eval-only", "--params", params)
+        assert ev.returncode == 0, ev.stderr[-2000:]
+        top1, top5 = map(float, re.search(r"top-1 ([\d.]+)%\s+top-5 ([\d.]+)%", ev.stdout).groups())
+        assert top1 == pytest.approx(100 * best, abs=0.01) and top5 == 100.0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: ["--rec-train", r["train"] + ".missing.rec", "--rec-val", r["val"] + ".rec"],
+     "--rec-train .*missing.rec does not exist"),
+    (lambda r: data(r) + ["--rec-train-idx", r["val"] + ".idx"], "does not match"),
+    (lambda r: ["--rec-train", r["val"] + ".rec", "--rec-train-idx", r["train"] + ".idx",
+                "--rec-val", r["val"] + ".rec"], "does not belong to"),
+    (lambda r: data(r) + ["--num-classes", "2"], "has label [23] but --num-classes is 2"),
+    (lambda r: ["--rec-val", r["val"] + ".rec"], "--rec-train is required"),
+    (lambda r: ["--rec-val", r["val"] + ".rec", "--eval-only"], "--eval-only needs --params"),
+    (lambda r: data(r) + ["--batch-size", "512"], "fewer per worker than the batch"),
+])
+def test_bad_data_and_flags_are_one_line_errors(tiny_rec, tmp_path, change, message):
+    proc = run(*TINY, *change(tiny_rec), "--out-dir", str(tmp_path / "x"), "--epochs", "1",
+               timeout=120)
+    assert re.search(message, one_line_error(proc)), proc.stderr
+
+
+def test_ctrl_c_saves_and_rerun_resumes(tiny_rec, tmp_path):
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "train_imagenet.py", *TINY, *data(tiny_rec), "--epochs", "40",
+           "--retrain-epochs", "0", "--lr", "0.05", "--out-dir", out]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    marker = os.path.join(out, "checkpoints", "ckpt-0002-00000.json")
+    deadline = time.time() + 300
+    while not os.path.exists(marker):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "run the same command again to continue" in err
+    stopped = len(log_of(out))
+    assert 2 <= stopped < 40
+    cmd[cmd.index("40")] = str(stopped + 2)              # continue two more epochs
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr
+    assert [r["epoch"] for r in log_of(out)] == list(range(1, stopped + 3))
+
+
+def test_dist_sync_two_workers_train_and_retrain_to_identical_parameters(tiny_rec, tmp_path):
+    out = str(tmp_path / "dist")
+    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
+           "--timeout", "240", "--", sys.executable, "train_imagenet.py", *TINY, *data(tiny_rec),
+           "--epochs", "2", "--retrain-epochs", "1", "--lr", "0.05", "--kvstore", "dist_sync",
+           "--data-nthreads", "1", "--out-dir", out]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in (out, os.path.join(out, "retrain")):
+        ranks = [mx.nd.load(os.path.join(stage, "final-rank%d.params" % r)) for r in (0, 1)]
+        trained = [k for k in ranks[0] if "running" not in k]
+        assert len(trained) > 40
+        for key in trained:
+            np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+    # each worker read its own half: 60 images -> 7 batches of 8 per worker and epoch
+    assert log_of(out)[0]["images"] == 56
+    assert json.load(open(os.path.join(out, "config.json")))["num_workers"] == 2
+
+
+def test_module_api_fits_the_igcv3_symbol_on_the_recordio(tiny_rec):
+    from symbols import igcv3
+    sym = igcv3.get_symbol(num_classes=4, multiplier=0.25)
+    train = mx.io.ImageRecordIter(path_imgrec=tiny_rec["train"] + ".rec",
+                                  path_imgidx=tiny_rec["train"] + ".idx",
+                                  data_shape=(3, 64, 64), batch_size=8, shuffle=True,
+                                  rand_mirror=True, preprocess_threads=1)
+    train = mx.io.ResizeIter(train, 2)                     # exactly two iterations
+    mod = mx.mod.Module(sym, context=[mx.cpu(0), mx.cpu(1)])
+    seen = []
+    mod.fit(train, num_epoch=1, optimizer="sgd",
+            optimizer_params={"learning_rate": 0.01, "momentum": 0.9, "wd": 4e-5},
+            initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+            kvstore="device", batch_end_callback=lambda p: seen.append(p.nbatch))
+    assert seen == [0, 1]
+    args, _ = mod.get_params()
+    assert len(args) > 100 and all(np.isfinite(v.asnumpy()).all() for v in args.values())
+    out = mod.predict(mx.io.ResizeIter(mx.io.ImageRecordIter(
+        path_imgrec=tiny_rec["val"] + ".rec", data_shape=(3, 64, 64), batch_size=8), 1))
+    assert out.shape == (8, 4)
+    np.testing.assert_allclose(out.sum(axis=1).asnumpy(), 1.0, rtol=1e-5)
+
+
+def test_defaults_are_the_papers_imagenet_recipe(tiny_rec, monkeypatch):
+    from igcv3_gluon.imagenet import build_parser, resolve_args, scaled_lr
+    parser = build_parser()
+    args = parser.parse_args(data(tiny_rec))
+    assert (args.model, args.epochs, args.lr_mode, args.lr_factor, args.wd, args.momentum,
+            args.retrain_epochs, args.batch_per_device, args.input_size) == \
+        ("igcv3_d_1.0", 480, "exp", 0.98, 4e-5, 0.9, 50, 96, 224)
+    assert not (args.no_wd_bn_bias or args.label_smoothing or args.warmup_epochs)
+    assert scaled_lr(384) == pytest.approx(0.045) and scaled_lr(96) == pytest.approx(0.01125)
+    args = resolve_args(parser.parse_args(data(tiny_rec) + ["--cpus", "2"]))
+    assert (args.batch_size, round(args.lr, 9), round(args.retrain_lr, 9), args.num_classes) == \
+        (192, 0.0225, 0.00225, 4)
+    monkeypatch.setenv("DMLC_NUM_WORKER", "4")
+    args = resolve_args(parser.parse_args(data(tiny_rec) + ["--kvstore", "dist_sync"]))
+    assert (args.batch_size, round(args.lr, 9)) == (384, 0.045)
