@@ -337,7 +337,7 @@ fills the "ours" columns with mean ± std over the seeds found.
 
 **Status.** Parameter counts and MAdds: verified here (tests/test_reproduce.py). Accuracies:
 not yet run. CIFAR rows need the CIFAR data and days of GPU time per row (400 epochs x 5
-seeds); ImageNet rows need `train_imagenet.py` (issue 4) and the data set; Table 4 needs the
+seeds); ImageNet rows need the ImageNet RecordIO and GPU weeks (`train_imagenet.py`); Table 4 needs the
 SSDLite2 detector (issue 5). None of these data sets can be downloaded on the machine this
 project is developed on.
 

@@ -1,0 +1,100 @@
+"""Timing helpers shared by the benchmark scripts and ``python -m igcv3_gluon.deploy bench``.
+
+Every comparison is made side by side in one process: the candidates are timed in
+interleaved rounds (A, B, C, A, B, C, ...) and each one's median is kept, so that a noisy
+neighbour on the machine slows all of them alike. Only ratios are meant to be read.
+"""
+import time
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ["interleaved_medians", "mxnet_inference", "mxnet_training", "onnx_inference",
+           "gluoncv_mobilenetv2", "ratio_table"]
+
+
+def interleaved_medians(candidates, rounds=20, warmup=3, repeat=1):
+    """``{name: median seconds per call}`` for ``candidates`` (``{name: fn}``; each ``fn()``
+    must block until its work is done), timed in ``rounds`` interleaved rounds after
+    ``warmup`` calls each; each round times ``repeat`` consecutive calls."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            tic = time.perf_counter()
+            for _ in range(repeat):
+                fn()
+            times[name].append((time.perf_counter() - tic) / repeat)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def mxnet_inference(net, batch, size=224, ctx=None):
+    """A blocking forward of ``net`` (hybridized, static alloc/shape) on a random batch."""
+    ctx = ctx or mx.cpu()
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.uniform(-1, 1, shape=(batch, 3, size, size), ctx=ctx)
+
+    def run():
+        net(x).wait_to_read()
+    return run
+
+
+def mxnet_training(net, batch, size=224, classes=1000, ctx=None):
+    """A blocking SGD step (forward, backward, update) of ``net`` on a random batch."""
+    from mxnet import autograd, gluon
+    ctx = ctx or mx.cpu()
+    net.hybridize(static_alloc=True, static_shape=True)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-3,
+                                                          "momentum": 0.9})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    x = mx.nd.random.uniform(-1, 1, shape=(batch, 3, size, size), ctx=ctx)
+    y = mx.nd.array(np.random.RandomState(0).randint(0, classes, batch), ctx=ctx)
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(batch)
+        loss.wait_to_read()
+    return step
+
+
+def onnx_inference(path, batch, size=224, threads=None, level="all"):
+    """A forward of the ONNX model ``path`` in ONNX Runtime (CPU) on a random batch.
+    ``level``: graph optimisation level ``basic``, ``extended`` or ``all``."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    x = np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+
+    def run():
+        session.run(None, {name: x})
+    return run
+
+
+def gluoncv_mobilenetv2(classes=1000, ctx=None):
+    """GluonCV's ``mobilenetv2_1.0`` (random weights), the speed baseline of the paper's
+    comparison."""
+    from gluoncv.model_zoo import get_model
+    net = get_model("mobilenetv2_1.0", pretrained=False, classes=classes)
+    net.initialize(mx.init.Xavier(), ctx=ctx or mx.cpu())
+    return net
+
+
+def ratio_table(medians, base, unit="ms", header=("what", "time", "ratio")):
+    """Markdown rows ``| name | time | time / medians[base] |``."""
+    scale = 1e3 if unit == "ms" else 1.0
+    lines = ["| %s | %s (%s) | %s to %s |" % (header[0], header[1], unit, header[2], base),
+             "|---|---|---|"]
+    for name, t in medians.items():
+        lines.append("| %s | %.2f | %.2fx |" % (name, t * scale, t / medians[base]))
+    return "\n".join(lines)
