@@ -21,6 +21,8 @@ def exit_on_usage_error(main):
             return main(*args, **kwargs)
         except UsageError as err:
             prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
+            if prog == "__main__.py":                     # python -m package
+                prog = sys.argv[0].rsplit("/", 2)[-2]
             sys.stderr.write("%s: error: %s\n" % (prog, err))
             return err.code
         except KeyboardInterrupt:

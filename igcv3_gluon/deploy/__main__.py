@@ -1,0 +1,285 @@
+"""Deployment command line.
+
+    python -m igcv3_gluon.deploy export igcv3_d_1.0 --params best.params --out exp/igcv3_d
+    python -m igcv3_gluon.deploy optimize exp/igcv3_d exp/igcv3_d-opt
+    python -m igcv3_gluon.deploy onnx exp/igcv3_d-opt exp/igcv3_d-opt.onnx
+    python -m igcv3_gluon.deploy quantize exp/digits-opt exp/digits-int8 \\
+        --input-shape 1,3,32,32 --digits-config runs/demo/config.json
+    python -m igcv3_gluon.deploy bench exp/igcv3_d exp/igcv3_d-opt --batch 1,16 --onnx
+
+Every sub-command checks its files and the input shape first and ends with one line
+``error: ...`` (exit 2) when something does not fit.
+"""
+import argparse
+import os
+import sys
+import warnings
+
+from ..errors import UsageError, exit_on_usage_error
+
+
+def _shape(text):
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+        assert len(shape) == 4 and min(shape) > 0
+        return shape
+    except (ValueError, AssertionError):
+        raise UsageError("--input-shape takes N,C,H,W such as 1,3,224,224; got %r" % text)
+
+
+def _check_export(prefix, shape):
+    """The export exists and accepts ``shape``; returns the symbol."""
+    import mxnet as mx
+
+    from .export import artifact_paths
+    for path in artifact_paths(prefix):
+        if not os.path.isfile(path):
+            raise UsageError("%s not found: give the prefix of an export (PREFIX-symbol.json "
+                             "+ PREFIX-0000.params), e.g. from `python -m igcv3_gluon.deploy "
+                             "export`" % path)
+    sym = mx.sym.load(artifact_paths(prefix)[0])
+    import contextlib
+    import io
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):     # MXNet prints its arguments
+            out_shapes = sym.infer_shape(data=shape)[1]
+    except mx.MXNetError as err:
+        raise UsageError("input shape %s does not fit %s (%s)" % (
+            ",".join(map(str, shape)), prefix,
+            str(err).strip().splitlines()[-1][:160] if str(err).strip() else "shape error"))
+    if out_shapes is None or any(s is None or 0 in s for s in out_shapes):
+        raise UsageError("input shape %s does not fit %s" % (",".join(map(str, shape)), prefix))
+    return sym
+
+
+def _max_diff(prefix_a, prefix_b, shape):
+    import mxnet as mx
+    import numpy as np
+
+    from .export import load_symbolblock
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, shape))
+    a = load_symbolblock(prefix_a)(x).asnumpy()
+    b = load_symbolblock(prefix_b)(x).asnumpy()
+    return float(np.abs(a - b).max())
+
+
+def cmd_export(args):
+    from ..models import get_model, list_models
+    from . import export, load_weights
+    if args.model not in list_models():
+        raise UsageError("unknown model %r; known: %s" % (args.model, ", ".join(list_models())))
+    kwargs = {}
+    if args.multiplier:
+        kwargs["multiplier"] = args.multiplier
+    if args.depths:
+        try:
+            kwargs["depths"] = [int(d) for d in args.depths.split(",")]
+        except ValueError:
+            raise UsageError("--depths takes stage depths such as 1,2,3,4,3,3,1")
+    try:
+        net = get_model(args.model, classes=args.classes, **kwargs)
+    except ValueError as err:
+        raise UsageError(str(err))
+    if args.params:
+        if not os.path.isfile(args.params):
+            raise UsageError("--params %s does not exist" % args.params)
+        try:
+            load_weights(net, args.params)
+        except Exception as err:                       # noqa: BLE001 - reported in one line
+            raise UsageError("%s does not fit %s with %d classes (%s)" % (
+                args.params, args.model, args.classes, str(err).splitlines()[0][:160]))
+    else:
+        import mxnet as mx
+        net.initialize(mx.init.Xavier())
+        print("note: no --params: exporting random weights")
+    sym_file, params_file = export(net, args.out, args.input_shape)
+    print("exported %s + %s" % (sym_file, params_file))
+
+
+def cmd_optimize(args):
+    from .optimize import optimize_files
+    _check_export(args.prefix, args.input_shape)
+    print("optimizing %s ..." % args.prefix, flush=True)
+    (sym_file, params_file), report = optimize_files(
+        args.prefix, args.out_prefix, fold_shuffles=not args.keep_shuffles)
+    diff = _max_diff(args.prefix, args.out_prefix, args.input_shape)
+    print("folded %(batchnorms_folded)d BatchNorms and %(shuffles_folded)d shuffles; "
+          "%(batchnorms_left)d BatchNorms and %(shuffles_left)d shuffles left" % report)
+    print("wrote %s + %s; max |diff| to the original on a random batch: %.2e"
+          % (sym_file, params_file, diff))
+    if diff > 1e-3:
+        raise UsageError("the optimised graph differs from the original by %.2e" % diff, 1)
+
+
+def cmd_onnx(args):
+    import numpy as np
+
+    from .export import export_onnx, load_symbolblock
+    _check_export(args.prefix, args.input_shape)
+    print("converting %s to ONNX ..." % args.prefix, flush=True)
+    path = export_onnx(args.prefix, args.output, args.input_shape)
+    import mxnet as mx
+    import onnxruntime as ort
+    x = np.random.RandomState(0).uniform(-1, 1, args.input_shape).astype(np.float32)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = load_symbolblock(args.prefix)(mx.nd.array(x)).asnumpy()
+    print("wrote %s; ONNX Runtime vs MXNet max |diff|: %.2e" % (path, np.abs(got - want).max()))
+
+
+def _digits_batches(config_path, shape):
+    """Digits train images (calibration) and test images + labels, preprocessed with the
+    mean/std of the training run's ``config.json``."""
+    import json
+
+    import mxnet as mx
+    import numpy as np
+
+    from ..data import load_dataset
+    if not os.path.isfile(config_path):
+        raise UsageError("--digits-config %s does not exist (the config.json of a digits run, "
+                         "e.g. runs/demo/config.json)" % config_path)
+    config = json.load(open(config_path))
+    if config.get("dataset") != "digits" or "mean" not in config:
+        raise UsageError("%s is not the config of a digits run" % config_path)
+    train_x, _, test_x, test_y, _ = load_dataset("digits")
+    mean, std = np.array(config["mean"], np.float32), np.array(config["std"], np.float32)
+
+    def prep(x):
+        return mx.nd.array(((x.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2))
+    if shape[1:] != (3, 32, 32):
+        raise UsageError("the digits set is 3x32x32; --input-shape %s does not fit"
+                         % ",".join(map(str, shape)))
+    batch = shape[0]
+    calib = [prep(train_x[i:i + batch]) for i in range(0, len(train_x) - batch + 1, batch)]
+    return calib, prep(test_x), test_y
+
+
+def cmd_quantize(args):
+    import mxnet as mx
+    import numpy as np
+
+    from .export import load_symbolblock
+    from .quantize import quantize
+    _check_export(args.prefix, args.input_shape)
+    test_x = test_y = None
+    if args.digits_config:
+        calib, test_x, test_y = _digits_batches(args.digits_config, args.input_shape)
+    elif args.calib_npy:
+        if not os.path.isfile(args.calib_npy):
+            raise UsageError("--calib-npy %s does not exist" % args.calib_npy)
+        data = np.load(args.calib_npy).astype(np.float32)
+        if data.ndim != 4 or data.shape[1:] != tuple(args.input_shape[1:]):
+            raise UsageError("--calib-npy holds shape %s; expected (N,%s)" % (
+                data.shape, ",".join(map(str, args.input_shape[1:]))))
+        b = args.input_shape[0]
+        calib = [mx.nd.array(data[i:i + b]) for i in range(0, len(data) - b + 1, b)]
+    else:
+        raise UsageError("give calibration data: --digits-config RUN/config.json or "
+                         "--calib-npy FILE.npy (N,C,H,W float32, preprocessed)")
+    calib = calib[:args.calib_batches]
+    if not calib:
+        raise UsageError("no calibration batch: fewer images than --input-shape's batch")
+    print("calibrating on %d images (%s, preset %s) ..." % (
+        sum(c.shape[0] for c in calib), args.calib_mode, args.preset), flush=True)
+    (sym_file, params_file), qnet = quantize(args.prefix, args.out_prefix, calib, args.preset,
+                                             args.calib_mode)
+    print("wrote %s + %s" % (sym_file, params_file))
+    if test_x is not None:
+        fp32 = load_symbolblock(args.prefix)
+        acc = {name: float((net(test_x).asnumpy().argmax(1) == test_y).mean())
+               for name, net in (("fp32", fp32), ("int8", qnet))}
+        print("digits test top-1: fp32 %.2f%%, int8 %.2f%% (change %+.2f points)" % (
+            100 * acc["fp32"], 100 * acc["int8"], 100 * (acc["int8"] - acc["fp32"])))
+
+
+def cmd_bench(args):
+    import mxnet as mx
+
+    from .bench import interleaved_medians, onnx_inference, ratio_table
+    from .export import export_onnx, load_symbolblock
+    batches = [int(b) for b in args.batch.split(",")]
+    for prefix in args.prefixes:
+        _check_export(prefix, (1,) + tuple(args.input_shape[1:]))
+    for batch in batches:
+        shape = (batch,) + tuple(args.input_shape[1:])
+        x = mx.nd.random.uniform(-1, 1, shape)
+        fns = {}
+        for prefix in args.prefixes:
+            net = load_symbolblock(prefix)
+            if args.fuse:
+                net.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
+            else:
+                net.hybridize(static_alloc=True, static_shape=True)
+            fns["mxnet " + os.path.basename(prefix)] = (lambda n=net: n(x).wait_to_read())
+            if args.onnx:
+                path = export_onnx(prefix, "%s-b%d.onnx" % (prefix, batch), shape)
+                fns["onnxruntime " + os.path.basename(prefix)] = onnx_inference(
+                    path, batch, shape[2])
+        print("\nbatch %d (%s), median of %d interleaved rounds:" % (
+            batch, "x".join(map(str, shape[1:])), args.rounds), flush=True)
+        medians = interleaved_medians(fns, rounds=args.rounds)
+        print(ratio_table(medians, next(iter(fns))))
+
+
+@exit_on_usage_error
+def main(argv=None):
+    warnings.simplefilter("ignore", UserWarning)
+    parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_shape(p, default="1,3,224,224"):
+        p.add_argument("--input-shape", default=default, help="N,C,H,W (default %(default)s)")
+        return p
+
+    p = with_shape(sub.add_parser("export", help="zoo model (+ trained .params) -> symbol/params"))
+    p.add_argument("model")
+    p.add_argument("--params", help="trained weights (training .params or best.params)")
+    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("--multiplier", type=float, default=None, help="as in training")
+    p.add_argument("--depths", default=None, help="as in training, e.g. 1,2,3,4,3,3,1")
+    p.add_argument("--out", required=True, help="output prefix")
+    p.set_defaults(run=cmd_export)
+
+    p = with_shape(sub.add_parser("optimize", help="fold BatchNorms and shuffles"))
+    p.add_argument("prefix")
+    p.add_argument("out_prefix")
+    p.add_argument("--keep-shuffles", action="store_true",
+                   help="fold BatchNorms only (group convs and shuffles stay)")
+    p.set_defaults(run=cmd_optimize)
+
+    p = with_shape(sub.add_parser("onnx", help="export -> ONNX (checked in ONNX Runtime)"))
+    p.add_argument("prefix")
+    p.add_argument("output")
+    p.set_defaults(run=cmd_onnx)
+
+    p = with_shape(sub.add_parser("quantize", help="INT8 post-training quantization"),
+                   "32,3,32,32")
+    p.add_argument("prefix")
+    p.add_argument("out_prefix")
+    p.add_argument("--digits-config", help="config.json of a digits run: calibrate on the "
+                                           "digits training images, report test accuracy")
+    p.add_argument("--calib-npy", help="calibration images, (N,C,H,W) float32 .npy")
+    p.add_argument("--calib-batches", type=int, default=20)
+    p.add_argument("--calib-mode", default="naive", choices=["naive", "entropy"])
+    p.add_argument("--preset", default="accurate", choices=["accurate", "fast"])
+    p.set_defaults(run=cmd_quantize)
+
+    p = with_shape(sub.add_parser("bench", help="latency of exports, side by side"))
+    p.add_argument("prefixes", nargs="+")
+    p.add_argument("--batch", default="1,16")
+    p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--onnx", action="store_true", help="also time them in ONNX Runtime")
+    p.add_argument("--fuse", action="store_true",
+                   help="MXNet: apply oneDNN operator fusion (optimize_for('MKLDNN'))")
+    p.set_defaults(run=cmd_bench)
+
+    args = parser.parse_args(argv)
+    args.input_shape = _shape(args.input_shape)
+    args.run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
