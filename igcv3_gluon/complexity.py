@@ -47,6 +47,8 @@ def graph_stats(net, input_shape):
     arg_shapes, _, _ = sym.infer_shape(data=input_shape)
     shapes = dict(zip(sym.list_arguments(), arg_shapes))
     inputs = {"data", "softmax_label"}
+    if not isinstance(net, mx.sym.Symbol):     # constants (SSD's anchor tables) are not weights
+        inputs |= {n for n, p in net.collect_params().items() if p.grad_req == "null"}
     params = sum(int(np.prod(s)) for n, s in shapes.items() if n not in inputs)
 
     internals = sym.get_internals()

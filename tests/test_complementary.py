@@ -56,7 +56,7 @@ def test_normal_form_and_dense_baselines():
     assert t1.dense and t1.loose is None       # a single pointwise conv: nothing to interleave
 
 
-@pytest.mark.parametrize("name", igcv3_gluon.list_models())
+@pytest.mark.parametrize("name", igcv3_gluon.list_models("classification"))
 def test_every_block_of_every_shipped_network_is_dense(name):
     reports = check_network(igcv3_gluon.get_model(name))
     assert reports, name

@@ -20,7 +20,7 @@ DOCUMENTED_DEVIATIONS = {"igcv3_d_1.4", "mobilenetv2_1.4", "mobilenetv2_0.7",
 
 
 def test_zoo_names():
-    assert igcv3_gluon.list_models() == ZOO
+    assert igcv3_gluon.list_models("classification") == ZOO
 
 
 def test_unknown_name_lists_known_names():

@@ -23,10 +23,12 @@ class ModelInfo:
     paper: dict = field(default_factory=dict)   # params, madds, with_fc, source
     kwargs: dict = field(default_factory=dict)
     constructor: object = None                  # callable(classes=, **kwargs) -> Block
+    task: str = "classification"                # or "detection"
+    input_size: int = None                      # default: 32 for CIFAR models, else 224
 
     @property
     def input_shape(self):
-        side = 32 if self.cifar else 224
+        side = self.input_size or (32 if self.cifar else 224)
         return (1, 3, side, side)
 
 
@@ -42,9 +44,10 @@ def register_model(info):
     return info
 
 
-def list_models():
-    """Names of every zoo model, in registration order."""
-    return list(_MODELS)
+def list_models(task=None):
+    """Names of the zoo models (of ``task``: "classification" or "detection"; default all),
+    in registration order."""
+    return [name for name, info in _MODELS.items() if task is None or info.task == task]
 
 
 def model_info(name):
@@ -107,3 +110,22 @@ for _name, _cfg, _mult, _cifar, _kwargs, _paper_fig in [
         ("igcv2", "igcv2", 2.2, False, {}, _paper(None, None, source="Table 1 (70.7%, size not given)"))]:
     register_model(ModelInfo(_name, _cfg, _mult, cifar=_cifar, classes=10 if _cifar else 1000,
                              paper=_paper_fig, kwargs=_kwargs))
+
+
+# Table 4: SSDLite detectors at 320x320 on COCO (80 classes + background). ``classes`` takes
+# a list of class names for custom data sets (an int n gives names "class0".."class<n-1>").
+def _detector(backbone):
+    def construct(classes=None, **kwargs):
+        from .ssdlite import ssdlite
+        if isinstance(classes, int):
+            classes = ["class%d" % i for i in range(classes)]
+        return ssdlite(backbone, classes=classes, **kwargs)
+    return construct
+
+
+for _name, _backbone, _paper_fig in [
+        ("ssdlite_320_igcv3_w_coco", "igcv3_w", _paper(4.0e6, None, source="Table 4 (SSDLite2)")),
+        ("ssdlite_320_mobilenetv2_coco", "mobilenetv2", _paper(4.3e6, None, source="Table 4"))]:
+    register_model(ModelInfo(_name, _backbone, classes=None, paper=_paper_fig,
+                             constructor=_detector(_backbone), task="detection",
+                             input_size=320))

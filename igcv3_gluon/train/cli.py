@@ -60,8 +60,10 @@ def add_common_args(parser, defaults):
 
 def validate_common_args(args):
     from ..models import list_models
-    if args.model not in list_models():
-        raise UsageError("unknown model %r; known: %s" % (args.model, ", ".join(list_models())))
+    task = getattr(args, "task", "classification")
+    if args.model not in list_models(task):
+        raise UsageError("unknown model %r; known: %s" % (args.model,
+                                                          ", ".join(list_models(task))))
     for flag in ("epochs", "batch_size"):
         if getattr(args, flag) < 1:
             raise UsageError("--%s must be at least 1" % flag.replace("_", "-"))
