@@ -28,6 +28,7 @@ setup(
         "tqdm",
         "matplotlib",
         "scikit-learn",
+        "pycocotools",
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],

@@ -1,0 +1,149 @@
+"""SSDLite / SSDLite2 detectors, COCO-format data checks, train_ssdlite.py end to end."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+from conftest import ROOT, fake_coco
+from igcv3_gluon import get_model
+from igcv3_gluon.models.ssdlite import SeparablePredictor
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, "train_ssdlite.py"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    train = fake_coco(root, 24, seed=0, name="train")
+    val = fake_coco(root, 8, seed=1, name="val")
+    return ["--train-ann", train[0], "--train-images", train[1],
+            "--val-ann", val[0], "--val-images", val[1]]
+
+
+TINY = ["--multiplier-backbone", "0.5", "--data-shape", "128", "--batch-size", "8",
+        "--lr", "0.02", "--warmup-epochs", "1", "--workers", "0", "--no-progress"]
+
+
+@pytest.mark.parametrize("name, expansion, depths", [
+    ("ssdlite_320_mobilenetv2_coco", 576, [3, 6, 6, 6, 6, 6]),
+    ("ssdlite_320_igcv3_w_coco", 1152, [3, 6, 6, 6, 6, 6])])
+def test_detector_maps_anchors_and_separable_heads(name, expansion, depths):
+    net = get_model(name)
+    assert net.channels == [expansion, 1280, 512, 256, 256, 128]
+    assert [ag.num_depth for ag in net.anchor_generators] == depths
+    heads = list(net.class_predictors) + list(net.box_predictors)
+    assert len(heads) == 12 and all(isinstance(h, SeparablePredictor) for h in heads)
+    for head in heads:                     # Dw3x3 + BN + ReLU6 + 1x1
+        conv = head.body[0]
+        assert conv._kwargs["kernel"] == (3, 3) and conv._kwargs["num_group"] == conv._channels
+        assert head.body[-1]._kwargs["kernel"] == (1, 1)
+    net.initialize()
+    with autograd.train_mode():
+        cls, box, anchors = net(mx.nd.zeros((1, 3, 320, 320)))
+    # 20x20x3 + (10x10 + 5x5 + 3x3 + 2x2 + 1x1) x 6 anchors
+    assert cls.shape == (1, 2034, 81) and box.shape == (1, 2034, 4)
+    assert anchors.shape == (1, 2034, 4)
+
+
+def test_custom_classes_and_export_keeps_detections(tmp_path):
+    from igcv3_gluon.deploy import export, load_symbolblock
+    net = get_model("ssdlite_320_igcv3_w_coco", classes=["a", "b"], multiplier=0.5,
+                    base_size=128)
+    net.initialize(mx.init.Xavier())
+    with autograd.train_mode():
+        cls, _, _ = net(mx.nd.zeros((1, 3, 128, 128)))
+    assert cls.shape[-1] == 3
+    net.hybridize()
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (1, 3, 128, 128)))
+    want = [a.asnumpy() for a in net(x)]
+    export(net, str(tmp_path / "det"), (1, 3, 128, 128))
+    got = [a.asnumpy() for a in load_symbolblock(str(tmp_path / "det"))(x)]
+    for a, b in zip(want, got):                  # ids, scores, boxes
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert (want[1] > 0).any()
+
+
+def test_coco_format_checks_clips_and_skips(tmp_path):
+    from igcv3_gluon.data.coco import COCOFormat
+    from igcv3_gluon.errors import UsageError
+    ann, images = fake_coco(tmp_path, 4, size=64, seed=3)
+    data = json.load(open(ann))
+    data["annotations"][0]["bbox"] = [50, 50, 40, 40]          # partly outside: clipped
+    data["annotations"].append({"id": 999, "image_id": 1, "category_id": 1,
+                                "bbox": [70, 70, 5, 5], "iscrowd": 0})   # fully outside
+    data["images"].append({"id": 99, "file_name": "0000.jpg", "width": 64, "height": 64})
+    json.dump(data, open(ann, "w"))
+    train = COCOFormat(ann, images, skip_empty=True)
+    val = COCOFormat(ann, images, skip_empty=False)
+    assert train.stats == {"clipped": 2, "dropped": 1, "empty_images": 1}
+    assert len(val) == len(train) + 1 == 5
+    first = [item for item in train.items if item[0] == data["annotations"][0]["image_id"]][0]
+    assert first[2][:, :4].max() <= 64
+    img, label = train[0]
+    assert img.shape == (64, 64, 3) and label.shape[1] == 6
+    os.remove(os.path.join(images, "0002.jpg"))
+    with pytest.raises(UsageError, match="1 image.*missing .*0002.jpg"):
+        COCOFormat(ann, images)
+
+
+def test_bad_detection_data_is_a_one_line_error(tmp_path, shapes):
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"images": [], "annotations": [], "categories": [
+        {"id": 1, "name": "x"}]}))
+    cases = [
+        (["--train-ann", str(tmp_path / "nope.json"), "--train-images", str(tmp_path),
+          "--val-ann", shapes[5], "--val-images", shapes[7]], "nope.json does not exist"),
+        (["--train-ann", str(empty), "--train-images", str(tmp_path),
+          "--val-ann", shapes[5], "--val-images", shapes[7]], "has no image with a usable box"),
+        ([], "give --data-dir"),
+        (["--data-dir", str(tmp_path / "coco")], "--data-dir .* does not exist"),
+        (shapes + ["--eval-only"], "--params None does not exist"),
+    ]
+    import re
+    for args, message in cases:
+        proc = run(*args, *TINY, "--out-dir", str(tmp_path / "x"), timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr[-1500:])
+        assert "Traceback" not in proc.stderr and re.search(message, proc.stderr), proc.stderr
+
+
+def test_trains_evaluates_predicts_and_resumes_after_kill(tmp_path, shapes):
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "train_ssdlite.py", *shapes, *TINY, "--epochs", "4",
+           "--out-dir", out]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    marker = os.path.join(out, "checkpoints", "ckpt-0002-00000.json")
+    deadline = time.time() + 400
+    while not os.path.exists(marker):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr
+    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert {"val_AP", "val_AP50", "val_AP75", "val_APs", "val_APm", "val_APl"} <= set(rows[-1])
+    assert rows[-1]["cls_loss"] < rows[0]["cls_loss"]
+    assert os.path.isfile(os.path.join(out, "export", "ssdlite_320_igcv3_w_coco-symbol.json"))
+    best = os.path.join(out, "best.params")
+    ev = run(*shapes, *TINY, "--eval-only", "--params", best, "--out-dir", out)
+    assert ev.returncode == 0, ev.stderr[-1500:]
+    assert "COCO mAP" in ev.stdout and "AP50" in ev.stdout
+    image = os.path.join(shapes[7], "0000.jpg")
+    pr = run(*shapes, *TINY, "--predict", image, "--params", best, "--threshold", "0.0",
+             "--out-dir", out)
+    assert pr.returncode == 0, pr.stderr[-1500:]
+    png = os.path.join(out, "predictions", "0000-detections.png")
+    assert os.path.getsize(png) > 10000
