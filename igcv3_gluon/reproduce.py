@@ -242,7 +242,7 @@ def table_markdown(number, results=None, commands=True):
         size = row_size(row)
         cells = [row.label + ("".join(" `--%s %s`" % kv for kv in sorted(row.flags.items()))),
                  row_dense(row),
-                 "not built yet (issue 5)" if size is None else "%.2fM" % (size[0] / 1e6),
+                 "not built" if size is None else "%.2fM" % (size[0] / 1e6),
                  "%.1fM" % (row.params / 1e6)]
         if "MAdds (ours)" in head:
             cells += ["-" if size is None else "%.0fM" % (size[1] / 1e6),
@@ -337,8 +337,8 @@ fills the "ours" columns with mean ± std over the seeds found.
 
 **Status.** Parameter counts and MAdds: verified here (tests/test_reproduce.py). Accuracies:
 not yet run. CIFAR rows need the CIFAR data and days of GPU time per row (400 epochs x 5
-seeds); ImageNet rows need the ImageNet RecordIO and GPU weeks (`train_imagenet.py`); Table 4 needs the
-SSDLite2 detector (issue 5). None of these data sets can be downloaded on the machine this
+seeds); ImageNet rows need the ImageNet RecordIO and GPU weeks (`train_imagenet.py`); Table 4 needs COCO
+and GPU days (`train_ssdlite.py`). None of these data sets can be downloaded on the machine this
 project is developed on.
 
 Size notes: rows built on IGCV3-D 1.0x (Tables 1, 2, 5, 6, 7) have 2.21M parameters without
