@@ -17,12 +17,11 @@ from mxnet import autograd, gluon
 
 from .data.coco import COCOFormat, coco_split_paths
 from .errors import UsageError, exit_on_usage_error
-from .train.checkpoint import CheckpointManager, atomic_write, atomic_write_json
-from .train.context import make_kvstore, parse_devices, split_global_batch
-from .train.logbook import RunLog, say
+from .train.checkpoint import atomic_write, atomic_write_json
+from .train.context import parse_devices
+from .train.logbook import say
 from .train.loop import _progress
-from .train.runner import _raise_keyboard_interrupt, seed_everything
-from .train.schedule import LRSchedule, parse_steps
+from .train.runner import RunSetup, _raise_keyboard_interrupt, seed_everything
 
 __all__ = ["DEFAULTS", "build_parser", "main", "evaluate_coco", "predict_images"]
 
@@ -182,15 +181,10 @@ def _build_net(args, classes):
 def fit_detector(args, net, train_set, val_set):
     """The training run: devices, resume, epochs with progress, COCO eval, checkpoints."""
     from gluoncv.loss import SSDMultiBoxLoss
-    contexts = parse_devices(args.gpus, args.cpus)
-    kv = make_kvstore(args.kvstore, contexts)
-    rank, parts = (kv.rank, kv.num_workers) if kv is not None else (0, 1)
-    worker_batch = split_global_batch(args.batch_size, parts, contexts)
-    is_main = rank == 0
-    log = RunLog(args.out_dir, enabled=is_main)
-    ckpts = CheckpointManager(os.path.join(args.out_dir, "checkpoints"))
-    schedule = LRSchedule(args.lr, args.lr_mode, args.epochs, parse_steps(args.lr_steps),
-                          args.lr_factor, args.warmup_epochs)
+    run = RunSetup(args)
+    contexts, kv, rank, parts = run.contexts, run.kv, run.rank, run.num_workers
+    worker_batch, is_main, log, ckpts = run.worker_batch, run.is_main, run.log, run.ckpts
+    schedule = run.schedule
     seed_everything(args.seed)
     from .train.runner import kaiming_init
     net.initialize(kaiming_init, ctx=contexts)

@@ -18,7 +18,8 @@ from .logbook import RunLog, say
 from .loop import Interrupted, NonFiniteLoss, evaluate, train_epoch
 from .schedule import LRSchedule, parse_steps
 
-__all__ = ["fit_classifier", "run_seeds", "seed_everything", "kaiming_init"]
+__all__ = ["fit_classifier", "run_seeds", "seed_everything", "kaiming_init", "RunSetup",
+           "setup_run"]
 
 # "We initialize the weights similar to [He et al.]" (Sec. 4.1): gaussian, fan-in, gain 2.
 kaiming_init = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
@@ -45,6 +46,27 @@ def _check_same_run(log, config):
                             ", ".join("%s=%s" % (k, old.get(k)) for k in diff)))
 
 
+class RunSetup:
+    """What every training run derives from the common flags: devices, kvstore, this
+    worker's rank and batch, the run log, the checkpoints and the lr schedule."""
+
+    def __init__(self, args):
+        self.contexts = parse_devices(args.gpus, args.cpus)
+        self.kv = make_kvstore(args.kvstore, self.contexts)
+        self.rank, self.num_workers = ((self.kv.rank, self.kv.num_workers)
+                                       if self.kv is not None else (0, 1))
+        self.worker_batch = split_global_batch(args.batch_size, self.num_workers, self.contexts)
+        self.is_main = self.rank == 0
+        self.log = RunLog(args.out_dir, enabled=self.is_main)
+        self.ckpts = CheckpointManager(os.path.join(args.out_dir, "checkpoints"))
+        self.schedule = LRSchedule(args.lr, args.lr_mode, args.epochs,
+                                   parse_steps(args.lr_steps), args.lr_factor,
+                                   args.warmup_epochs)
+
+
+setup_run = RunSetup
+
+
 def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), initialize=True,
                    session=None):
     """Train ``net`` per ``args`` (the common flags). ``make_loaders(rank, num_parts,
@@ -55,16 +77,11 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), init
     its keys twice). When it returns, ``net`` holds the final
     weights (``final.params``); the best and the final weights are exported as symbol/params.
     Returns the run summary (dict)."""
-    contexts = parse_devices(args.gpus, args.cpus)
-    kv = make_kvstore(args.kvstore, contexts)
-    rank, num_workers = (kv.rank, kv.num_workers) if kv is not None else (0, 1)
-    worker_batch = split_global_batch(args.batch_size, num_workers, contexts)
-    is_main = rank == 0
-    log = RunLog(args.out_dir, enabled=is_main)
-    ckpts = CheckpointManager(os.path.join(args.out_dir, "checkpoints"))
+    run = RunSetup(args)
+    contexts, kv, rank, num_workers = run.contexts, run.kv, run.rank, run.num_workers
+    worker_batch, is_main, log, ckpts = run.worker_batch, run.is_main, run.log, run.ckpts
+    schedule = run.schedule
     _check_same_run(log, config)
-    schedule = LRSchedule(args.lr, args.lr_mode, args.epochs, parse_steps(args.lr_steps),
-                          args.lr_factor, args.warmup_epochs)
 
     seed_everything(args.seed)
     if initialize:
