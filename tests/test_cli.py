@@ -1,4 +1,4 @@
-"""Command lines: the complexity table, the entry points that are not there yet."""
+"""Command lines: the complexity table, the training scripts without data."""
 import subprocess
 import sys
 
@@ -34,8 +34,11 @@ def test_complexity_unknown_model_is_one_line_error():
     assert "unknown model resnet50" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("script", ["train_ssdlite.py"])
-def test_unfinished_training_scripts_say_so(script):
+@pytest.mark.parametrize("script, message", [
+    ("train_imagenet.py", "--rec-val is required"),
+    ("train_ssdlite.py", "give --data-dir (COCO layout) or --train-ann")])
+def test_training_scripts_without_data_say_what_is_missing(script, message):
     proc = run(script)
     assert proc.returncode == 2
-    assert "not implemented yet" in proc.stderr and "Traceback" not in proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
