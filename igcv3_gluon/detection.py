@@ -49,6 +49,9 @@ def build_parser():
     g.add_argument("--multiplier-backbone", type=float, default=1.0, dest="backbone_multiplier",
                    help="width multiplier of the backbone")
     g.add_argument("--val-interval", type=int, default=1, help="evaluate every N epochs")
+    g.add_argument("--augment", default="ssd", choices=["ssd", "light"],
+                   help="ssd: GluonCV's SSD train transform (the paper's); light: resize + "
+                        "flip (small clean sets)")
     g = parser.add_argument_group("evaluation and prediction")
     g.add_argument("--eval-only", action="store_true", help="COCO mAP of --params on val")
     g.add_argument("--params", help="weights (.params) for --eval-only / --predict")
@@ -103,14 +106,41 @@ class _EpochBatches(gluon.data.Sampler):
             yield order[b * self.batch:(b + 1) * self.batch].tolist()
 
 
+class LightTrainTransform:
+    """``--augment light``: resize + horizontal flip only, then SSD's training targets (the
+    same matching as GluonCV's transform). For small, clean data sets where the full SSD
+    augmentation (expansion up to 4x, constrained crops) needs far more epochs."""
+
+    def __init__(self, size, anchors):
+        from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
+        self.size, self.anchors = size, anchors
+        self.targets = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2),
+                                          negative_mining_ratio=-1)
+
+    def __call__(self, src, label):
+        from gluoncv.data.transforms import bbox as tbbox
+        from gluoncv.data.transforms import image as timage
+        h, w = src.shape[:2]
+        img = timage.imresize(src, self.size, self.size, interp=1)
+        bbox = tbbox.resize(label, (w, h), (self.size, self.size))
+        img, flips = timage.random_flip(img, px=0.5)
+        bbox = tbbox.flip(bbox, (self.size, self.size), flip_x=flips[0])
+        x = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=MEAN, std=STD)
+        gt_bboxes = mx.nd.array(bbox[np.newaxis, :, :4])
+        gt_ids = mx.nd.array(bbox[np.newaxis, :, 4:5])
+        cls_targets, box_targets, _ = self.targets(self.anchors, None, gt_bboxes, gt_ids)
+        return x, cls_targets[0], box_targets[0]
+
+
 def _train_loader(dataset, net, args, worker_batch, rank, parts):
     from gluoncv.data.batchify import Stack, Tuple
     from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
     size = args.data_shape
     with autograd.train_mode():
         _, _, anchors = net(mx.nd.zeros((1, 3, size, size)))
-    transform = SSDDefaultTrainTransform(size, size, anchors.as_in_context(mx.cpu()),
-                                         mean=MEAN, std=STD)
+    anchors = anchors.as_in_context(mx.cpu())
+    transform = (LightTrainTransform(size, anchors) if args.augment == "light" else
+                 SSDDefaultTrainTransform(size, size, anchors, mean=MEAN, std=STD))
     sampler = _EpochBatches(len(dataset), worker_batch, args.seed, rank, parts)
     loader = gluon.data.DataLoader(dataset.transform(transform), batch_sampler=sampler,
                                    batchify_fn=Tuple(Stack(), Stack(), Stack()),

@@ -147,3 +147,41 @@ def test_trains_evaluates_predicts_and_resumes_after_kill(tmp_path, shapes):
     assert pr.returncode == 0, pr.stderr[-1500:]
     png = os.path.join(out, "predictions", "0000-detections.png")
     assert os.path.getsize(png) > 10000
+
+
+def test_coco_evaluation_scores_ground_truth_as_perfect(tmp_path):
+    """The metric pipeline (resize back to image coordinates, category ids, image ids, empty
+    images) gives AP 1.0 to the ground truth itself and 0 to boxes of the wrong class."""
+    from igcv3_gluon.data.coco import COCOFormat
+    from igcv3_gluon.detection import evaluate_coco
+    ann, images = fake_coco(tmp_path, 6, size=96, seed=4)
+    data = json.load(open(ann))
+    data["images"].append({"id": 77, "file_name": "0000.jpg", "width": 96, "height": 96})
+    json.dump(data, open(ann, "w"))
+    val = COCOFormat(ann, images, skip_empty=False)
+    size = 64
+
+    class Oracle:
+        def __init__(self, shift=0):
+            self.shift, self.i = shift, 0
+
+        def set_nms(self, **kwargs):
+            pass
+
+        def hybridize(self, **kwargs):
+            pass
+
+        def __call__(self, x):
+            label = val.items[self.i][2]
+            self.i += 1
+            n = len(label)
+            ids = np.full((1, 100, 1), -1.0)
+            scores = np.zeros((1, 100, 1))
+            boxes = np.zeros((1, 100, 4))
+            ids[0, :n, 0] = (label[:, 4] + self.shift) % 3
+            scores[0, :n, 0] = 0.9
+            boxes[0, :n] = label[:, :4] * size / 96.0
+            return [mx.nd.array(a) for a in (ids, scores, boxes)]
+
+    assert evaluate_coco(Oracle(), val, [mx.cpu()], size)["AP"] > 0.99
+    assert evaluate_coco(Oracle(shift=1), val, [mx.cpu()], size)["AP"] == 0.0

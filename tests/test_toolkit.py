@@ -151,3 +151,27 @@ def test_label_smoothing_loss():
     target[np.arange(4), label.asnumpy().astype(int)] += 0.9
     np.testing.assert_allclose(_SmoothedLoss(5, 0.1)(pred, label).asnumpy(),
                                -(logp * target).sum(1), rtol=1e-5)
+
+
+def test_interrupts_wait_for_the_plot_and_a_broken_plot_does_not_stop_the_run(tmp_path,
+                                                                              monkeypatch):
+    import os
+    import signal
+
+    from igcv3_gluon.train import logbook
+    log = logbook.RunLog(str(tmp_path))
+    log.append({"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5})
+    real = logbook.plot_curves
+
+    def interrupted_plot(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)            # Ctrl-C in the middle of drawing
+        return real(*args, **kwargs)
+    monkeypatch.setattr(logbook, "plot_curves", interrupted_plot)
+    with pytest.raises(KeyboardInterrupt):
+        log.plot()
+    assert os.path.getsize(str(tmp_path / "curves.png")) > 1000    # finished first
+
+    def broken_plot(*args, **kwargs):
+        raise AttributeError("'Line2D' object has no attribute 'eventson'")
+    monkeypatch.setattr(logbook, "plot_curves", broken_plot)
+    assert log.plot() is None                            # said so, did not raise

@@ -1,13 +1,16 @@
 """Run records: ``config.json`` (every flag), ``log.jsonl`` (one JSON object per epoch) and
 ``curves.png`` (loss and accuracy per epoch)."""
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 from .checkpoint import atomic_write, atomic_write_json
 
-__all__ = ["RunLog", "plot_curves", "say"]
+__all__ = ["RunLog", "plot_curves", "say", "deferred_interrupts"]
 
 
 def say(message):
@@ -74,10 +77,36 @@ class RunLog:
 
     def plot(self, keys_left=("train_loss",), keys_right=("train_acc", "val_acc"),
              filename="curves.png", title=None):
+        """Redraw the curves. Ctrl-C / SIGTERM arriving meanwhile takes effect right after
+        (matplotlib interrupted mid-call fails with unrelated errors), and a plotting failure
+        only costs the picture, never the run."""
         if not self.enabled:
             return None
-        return plot_curves(self.records(), os.path.join(self.out_dir, filename),
-                           keys_left, keys_right, title)
+        with deferred_interrupts():
+            try:
+                return plot_curves(self.records(), os.path.join(self.out_dir, filename),
+                                   keys_left, keys_right, title)
+            except Exception as err:                  # noqa: BLE001 - the run goes on
+                say("could not draw %s (%s: %s)" % (filename, type(err).__name__, err))
+                return None
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT / SIGTERM until the block ends, then raise KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def plot_curves(records, path, keys_left, keys_right, title=None):
