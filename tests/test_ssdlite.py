@@ -185,3 +185,23 @@ def test_coco_evaluation_scores_ground_truth_as_perfect(tmp_path):
 
     assert evaluate_coco(Oracle(), val, [mx.cpu()], size)["AP"] > 0.99
     assert evaluate_coco(Oracle(shift=1), val, [mx.cpu()], size)["AP"] == 0.0
+
+
+@pytest.mark.parametrize("size", [320, 128])
+def test_anchor_centres_cover_every_map_symmetrically(size):
+    """Each map's anchor centres lie inside the image and are centred on it (steps are
+    size / map side, not powers of two, which put the small maps' centres on the border)."""
+    from igcv3_gluon.models.ssdlite import feature_map_sizes
+    net = get_model("ssdlite_320_mobilenetv2_coco", base_size=size, multiplier=0.5)
+    net.initialize()
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, size, size)))
+    centres = anchors[0, :, :2].asnumpy()
+    start = 0
+    for side, depth in zip(feature_map_sizes(size), [3, 6, 6, 6, 6, 6]):
+        block = centres[start:start + side * side * depth]
+        start += len(block)
+        assert block.min() > 0 and block.max() < size
+        np.testing.assert_allclose(block.mean(axis=0), [size / 2, size / 2], rtol=1e-5)
+    assert start == len(centres)
+    assert feature_map_sizes(320) == [20, 10, 5, 3, 2, 1]

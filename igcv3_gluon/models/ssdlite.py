@@ -16,13 +16,15 @@ What GluonCV lacks and this module adds:
   others (ratios 1, 2, 1/2, 3, 1/3 and the extra ratio-1 size); sizes 0.1, 0.2, 0.35 ... 0.95
   of the input (the TF object detection API's SSDLite scales).
 """
+import math
+
 from mxnet.gluon import nn
 
 from ..nn import ChannelShuffle, IGCV3Block, add_conv_bn
 from .builder import build, resolve_config
 
 __all__ = ["SSDLiteFeatures", "SeparablePredictor", "ssdlite", "SSDLITE_EXTRAS",
-           "anchor_sizes"]
+           "anchor_sizes", "anchor_steps", "feature_map_sizes"]
 
 SSDLITE_EXTRAS = (512, 256, 256, 128)
 RATIOS_FIRST = (1, 2)                          # 2 sizes + 2 ratios - 1 = 3 anchors
@@ -33,6 +35,22 @@ def anchor_sizes(base_size, num_maps=6, smin=0.2, smax=0.95, first=0.1):
     """``num_maps + 1`` anchor sizes in pixels: ``first`` then ``smin .. smax`` evenly."""
     scales = [first] + [smin + (smax - smin) * k / (num_maps - 1) for k in range(num_maps)]
     return [s * base_size for s in scales]
+
+
+def feature_map_sizes(base_size, num_maps=6):
+    """Side of each feature map: stride 16, then halved (rounding up) by every extra layer:
+    20, 10, 5, 3, 2, 1 at 320."""
+    sides = [math.ceil(base_size / 16)]
+    for _ in range(num_maps - 1):
+        sides.append(math.ceil(sides[-1] / 2))
+    return sides
+
+
+def anchor_steps(base_size, num_maps=6):
+    """Anchor spacing per map, ``base_size / side``, so that the anchor centres of every map
+    cover the image evenly (16, 32, 64, 106.7, 160, 320 at 320; powers of two would put
+    the 3x3, 2x2 and 1x1 maps' centres on or beyond the border)."""
+    return [base_size / side for side in feature_map_sizes(base_size, num_maps)]
 
 
 def _expansion_split(block):
@@ -152,7 +170,7 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
         return holder["features"]
 
     sizes = anchor_sizes(base_size)
-    steps = [16, 32, 64, 128, 256, 512]
+    steps = anchor_steps(base_size)
     ratios = [list(RATIOS_FIRST)] + [list(RATIOS_OTHER)] * 5
     prefix = prefix or "ssdlite_%d_%s_" % (base_size, backbone)
     net = SSD(network=None, base_size=base_size, features=features, num_filters=None,
