@@ -308,6 +308,8 @@ def fit_detector(args, net, train_set, val_set):
         signal.signal(signal.SIGTERM, previous)
     summary = dict(model=args.model, best_AP=best["AP"], best_epoch=best["epoch"],
                    out_dir=args.out_dir)
+    if parts > 1:                     # every worker's final weights, to compare
+        net.save_parameters(os.path.join(args.out_dir, "final-rank%d.params" % rank))
     if is_main:
         summary["export"] = _export(net, args, contexts)
         atomic_write_json(os.path.join(args.out_dir, "summary.json"), summary)

@@ -223,3 +223,19 @@ def test_ssdlite2_learns_generated_shapes_to_ap50_above_half(tmp_path):
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
     ap50 = [r["val_AP50"] for r in rows if "val_AP50" in r]
     assert len(ap50) == 4 and ap50[-1] >= 0.5, ap50
+
+
+def test_dist_sync_two_workers_train_the_detector_to_identical_parameters(tmp_path, shapes):
+    out = str(tmp_path / "dist")
+    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
+           "--timeout", "240", "--", sys.executable, "train_ssdlite.py", *shapes, *TINY,
+           "--epochs", "1", "--batch-size", "8", "--kvstore", "dist_sync", "--out-dir", out]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [mx.nd.load(os.path.join(out, "final-rank%d.params" % r)) for r in (0, 1)]
+    trained = [k for k in ranks[0] if "running" not in k]
+    assert len(trained) > 100
+    for key in trained:
+        np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    assert rows[0]["images"] == 12                  # 24 images: 12 per worker, 3 batches of 4
