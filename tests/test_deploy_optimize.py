@@ -173,3 +173,23 @@ def test_deploy_export_onnx_and_bench_commands(digits_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-1000:]
     assert "| mxnet cifar_igcv3_d_0.5 |" in proc.stdout
     assert "| onnxruntime cifar_igcv3_d_0.5 |" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["igcv3_d_0.7", "igcv3_w_1.0"])
+def test_grouped_fold_keeps_group_convs_and_outputs(tmp_path, name):
+    shape = (2, 3, 64, 64)
+    net = randomize(get_model(name), 0, shape)
+    prefix = str(tmp_path / "m")
+    export(net, prefix, shape)
+    (sym_file, _), report = optimize_files(prefix, prefix + "-grp", grouped=True)
+    assert report["shuffles_left"] == 0 and report["batchnorms_left"] == 0
+    nodes = json.load(open(sym_file))["nodes"]
+    g1 = 2 if name.startswith("igcv3_d") else 4
+    groups = [int(n["attrs"]["num_group"]) for n in nodes if n["op"] == "Convolution"
+              and n["attrs"]["kernel"] == "(1, 1)"]
+    assert groups.count(g1 * g1) >= 16 and groups.count(1) <= 2    # no densified block
+    assert sum(n["op"] == "slice_axis" for n in nodes) == g1 * groups.count(g1 * g1)
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, shape))
+    want = net(x).asnumpy()
+    got = load_symbolblock(prefix + "-grp")(x).asnumpy()
+    assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())

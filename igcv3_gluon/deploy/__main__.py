@@ -101,7 +101,8 @@ def cmd_optimize(args):
     _check_export(args.prefix, args.input_shape)
     print("optimizing %s ..." % args.prefix, flush=True)
     (sym_file, params_file), report = optimize_files(
-        args.prefix, args.out_prefix, fold_shuffles=not args.keep_shuffles)
+        args.prefix, args.out_prefix, fold_shuffles=not args.keep_shuffles,
+        grouped=args.grouped)
     diff = _max_diff(args.prefix, args.out_prefix, args.input_shape)
     print("folded %(batchnorms_folded)d BatchNorms and %(shuffles_folded)d shuffles; "
           "%(batchnorms_left)d BatchNorms and %(shuffles_left)d shuffles left" % report)
@@ -247,6 +248,9 @@ def main(argv=None):
     p.add_argument("out_prefix")
     p.add_argument("--keep-shuffles", action="store_true",
                    help="fold BatchNorms only (group convs and shuffles stay)")
+    p.add_argument("--grouped", action="store_true",
+                   help="fold IGCV3 shuffles keeping the 1x1 convs grouped (G1*G2-group "
+                        "projection + partial sums) instead of one dense 1x1 conv")
     p.set_defaults(run=cmd_optimize)
 
     p = with_shape(sub.add_parser("onnx", help="export -> ONNX (checked in ONNX Runtime)"))
