@@ -239,3 +239,27 @@ def test_dist_sync_two_workers_train_the_detector_to_identical_parameters(tmp_pa
         np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
     assert rows[0]["images"] == 12                  # 24 images: 12 per worker, 3 batches of 4
+
+
+def test_coco_layout_with_a_union_of_training_splits(tmp_path):
+    """--data-dir in COCO's layout; --train-sets a,b is the union (trainval35k style)."""
+    import argparse
+    import shutil
+
+    from igcv3_gluon.detection import _datasets
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    for split, n, seed in (("train2014", 5, 0), ("valminusminival2014", 3, 1),
+                           ("minival2014", 2, 2)):
+        ann, folder = fake_coco(tmp_path, n, size=64, seed=seed, name=split)
+        shutil.move(ann, str(root / "annotations" / ("instances_%s.json" % split)))
+        shutil.move(folder, str(root / split))
+    args = argparse.Namespace(data_dir=str(root), train_sets="train2014,valminusminival2014",
+                              val_sets="minival2014", train_ann=None, val_ann=None)
+    train_sets, val = _datasets(args)
+    assert [len(s) for s in train_sets] == [5, 3] and len(val) == 2
+    assert val.classes == ["red_box", "green_ellipse", "blue_box"]
+    args.train_sets = "train2014,test2015"
+    from igcv3_gluon.errors import UsageError
+    with pytest.raises(UsageError, match="instances_test2015.json does not exist"):
+        _datasets(args)
