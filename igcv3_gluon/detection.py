@@ -46,8 +46,6 @@ def build_parser():
     g.add_argument("--val-ann", help="custom set: validation json")
     g.add_argument("--val-images", help="custom set: its image folder")
     g.add_argument("--data-shape", type=int, default=320, help="input size")
-    g.add_argument("--multiplier-backbone", type=float, default=1.0, dest="backbone_multiplier",
-                   help="width multiplier of the backbone")
     g.add_argument("--val-interval", type=int, default=1, help="evaluate every N epochs")
     g.add_argument("--augment", default="ssd", choices=["ssd", "light"],
                    help="ssd: GluonCV's SSD train transform (the paper's); light: resize + "
@@ -204,7 +202,7 @@ def evaluate_coco(net, val_set, contexts, size, progress=False):
 
 def _build_net(args, classes):
     from .models import get_model
-    return get_model(args.model, classes=list(classes), multiplier=args.backbone_multiplier,
+    return get_model(args.model, classes=list(classes), multiplier=args.multiplier or 1.0,
                      base_size=args.data_shape)
 
 

@@ -30,7 +30,7 @@ def shapes(tmp_path_factory):
             "--val-ann", val[0], "--val-images", val[1]]
 
 
-TINY = ["--multiplier-backbone", "0.5", "--data-shape", "128", "--batch-size", "8",
+TINY = ["--multiplier", "0.5", "--data-shape", "128", "--batch-size", "8",
         "--lr", "0.02", "--warmup-epochs", "1", "--workers", "0", "--no-progress"]
 
 
@@ -215,7 +215,7 @@ def test_ssdlite2_learns_generated_shapes_to_ap50_above_half(tmp_path):
     val = fake_coco(tmp_path, 24, seed=1, name="val")
     out = str(tmp_path / "run")
     proc = run("--train-ann", train[0], "--train-images", train[1], "--val-ann", val[0],
-               "--val-images", val[1], "--multiplier-backbone", "0.5", "--data-shape", "128",
+               "--val-images", val[1], "--multiplier", "0.5", "--data-shape", "128",
                "--augment", "light", "--epochs", "20", "--batch-size", "8", "--lr", "0.12",
                "--lr-mode", "cosine", "--warmup-epochs", "1", "--workers", "0",
                "--val-interval", "5", "--no-progress", "--out-dir", out, timeout=800)
