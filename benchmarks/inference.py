@@ -102,7 +102,8 @@ def mxnet_profile(batch):
     x = mx.nd.random.uniform(-1, 1, shape=(batch, 3, 224, 224))
     for _ in range(3):
         net(x).wait_to_read()
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True, continuous_dump=False)
+    mx.profiler.set_config(profile_all=True, aggregate_stats=True, continuous_dump=False,
+                           filename=os.path.join(tempfile.gettempdir(), "igcv3-profile.json"))
     mx.profiler.set_state("run")
     for _ in range(5):
         net(x).wait_to_read()
