@@ -263,3 +263,25 @@ def test_coco_layout_with_a_union_of_training_splits(tmp_path):
     from igcv3_gluon.errors import UsageError
     with pytest.raises(UsageError, match="instances_test2015.json does not exist"):
         _datasets(args)
+
+
+def test_ssdlite2_optimises_to_a_graph_without_shuffles_or_batchnorms(tmp_path):
+    from igcv3_gluon.deploy import export, load_symbolblock
+    from igcv3_gluon.deploy.optimize import optimize_files
+    net = get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.5, base_size=128)
+    net.initialize(mx.init.Xavier())
+    with autograd.train_mode():
+        net(mx.nd.zeros((1, 3, 128, 128)))
+    net.hybridize()
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (1, 3, 128, 128)))
+    want = net(x)
+    export(net, str(tmp_path / "d"), (1, 3, 128, 128))
+    _, report = optimize_files(str(tmp_path / "d"), str(tmp_path / "o"))
+    # 17 IGCV3-W blocks + the interleaved last conv + 4 extra layers
+    assert report["shuffles_folded"] == 22 and report["shuffles_left"] == 0
+    assert report["batchnorms_left"] == 0
+    got = load_symbolblock(str(tmp_path / "o"))(x)
+    # the same detections up to float rounding (order-free: near-equal scores may swap)
+    np.testing.assert_allclose(np.sort(got[1].asnumpy().ravel()),
+                               np.sort(want[1].asnumpy().ravel()), rtol=1e-4, atol=1e-5)
+    assert (got[0].asnumpy() >= 0).sum() == (want[0].asnumpy() >= 0).sum() > 0

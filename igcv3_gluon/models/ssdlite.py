@@ -20,7 +20,7 @@ import math
 
 from mxnet.gluon import nn
 
-from ..nn import ChannelShuffle, IGCV3Block, add_conv_bn
+from ..nn import ChannelShuffle, IGCV3Block, ReLU6, add_conv_bn
 from .builder import build, resolve_config
 
 __all__ = ["SSDLiteFeatures", "SeparablePredictor", "ssdlite", "SSDLITE_EXTRAS",
@@ -74,9 +74,13 @@ class _ExtraLayer(nn.HybridBlock):
         flat = groups > 1
         with self.name_scope():
             self.body = nn.HybridSequential(prefix="")
-            add_conv_bn(self.body, mid, 1, 1, groups, True, in_channels, flat)
+            # ReLU6 after the shuffle: the same function (a permutation commutes with an
+            # element-wise activation), and deploy.optimize can fold a shuffle that directly
+            # follows its convolution
+            add_conv_bn(self.body, mid, 1, 1, groups, False, in_channels, flat)
             if groups > 1:
                 self.body.add(ChannelShuffle(groups, mid))
+            self.body.add(ReLU6())
             add_conv_bn(self.body, mid, 3, 2, mid, True, mid, flat)
             add_conv_bn(self.body, channels, 1, 1, groups, True, mid, flat)
 
