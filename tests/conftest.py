@@ -147,3 +147,24 @@ def fake_coco(root, images=40, size=320, seed=0, name="shapes"):
     with open(path, "w") as fh:
         json.dump({"images": imgs, "annotations": anns, "categories": cats}, fh)
     return path, folder
+
+
+def launch_dist_sync(script, args, timeout=300):
+    """Run ``python script args --kvstore dist_sync`` as two workers with a scheduler and a
+    server on loopback (igcv3_gluon.train.launch); fails the test on a non-zero exit."""
+    import subprocess
+    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
+           "--timeout", str(timeout - 60), "--", sys.executable, script] + list(args) + \
+        ["--kvstore", "dist_sync"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def assert_identical_workers(out_dir, min_trained):
+    """Every trainable parameter of ``final-rank0.params`` equals ``final-rank1.params``."""
+    ranks = [mx.nd.load(os.path.join(out_dir, "final-rank%d.params" % r)) for r in (0, 1)]
+    trained = [k for k in ranks[0] if "running" not in k]
+    assert len(trained) > min_trained
+    for key in trained:
+        np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import ROOT, fake_coco
+from conftest import ROOT, assert_identical_workers, fake_coco, launch_dist_sync
 from igcv3_gluon import get_model
 from igcv3_gluon.models.ssdlite import SeparablePredictor
 
@@ -227,16 +227,9 @@ def test_ssdlite2_learns_generated_shapes_to_ap50_above_half(tmp_path):
 
 def test_dist_sync_two_workers_train_the_detector_to_identical_parameters(tmp_path, shapes):
     out = str(tmp_path / "dist")
-    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
-           "--timeout", "240", "--", sys.executable, "train_ssdlite.py", *shapes, *TINY,
-           "--epochs", "1", "--batch-size", "8", "--kvstore", "dist_sync", "--out-dir", out]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [mx.nd.load(os.path.join(out, "final-rank%d.params" % r)) for r in (0, 1)]
-    trained = [k for k in ranks[0] if "running" not in k]
-    assert len(trained) > 100
-    for key in trained:
-        np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+    launch_dist_sync("train_ssdlite.py", shapes + TINY + ["--epochs", "1", "--batch-size", "8",
+                                                          "--out-dir", out])
+    assert_identical_workers(out, 100)
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
     assert rows[0]["images"] == 12                  # 24 images: 12 per worker, 3 batches of 4
 

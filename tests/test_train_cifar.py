@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, fake_cifar10
+from conftest import ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync
 
 TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
         "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine", "--warmup-epochs", "1",
@@ -149,16 +149,8 @@ def test_seeds_report_mean_and_std_on_two_cpu_contexts(tmp_path):
 
 def test_dist_sync_two_workers_end_with_identical_parameters(tmp_path):
     out = str(tmp_path / "dist")
-    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
-           "--timeout", "240", "--", sys.executable, "train_cifar.py"] + TINY + \
-        ["--epochs", "1", "--kvstore", "dist_sync", "--out-dir", out]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [mx.nd.load(os.path.join(out, "final-rank%d.params" % r)) for r in (0, 1)]
-    trained = [k for k in ranks[0] if "running" not in k]
-    assert len(trained) > 50
-    for key in trained:
-        np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+    launch_dist_sync("train_cifar.py", TINY + ["--epochs", "1", "--out-dir", out])
+    assert_identical_workers(out, 50)
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["num_workers"] == 2
     # each worker trained on its half: 1437 // 2 images in 16-image batches

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, assert_identical_workers, launch_dist_sync
 
 TINY = ["--model", "igcv3_d_0.7", "--multiplier", "0.25", "--depths", "1,1,1,1,1,1,1",
         "--input-size", "64", "--batch-size", "16", "--no-progress", "--data-nthreads", "2"]
@@ -176,18 +176,11 @@ def test_ctrl_c_saves_and_rerun_resumes(tiny_rec, tmp_path):
 
 def test_dist_sync_two_workers_train_and_retrain_to_identical_parameters(tiny_rec, tmp_path):
     out = str(tmp_path / "dist")
-    cmd = [sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2", "-s", "1",
-           "--timeout", "240", "--", sys.executable, "train_imagenet.py", *TINY, *data(tiny_rec),
-           "--epochs", "2", "--retrain-epochs", "1", "--lr", "0.05", "--kvstore", "dist_sync",
-           "--data-nthreads", "1", "--out-dir", out]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    launch_dist_sync("train_imagenet.py", TINY + data(tiny_rec) + [
+        "--epochs", "2", "--retrain-epochs", "1", "--lr", "0.05", "--data-nthreads", "1",
+        "--out-dir", out])
     for stage in (out, os.path.join(out, "retrain")):
-        ranks = [mx.nd.load(os.path.join(stage, "final-rank%d.params" % r)) for r in (0, 1)]
-        trained = [k for k in ranks[0] if "running" not in k]
-        assert len(trained) > 40
-        for key in trained:
-            np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+        assert_identical_workers(stage, 40)
     # each worker read its own half: 60 images -> 7 batches of 8 per worker and epoch
     assert log_of(out)[0]["images"] == 56
     assert json.load(open(os.path.join(out, "config.json")))["num_workers"] == 2
