@@ -168,3 +168,22 @@ def assert_identical_workers(out_dir, min_trained):
     assert len(trained) > min_trained
     for key in trained:
         np.testing.assert_array_equal(ranks[0][key].asnumpy(), ranks[1][key].asnumpy(), key)
+
+
+def start_script(script, args):
+    """Start ``python script args`` from the repository root in its own session (so a test
+    can send it SIGINT or kill its whole process group)."""
+    import subprocess
+    return subprocess.Popen([sys.executable, script] + list(args), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for(path, proc, timeout=300):
+    """Wait until ``path`` exists while ``proc`` keeps running."""
+    import time
+    deadline = time.time() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "timed out waiting for %s" % path
+        time.sleep(0.05)

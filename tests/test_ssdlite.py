@@ -4,14 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import ROOT, assert_identical_workers, fake_coco, launch_dist_sync
+from conftest import (ROOT, assert_identical_workers, fake_coco, launch_dist_sync,
+                      start_script, wait_for)
 from igcv3_gluon import get_model
 from igcv3_gluon.models.ssdlite import SeparablePredictor
 
@@ -118,18 +118,12 @@ def test_bad_detection_data_is_a_one_line_error(tmp_path, shapes):
 
 def test_trains_evaluates_predicts_and_resumes_after_kill(tmp_path, shapes):
     out = str(tmp_path / "run")
-    cmd = [sys.executable, "train_ssdlite.py", *shapes, *TINY, "--epochs", "4",
-           "--out-dir", out]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    marker = os.path.join(out, "checkpoints", "ckpt-0002-00000.json")
-    deadline = time.time() + 400
-    while not os.path.exists(marker):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.1)
+    args = [*shapes, *TINY, "--epochs", "4", "--out-dir", out]
+    proc = start_script("train_ssdlite.py", args)
+    wait_for(os.path.join(out, "checkpoints", "ckpt-0002-00000.json"), proc, 400)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = run(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]

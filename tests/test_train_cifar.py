@@ -12,7 +12,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync
+from conftest import (ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync,
+                      wait_for)
 
 TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
         "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine", "--warmup-epochs", "1",
@@ -27,14 +28,6 @@ def train(*args, timeout=600, **kwargs):
 def start(*args):
     return subprocess.Popen([sys.executable, "train_cifar.py"] + list(args), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(path, proc, timeout=300):
-    deadline = time.time() + timeout
-    while not os.path.exists(path):
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "timed out waiting for %s" % path
-        time.sleep(0.1)
 
 
 def epochs_logged(out_dir):

@@ -6,13 +6,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_identical_workers, launch_dist_sync
+from conftest import ROOT, assert_identical_workers, launch_dist_sync, start_script, wait_for
 
 TINY = ["--model", "igcv3_d_0.7", "--multiplier", "0.25", "--depths", "1,1,1,1,1,1,1",
         "--input-size", "64", "--batch-size", "16", "--no-progress", "--data-nthreads", "2"]
@@ -152,23 +151,18 @@ def test_bad_data_and_flags_are_one_line_errors(tiny_rec, tmp_path, change, mess
 
 def test_ctrl_c_saves_and_rerun_resumes(tiny_rec, tmp_path):
     out = str(tmp_path / "run")
-    cmd = [sys.executable, "train_imagenet.py", *TINY, *data(tiny_rec), "--epochs", "40",
-           "--retrain-epochs", "0", "--lr", "0.05", "--out-dir", out]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    marker = os.path.join(out, "checkpoints", "ckpt-0002-00000.json")
-    deadline = time.time() + 300
-    while not os.path.exists(marker):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.05)
+    args = [*TINY, *data(tiny_rec), "--epochs", "40", "--retrain-epochs", "0", "--lr", "0.05",
+            "--out-dir", out]
+    proc = start_script("train_imagenet.py", args)
+    wait_for(os.path.join(out, "checkpoints", "ckpt-0002-00000.json"), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "run the same command again to continue" in err
     stopped = len(log_of(out))
     assert 2 <= stopped < 40
-    cmd[cmd.index("40")] = str(stopped + 2)              # continue two more epochs
-    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    args[args.index("40")] = str(stopped + 2)            # continue two more epochs
+    again = run(*args, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
     assert [r["epoch"] for r in log_of(out)] == list(range(1, stopped + 3))
