@@ -259,7 +259,7 @@ def fit_detector(args, net, train_set, val_set):
                         total, cls_l, box_l = loss_fn([p[0] for p in preds],
                                                       [p[1] for p in preds], cs, bs)
                     autograd.backward(total)
-                    trainer.step(1)
+                    trainer.step(parts)          # mean over workers of per-worker losses
                     sums += [sum(float(l.mean().asscalar()) for l in cls_l),
                              sum(float(l.mean().asscalar()) for l in box_l)]
                     if not np.isfinite(sums).all():
