@@ -130,12 +130,12 @@ class LightTrainTransform:
         return x, cls_targets[0], box_targets[0]
 
 
-def _train_loader(dataset, net, args, worker_batch, rank, parts):
+def _train_loader(dataset, net, args, worker_batch, rank, parts, ctx):
     from gluoncv.data.batchify import Stack, Tuple
     from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
     size = args.data_shape
-    with autograd.train_mode():
-        _, _, anchors = net(mx.nd.zeros((1, 3, size, size)))
+    with autograd.train_mode():                 # the anchors, computed where the net lives
+        _, _, anchors = net(mx.nd.zeros((1, 3, size, size), ctx=ctx))
     anchors = anchors.as_in_context(mx.cpu())
     transform = (LightTrainTransform(size, anchors) if args.augment == "light" else
                  SSDDefaultTrainTransform(size, size, anchors, mean=MEAN, std=STD))
@@ -217,7 +217,8 @@ def fit_detector(args, net, train_set, val_set):
     from .train.runner import kaiming_init
     net.initialize(kaiming_init, ctx=contexts)
     net.hybridize(static_alloc=True, static_shape=True)
-    loader, sampler = _train_loader(train_set, net, args, worker_batch, rank, parts)
+    loader, sampler = _train_loader(train_set, net, args, worker_batch, rank, parts,
+                                    contexts[0])
     if len(sampler) == 0:
         raise UsageError("the training set has %d usable images: fewer than the batch (%d)"
                          % (len(train_set), worker_batch))
