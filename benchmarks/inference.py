@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import igcv3_gluon  # noqa: E402
 from igcv3_gluon.deploy import export, export_onnx, load_symbolblock  # noqa: E402
 from igcv3_gluon.deploy.bench import (gluoncv_mobilenetv2, interleaved_medians,  # noqa: E402
-                                      onnx_inference)
+                                      onnx_inference, ratio_table)
 from igcv3_gluon.deploy.optimize import optimize_files  # noqa: E402
 from igcv3_gluon.deploy.reference import authors_net  # noqa: E402
 
@@ -88,11 +88,7 @@ def mxnet_candidates(prefixes, batch, fused):
 
 def table(medians, base, title):
     print("\n" + title)
-    print("| network | ms | ratio to %s |" % base)
-    print("|---|---|---|")
-    for name, t in medians.items():
-        print("| %s | %.1f | %.2fx |" % (name, 1e3 * t, t / medians[base]))
-    sys.stdout.flush()
+    print(ratio_table(medians, base, header=("network", "time", "ratio")), flush=True)
 
 
 def mxnet_profile(batch):

@@ -7,7 +7,6 @@ train transform (photometric distortion, random expansion, random crop, flip) an
 Checkpoints, resume, logs, curves, progress bars and devices come from the shared toolkit.
 """
 import os
-import signal
 import sys
 import time
 
@@ -20,8 +19,8 @@ from .errors import UsageError, exit_on_usage_error
 from .train.checkpoint import atomic_write, atomic_write_json
 from .train.context import parse_devices
 from .train.logbook import say
-from .train.loop import _progress
-from .train.runner import RunSetup, _raise_keyboard_interrupt, seed_everything
+from .train.loop import progress_bar
+from .train.runner import RunSetup, kaiming_init, seed_everything, sigterm_as_interrupt
 
 __all__ = ["DEFAULTS", "build_parser", "main", "evaluate_coco", "predict_images"]
 
@@ -176,7 +175,7 @@ def evaluate_coco(net, val_set, contexts, size, progress=False):
     net.set_nms(nms_thresh=0.45, nms_topk=400, post_nms=100)
     net.hybridize(static_alloc=True, static_shape=True)
     results = []
-    bar = _progress(len(val_set), 0, "COCO eval", progress)
+    bar = progress_bar(len(val_set), 0, "COCO eval", progress)
     for i in range(len(val_set)):
         img, _ = val_set[i]
         ids, scores, boxes = _detect(net, [img], contexts, size)[0]
@@ -210,11 +209,10 @@ def fit_detector(args, net, train_set, val_set):
     """The training run: devices, resume, epochs with progress, COCO eval, checkpoints."""
     from gluoncv.loss import SSDMultiBoxLoss
     run = RunSetup(args)
-    contexts, kv, rank, parts = run.contexts, run.kv, run.rank, run.num_workers
+    contexts, rank, parts = run.contexts, run.rank, run.num_workers
     worker_batch, is_main, log, ckpts = run.worker_batch, run.is_main, run.log, run.ckpts
     schedule = run.schedule
     seed_everything(args.seed)
-    from .train.runner import kaiming_init
     net.initialize(kaiming_init, ctx=contexts)
     net.hybridize(static_alloc=True, static_shape=True)
     loader, sampler = _train_loader(train_set, net, args, worker_batch, rank, parts,
@@ -222,89 +220,76 @@ def fit_detector(args, net, train_set, val_set):
     if len(sampler) == 0:
         raise UsageError("the training set has %d usable images: fewer than the batch (%d)"
                          % (len(train_set), worker_batch))
-    trainer = gluon.Trainer(net.collect_params(), "sgd",
-                            {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd},
-                            kvstore=kv, update_on_kvstore=False if kv is not None else None)
+    trainer = run.make_trainer(net, args)
     loss_fn = SSDMultiBoxLoss()
-    done, start, best = 0, 0, {"AP": -1.0, "epoch": 0}
-    record = None if args.no_resume else ckpts.latest(log=say)
-    if record is not None:
-        ckpts.load(record, net, trainer, ctx=contexts)
-        done, start, best = record["epochs_done"], record["batch"], record.get("best", best)
-        log.truncate(done)
-        say("resuming %s: %d epoch(s) done%s" % (args.out_dir, done,
-                                                 ", %d batch(es) into the next" % start
-                                                 if start else ""))
+    done, start, best = run.resume(net, trainer, args, {"AP": -1.0, "epoch": 0})
     if is_main:
         log.save_config(dict(vars(args), classes=train_set.classes, num_workers=parts,
                              train_images=len(train_set), val_images=len(val_set),
                              schedule=schedule.describe()))
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     progress = not args.no_progress and is_main
     try:
-        for epoch in range(done, args.epochs):
-            sampler.set_epoch(epoch, start)
-            net.hybridize(static_alloc=True, static_shape=True)      # back to training mode
-            tic, seen, sums, b = time.time(), 0, np.zeros(2), start
-            bar = _progress(len(sampler), start, "epoch %d/%d" % (epoch + 1, args.epochs),
-                            progress)
-            try:
-                for data, cls_t, box_t in loader:
-                    trainer.set_learning_rate(schedule(epoch + b / len(sampler)))
-                    xs = gluon.utils.split_and_load(data, contexts, even_split=False)
-                    cs = gluon.utils.split_and_load(cls_t, contexts, even_split=False)
-                    bs = gluon.utils.split_and_load(box_t, contexts, even_split=False)
-                    with autograd.record():
-                        preds = [net(x) for x in xs]
-                        total, cls_l, box_l = loss_fn([p[0] for p in preds],
-                                                      [p[1] for p in preds], cs, bs)
-                    autograd.backward(total)
-                    trainer.step(parts)          # mean over workers of per-worker losses
-                    sums += [sum(float(l.mean().asscalar()) for l in cls_l),
-                             sum(float(l.mean().asscalar()) for l in box_l)]
-                    if not np.isfinite(sums).all():
-                        raise UsageError("loss is not finite at epoch %d, batch %d: lower --lr "
-                                         "or add --warmup-epochs" % (epoch + 1, b + 1), code=3)
-                    seen += data.shape[0]
-                    b += 1
-                    bar.update(1)
-                    bar.set_postfix(cls="%.3f" % (sums[0] / (b - start)),
-                                    box="%.3f" % (sums[1] / (b - start)))
-            except KeyboardInterrupt:
-                mx.nd.waitall()
+        with sigterm_as_interrupt():
+            for epoch in range(done, args.epochs):
+                sampler.set_epoch(epoch, start)
+                net.hybridize(static_alloc=True, static_shape=True)      # back to training mode
+                tic, seen, sums, b = time.time(), 0, np.zeros(2), start
+                bar = progress_bar(len(sampler), start, "epoch %d/%d" % (epoch + 1, args.epochs),
+                                progress)
+                try:
+                    for data, cls_t, box_t in loader:
+                        trainer.set_learning_rate(schedule(epoch + b / len(sampler)))
+                        xs = gluon.utils.split_and_load(data, contexts, even_split=False)
+                        cs = gluon.utils.split_and_load(cls_t, contexts, even_split=False)
+                        bs = gluon.utils.split_and_load(box_t, contexts, even_split=False)
+                        with autograd.record():
+                            preds = [net(x) for x in xs]
+                            total, cls_l, box_l = loss_fn([p[0] for p in preds],
+                                                          [p[1] for p in preds], cs, bs)
+                        autograd.backward(total)
+                        trainer.step(parts)          # mean over workers of per-worker losses
+                        sums += [sum(float(l.mean().asscalar()) for l in cls_l),
+                                 sum(float(l.mean().asscalar()) for l in box_l)]
+                        if not np.isfinite(sums).all():
+                            raise UsageError("loss is not finite at epoch %d, batch %d: lower --lr "
+                                             "or add --warmup-epochs" % (epoch + 1, b + 1), code=3)
+                        seen += data.shape[0]
+                        b += 1
+                        bar.update(1)
+                        bar.set_postfix(cls="%.3f" % (sums[0] / (b - start)),
+                                        box="%.3f" % (sums[1] / (b - start)))
+                except KeyboardInterrupt:
+                    mx.nd.waitall()
+                    if is_main:
+                        ckpts.save(net, trainer, epoch, b, best=best, seed=args.seed)
+                    raise UsageError("interrupted in epoch %d after %d batch(es); saved to %s: run "
+                                     "the same command again to continue"
+                                     % (epoch + 1, b, ckpts.directory), code=130)
+                finally:
+                    bar.close()
+                steps = max(b - start, 1)
+                start = 0
+                row = dict(epoch=epoch + 1, lr=trainer.learning_rate, cls_loss=sums[0] / steps,
+                           box_loss=sums[1] / steps, train_loss=sums.sum() / steps,
+                           images=seen, img_per_s=seen / max(time.time() - tic, 1e-9))
+                if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
+                    coco = evaluate_coco(net, val_set, contexts, args.data_shape, progress)
+                    row.update({"val_" + k: v for k, v in coco.items()})
+                    row["val_acc"] = coco["AP"]            # the curve plotter's "val" column
+                    if coco["AP"] > best["AP"] and is_main:
+                        best = {"AP": coco["AP"], "epoch": epoch + 1}
+                        atomic_write(os.path.join(args.out_dir, "best.params"), net.save_parameters)
+                log.append(row)
                 if is_main:
-                    ckpts.save(net, trainer, epoch, b, best=best, seed=args.seed)
-                raise UsageError("interrupted in epoch %d after %d batch(es); saved to %s: run "
-                                 "the same command again to continue"
-                                 % (epoch + 1, b, ckpts.directory), code=130)
-            finally:
-                bar.close()
-            steps = max(b - start, 1)
-            start = 0
-            row = dict(epoch=epoch + 1, lr=trainer.learning_rate, cls_loss=sums[0] / steps,
-                       box_loss=sums[1] / steps, train_loss=sums.sum() / steps,
-                       images=seen, img_per_s=seen / max(time.time() - tic, 1e-9))
-            if (epoch + 1) % args.val_interval == 0 or epoch + 1 == args.epochs:
-                coco = evaluate_coco(net, val_set, contexts, args.data_shape, progress)
-                row.update({"val_" + k: v for k, v in coco.items()})
-                row["val_acc"] = coco["AP"]            # the curve plotter's "val" column
-                if coco["AP"] > best["AP"] and is_main:
-                    best = {"AP": coco["AP"], "epoch": epoch + 1}
-                    atomic_write(os.path.join(args.out_dir, "best.params"), net.save_parameters)
-            log.append(row)
-            if is_main:
-                ckpts.save(net, trainer, epoch + 1, 0, best=best, seed=args.seed)
-                say("epoch %d/%d  cls %.3f  box %.3f  %s %.0f img/s  lr %.3g" % (
-                    epoch + 1, args.epochs, row["cls_loss"], row["box_loss"],
-                    " ".join("%s %.3f" % (k, row["val_" + k]) for k in ("AP", "AP50", "AP75")
-                             if "val_" + k in row), row["img_per_s"], row["lr"]))
-                log.plot(title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)))
+                    ckpts.save(net, trainer, epoch + 1, 0, best=best, seed=args.seed)
+                    say("epoch %d/%d  cls %.3f  box %.3f  %s %.0f img/s  lr %.3g" % (
+                        epoch + 1, args.epochs, row["cls_loss"], row["box_loss"],
+                        " ".join("%s %.3f" % (k, row["val_" + k]) for k in ("AP", "AP50", "AP75")
+                                 if "val_" + k in row), row["img_per_s"], row["lr"]))
+                    log.plot(title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)))
     except KeyboardInterrupt:
         raise UsageError("interrupted; the last checkpoint in %s is complete: run the same "
                          "command again to continue" % ckpts.directory, code=130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     summary = dict(model=args.model, best_AP=best["AP"], best_epoch=best["epoch"],
                    out_dir=args.out_dir)
     if parts > 1:                     # every worker's final weights, to compare

@@ -100,13 +100,12 @@ def resolve_args(args):
         names = os.path.splitext(args.rec_train or args.rec_val)[0] + ".classes.txt"
         args.num_classes = (sum(1 for l in open(names) if l.strip())
                             if os.path.isfile(names) else 1000)
-    for rec, idx, flag in ((args.rec_train, args.rec_train_idx, "--rec-train"),
-                           (args.rec_val, args.rec_val_idx, "--rec-val")):
-        if rec and not args.eval_only or rec == args.rec_val:
-            bad = [l for l in read_labels(rec, idx) if not 0 <= l < args.num_classes]
-            if bad:
-                raise UsageError("%s has label %g but --num-classes is %d" % (
-                    flag, bad[0], args.num_classes))
+    checked = [] if args.eval_only else [(args.rec_train, args.rec_train_idx, "--rec-train")]
+    for rec, idx, flag in checked + [(args.rec_val, args.rec_val_idx, "--rec-val")]:
+        bad = [l for l in read_labels(rec, idx) if not 0 <= l < args.num_classes]
+        if bad:
+            raise UsageError("%s has label %g but --num-classes is %d" % (
+                flag, bad[0], args.num_classes))
     if args.data_nthreads < 1 or args.input_size < 32:
         raise UsageError("--data-nthreads must be >= 1, --input-size >= 32")
     if not 0 < args.crop_ratio <= 1:

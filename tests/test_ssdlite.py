@@ -126,6 +126,8 @@ def test_trains_evaluates_predicts_and_resumes_after_kill(tmp_path, shapes):
     again = run(*args)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
+    refused = run(*args, "--no-resume")                  # the shared resume guarantees
+    assert refused.returncode == 2 and "already holds checkpoints" in refused.stderr
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert {"val_AP", "val_AP50", "val_AP75", "val_APs", "val_APm", "val_APl"} <= set(rows[-1])

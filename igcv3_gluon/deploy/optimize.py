@@ -24,6 +24,7 @@ IGCV1/2) and the result exports to symbol/params and ONNX like the original.
 """
 import json
 import os
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -130,7 +131,6 @@ class _Graph:
                 visit(inp[0])
             seen[nid] = len(order)
             order.append(nid)
-        import sys
         sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
         for h in self.heads:
             visit(h[0])
@@ -254,7 +254,8 @@ def _fold_shuffle_grouped(g, rid, lid, a, g1):
     producer = perm // (m // g1)                     # branch of A feeding position j
     consumer = np.arange(m) // (m // g2)             # branch of B reading position j
     order = np.lexsort((np.arange(m), consumer, producer))   # new channel k <- position order[k]
-    if np.bincount(producer * g2 + consumer, minlength=g1 * g2).tolist() != [m // (g1 * g2)] * (g1 * g2):
+    sizes = np.bincount(producer * g2 + consumer, minlength=g1 * g2)
+    if (sizes != m // (g1 * g2)).any():             # every (branch, branch) pair equal-sized
         return False
     wa, ba = g.conv_weight(a), g.conv_bias(a)
     ba = np.zeros(m, np.float32) if ba is None else ba

@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-__all__ = ["NonFiniteLoss", "Interrupted", "train_epoch", "evaluate"]
+__all__ = ["NonFiniteLoss", "Interrupted", "train_epoch", "evaluate", "progress_bar"]
 
 
 class NonFiniteLoss(Exception):
@@ -21,7 +21,7 @@ class Interrupted(Exception):
         self.batches = batches
 
 
-def _progress(total, initial, desc, enabled):
+def progress_bar(total, initial, desc, enabled):
     """A tqdm bar on a terminal; nothing when stderr is a file or pipe (logs stay readable:
     the run prints one line per epoch anyway)."""
     import sys
@@ -38,7 +38,7 @@ def train_epoch(net, loader, contexts, trainer, loss_fn, schedule, epoch, batche
     loss_sum, correct, seen = 0.0, 0, 0
     done = start_batch
     tic = time.time()
-    bar = _progress(batches_per_epoch, start_batch, desc, progress)
+    bar = progress_bar(batches_per_epoch, start_batch, desc, progress)
     try:
         for data, label in loader:
             trainer.set_learning_rate(schedule(epoch + done / batches_per_epoch))
@@ -76,7 +76,7 @@ def evaluate(net, loader, contexts, topk=(1,), progress=False):
     """Top-k accuracies (``{"top1": ..., "top5": ...}``) of ``net`` over ``loader``."""
     hits = {k: 0 for k in topk}
     total = 0
-    bar = _progress(len(loader) if hasattr(loader, "__len__") else None, 0, "validation",
+    bar = progress_bar(len(loader) if hasattr(loader, "__len__") else None, 0, "validation",
                     progress)
     for data, label in loader:
         xs = gluon.utils.split_and_load(data, contexts, even_split=False)

@@ -2,6 +2,7 @@
 kvstore, initialisation, resume from the last good checkpoint, the epoch loop with progress,
 per-epoch log and checkpoint, Ctrl-C handling, curves, export of the best model, and repeats
 over seeds."""
+import contextlib
 import json
 import os
 import random
@@ -19,7 +20,7 @@ from .loop import Interrupted, NonFiniteLoss, evaluate, train_epoch
 from .schedule import LRSchedule, parse_steps
 
 __all__ = ["fit_classifier", "run_seeds", "seed_everything", "kaiming_init", "RunSetup",
-           "setup_run"]
+           "sigterm_as_interrupt"]
 
 # "We initialize the weights similar to [He et al.]" (Sec. 4.1): gaussian, fan-in, gain 2.
 kaiming_init = mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
@@ -63,8 +64,47 @@ class RunSetup:
                                    parse_steps(args.lr_steps), args.lr_factor,
                                    args.warmup_epochs)
 
+    def make_trainer(self, net, args):
+        """SGD (the paper's optimiser) over the run's kvstore."""
+        return gluon.Trainer(net.collect_params(), "sgd",
+                             {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd},
+                             kvstore=self.kv,
+                             update_on_kvstore=False if self.kv is not None else None)
 
-setup_run = RunSetup
+    def resume(self, net, trainer, args, best):
+        """Load the last good checkpoint of ``args.out_dir`` (unless ``--no-resume``, which
+        refuses a folder holding checkpoints); returns ``(epochs_done, start_batch, best)``."""
+        record = None if args.no_resume else self.ckpts.latest(log=say)
+        if record is None and args.no_resume and self.ckpts.latest() is not None:
+            raise UsageError("%s already holds checkpoints and --no-resume was given; use "
+                             "another --out-dir" % args.out_dir)
+        if record is None:
+            return 0, 0, best
+        try:
+            self.ckpts.load(record, net, trainer, ctx=self.contexts)
+        except (AssertionError, mx.MXNetError, ValueError) as err:
+            raise UsageError("checkpoint %s does not fit this network (%s); it was written by "
+                             "another version of the code or architecture: use another "
+                             "--out-dir" % (record["files"]["params"],
+                                            str(err).split(",")[0][:120]))
+        done, start = record["epochs_done"], record["batch"]
+        self.log.truncate(done)
+        say("resuming %s from %s: %d epoch(s) done%s" % (
+            args.out_dir, record["files"]["params"], done,
+            ", %d batch(es) into the next" % start if start else ""))
+        return done, start, record.get("best", best)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (a scheduler stopping the job) behaves like Ctrl-C inside the block: the
+    training loops save a checkpoint and exit 130."""
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), initialize=True,
@@ -78,7 +118,7 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), init
     weights (``final.params``); the best and the final weights are exported as symbol/params.
     Returns the run summary (dict)."""
     run = RunSetup(args)
-    contexts, kv, rank, num_workers = run.contexts, run.kv, run.rank, run.num_workers
+    contexts, rank, num_workers = run.contexts, run.rank, run.num_workers
     worker_batch, is_main, log, ckpts = run.worker_batch, run.is_main, run.log, run.ckpts
     schedule = run.schedule
     _check_same_run(log, config)
@@ -90,12 +130,9 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), init
     if getattr(args, "no_wd_bn_bias", False):
         for param in net.collect_params(".*gamma|.*beta|.*bias").values():
             param.wd_mult = 0.0
-    optimizer_params = {"learning_rate": args.lr, "momentum": args.momentum, "wd": args.wd}
     session = {} if session is None else session
     if "trainer" not in session:
-        session["trainer"] = gluon.Trainer(net.collect_params(), "sgd", optimizer_params,
-                                           kvstore=kv,
-                                           update_on_kvstore=False if kv is not None else None)
+        session["trainer"] = run.make_trainer(net, args)
     trainer = session["trainer"]
     train_loader, sampler, val_loader = make_loaders(rank, num_workers, worker_batch)
     batches_per_epoch = len(sampler)
@@ -105,25 +142,8 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), init
     loss_fn = (_SmoothedLoss(config["classes"], args.label_smoothing) if args.label_smoothing
                else gluon.loss.SoftmaxCrossEntropyLoss())
 
-    epochs_done, start_batch, best = 0, 0, {"val_acc": -1.0, "epoch": 0}
-    record = None if args.no_resume else ckpts.latest(log=say)
-    if record is None and args.no_resume and ckpts.latest() is not None:
-        raise UsageError("%s already holds checkpoints and --no-resume was given; use another "
-                         "--out-dir" % args.out_dir)
-    if record is not None:
-        try:
-            ckpts.load(record, net, trainer, ctx=contexts)
-        except (AssertionError, mx.MXNetError, ValueError) as err:
-            raise UsageError("checkpoint %s does not fit this network (%s); it was written by "
-                             "another version of the code or architecture: use another "
-                             "--out-dir" % (record["files"]["params"],
-                                            str(err).split(",")[0][:120]))
-        epochs_done, start_batch = record["epochs_done"], record["batch"]
-        best = record.get("best", best)
-        log.truncate(epochs_done)
-        say("resuming %s from %s: %d epoch(s) done%s" % (
-            args.out_dir, record["files"]["params"], epochs_done,
-            ", %d batch(es) into the next" % start_batch if start_batch else ""))
+    epochs_done, start_batch, best = run.resume(net, trainer, args,
+                                                {"val_acc": -1.0, "epoch": 0})
     config = dict(config, contexts=[str(c) for c in contexts], num_workers=num_workers,
                   schedule=schedule.describe())
     if is_main:
@@ -137,49 +157,47 @@ def fit_classifier(args, net, make_loaders, input_shape, config, topk=(1,), init
         if is_main:
             ckpts.save(net, trainer, done, batch, best=best, seed=args.seed)
 
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        for epoch in range(epochs_done, args.epochs):
-            sampler.set_epoch(epoch, start_batch)
-            try:
-                stats = train_epoch(net, train_loader, contexts, trainer, loss_fn, schedule,
-                                    epoch, batches_per_epoch, args.batch_size, start_batch,
-                                    progress, "epoch %d/%d" % (epoch + 1, args.epochs))
-            except Interrupted as stop:
-                save(epoch, start_batch + stop.batches)
-                raise UsageError("interrupted in epoch %d after %d batch(es); saved to %s: run "
-                                 "the same command again to continue"
-                                 % (epoch + 1, start_batch + stop.batches, ckpts.directory),
-                                 code=130)
-            except NonFiniteLoss as err:
-                last = ckpts.latest()
-                raise UsageError("%s: stopped; the last good checkpoint is %s (lower --lr or "
-                                 "add --warmup-epochs, then re-run to resume from it)"
-                                 % (err, last["files"]["params"] if last else "none yet"),
-                                 code=3)
-            start_batch = 0
-            val = evaluate(net, val_loader, contexts, topk, progress)
-            row = dict(epoch=epoch + 1, lr=trainer.learning_rate, **stats,
-                       **{"val_" + ("acc" if k == "top1" else k): v for k, v in val.items()})
-            row["val_acc"] = val["top1"]
-            if val["top1"] > best["val_acc"]:
-                best = {"val_acc": val["top1"], "epoch": epoch + 1}
+        with sigterm_as_interrupt():
+            for epoch in range(epochs_done, args.epochs):
+                sampler.set_epoch(epoch, start_batch)
+                try:
+                    stats = train_epoch(net, train_loader, contexts, trainer, loss_fn, schedule,
+                                        epoch, batches_per_epoch, args.batch_size, start_batch,
+                                        progress, "epoch %d/%d" % (epoch + 1, args.epochs))
+                except Interrupted as stop:
+                    save(epoch, start_batch + stop.batches)
+                    raise UsageError("interrupted in epoch %d after %d batch(es); saved to %s: run "
+                                     "the same command again to continue"
+                                     % (epoch + 1, start_batch + stop.batches, ckpts.directory),
+                                     code=130)
+                except NonFiniteLoss as err:
+                    last = ckpts.latest()
+                    raise UsageError("%s: stopped; the last good checkpoint is %s (lower --lr or "
+                                     "add --warmup-epochs, then re-run to resume from it)"
+                                     % (err, last["files"]["params"] if last else "none yet"),
+                                     code=3)
+                start_batch = 0
+                val = evaluate(net, val_loader, contexts, topk, progress)
+                row = dict(epoch=epoch + 1, lr=trainer.learning_rate, **stats,
+                           **{"val_" + ("acc" if k == "top1" else k): v for k, v in val.items()})
+                row["val_acc"] = val["top1"]
+                if val["top1"] > best["val_acc"]:
+                    best = {"val_acc": val["top1"], "epoch": epoch + 1}
+                    if is_main:
+                        atomic_write(best_params, net.save_parameters)
+                log.append(row)
+                save(epoch + 1, 0)
                 if is_main:
-                    atomic_write(best_params, net.save_parameters)
-            log.append(row)
-            save(epoch + 1, 0)
-            if is_main:
-                say("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f%s  %.0f img/s  lr %.3g"
-                    % (epoch + 1, args.epochs, stats["train_loss"], stats["train_acc"],
-                       val["top1"], "  top-5 %.4f" % val["top5"] if "top5" in val else "",
-                       stats["img_per_s"], row["lr"]))
-                log.plot(title="%s on %s" % (config["model"], config["dataset"]))
+                    top5 = "  top-5 %.4f" % val["top5"] if "top5" in val else ""
+                    say("epoch %d/%d  loss %.4f  train acc %.4f  val acc %.4f%s  %.0f img/s  "
+                        "lr %.3g" % (epoch + 1, args.epochs, stats["train_loss"],
+                                     stats["train_acc"], val["top1"], top5, stats["img_per_s"],
+                                     row["lr"]))
+                    log.plot(title="%s on %s" % (config["model"], config["dataset"]))
     except KeyboardInterrupt:      # outside an epoch (evaluation, saving): last checkpoint
         raise UsageError("interrupted; the last checkpoint in %s is complete: run the same "
                          "command again to continue" % ckpts.directory, code=130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
     records = log.records() if is_main else []
     final = records[-1]["val_acc"] if records else None
