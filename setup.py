@@ -34,7 +34,9 @@ setup(
         "cpu": ["mxnet==1.9.1"],
         "cu112": ["mxnet-cu112==1.9.1"],
         "onnx": ["onnx==1.14.1", "onnxruntime<1.20", "protobuf<4"],
-        "test": ["pytest", "pytest-timeout"],
+        # imgclsmob's network definitions, to convert their published weights
+        "convert": ["gluoncv2==0.0.64"],
+        "test": ["pytest", "pytest-timeout", "gluoncv2==0.0.64"],
     },
     entry_points={
         "console_scripts": [

@@ -39,6 +39,7 @@ from igcv3_gluon.deploy.bench import (gluoncv_mobilenetv2, interleaved_medians, 
                                       onnx_inference, ratio_table)
 from igcv3_gluon.deploy.optimize import optimize_files  # noqa: E402
 from igcv3_gluon.deploy.reference import authors_net  # noqa: E402
+from igcv3_gluon.nn import init_like_trained  # noqa: E402
 
 OURS = ("igcv3_d_1.0", "igcv3_w_1.0", "mobilenetv2_1.0")
 BASE = "gluoncv mobilenetv2_1.0"
@@ -46,15 +47,7 @@ BASE = "gluoncv mobilenetv2_1.0"
 
 def random_trained(name):
     """A zoo model with random weights and non-trivial BN statistics (as after training)."""
-    net = igcv3_gluon.get_model(name)
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2))
-    rng = np.random.RandomState(0)
-    for pname, param in net.collect_params().items():
-        if pname.endswith(("gamma", "running_var")):
-            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, param.shape)))
-        elif pname.endswith(("beta", "running_mean")):
-            param.set_data(mx.nd.array(rng.uniform(-0.1, 0.1, param.shape)))
-    return net
+    return init_like_trained(igcv3_gluon.get_model(name))
 
 
 def prepare(tmp):

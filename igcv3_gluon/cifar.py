@@ -7,16 +7,22 @@ import sys
 from .data import DATASETS, channel_stats, load_dataset, make_loader
 from .errors import UsageError, exit_on_usage_error
 from .models import get_model, model_info
-from .train.cli import model_overrides, parser_for, validate_common_args
-from .train.logbook import say
-from .train.runner import fit_classifier, run_seeds
+from .nn import norm_layer_for
+from .train.classifier import ClassifierTask
+from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
+                        run_seeds, validate_common_args)
+from .train.engine import fit
+from .utils import say
 
-__all__ = ["DEFAULTS", "build_parser", "main", "run"]
+__all__ = ["DEFAULTS", "IDENTITY", "build_parser", "main", "run"]
 
 # Sec. 4.1: SGD, momentum 0.9, wd 1e-4, lr 0.1 /10 at 200, 300, 350 of 400 epochs, batch 64.
 DEFAULTS = dict(model="cifar_igcv3_d_1.0", epochs=400, batch_size=64, lr=0.1, lr_mode="step",
                 lr_steps="200,300,350", lr_factor=0.1, wd=1e-4, out_dir="runs/cifar",
                 kvstore="device")
+# what a run found in --out-dir must share with this one to be continued
+IDENTITY = ("model", "dataset", "multiplier", "depths", "groups", "relu", "p2", "batch_size")
+EVAL_BATCH = 128
 
 
 def build_parser():
@@ -38,22 +44,21 @@ def run(args):
     train_x, train_y, test_x, test_y, classes = load_dataset(args.dataset, args.data_dir)
     mean, std = channel_stats(train_x)
     flip = args.dataset != "digits"          # flipped digits are other symbols
-    info = model_info(args.model)
-    if not info.cifar:
+    if not model_info(args.model).cifar:
         say("note: %s is an ImageNet model (stride-2 stem); the cifar_* models are built for "
             "32x32 inputs" % args.model)
-    net = get_model(args.model, classes=classes, **model_overrides(args))
+    kwargs = model_kwargs(args, args.model)
+    net = get_model(args.model, classes=classes, **kwargs, **norm_layer_for(args.contexts))
 
-    def make_loaders(rank, num_parts, worker_batch):
-        train, sampler = make_loader(train_x, train_y, mean, std, worker_batch, True,
-                                     args.seed, flip, args.workers, rank, num_parts)
-        val, _ = make_loader(test_x, test_y, mean, std, max(worker_batch, 128), False,
-                             workers=args.workers)
-        return train, sampler, val
-
-    config = dict(vars(args), classes=classes, mean=mean.tolist(), std=std.tolist(),
-                  train_images=len(train_x), test_images=len(test_x))
-    summary = fit_classifier(args, net, make_loaders, (1, 3, 32, 32), config)
+    def train_data(rank, num_workers, global_batch):
+        return make_loader(train_x, train_y, mean, std, global_batch, True, args.seed, flip,
+                           args.workers, rank, num_workers)
+    val = make_loader(test_x, test_y, mean, std, EVAL_BATCH, False, workers=args.workers)
+    task = ClassifierTask(train_data, val, classes, (1, 3, 32, 32), args.label_smoothing,
+                          title="%s on %s" % (args.model, args.dataset))
+    record = dict(flags_record(args), classes=classes, mean=mean.tolist(), std=std.tolist(),
+                  train_images=len(train_x), test_images=len(test_x), stage="train")
+    summary = fit(task, net, run_config(args, record, IDENTITY, export_name(args.model, kwargs)))
     if summary.get("export"):
         print("%s on %s: final top-1 %.2f%%, best %.2f%% (epoch %d); curves: %s"
               % (args.model, args.dataset, 100 * summary["final_val_acc"],
@@ -67,11 +72,11 @@ def run(args):
 @exit_on_usage_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    validate_common_args(args)
     if args.dataset is None:
         args.dataset = "cifar10" if args.data_dir else "digits"
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    validate_common_args(args)
     run_seeds(args, run)
     return 0
 

@@ -27,7 +27,7 @@ def _draw(images, truth, predicted, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .train.checkpoint import atomic_write
+    from .utils import save_figure
     fig, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images), 1.9))
     for ax, img, t, p in zip(axes, images, truth, predicted):
         ax.imshow(img[..., 0], cmap="gray_r")
@@ -36,8 +36,7 @@ def _draw(images, truth, predicted, path):
         ax.axis("off")
     fig.suptitle("IGCV3-D on held-out digits: predicted (true)")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @exit_on_usage_error

@@ -1,42 +1,88 @@
 """ImageNet training and evaluation (paper Sec. 4.1 and Table 3).
 
-Entry point: ``train_imagenet.py`` (``python train_imagenet.py --help``). The recipe, as
-defaults: SGD momentum 0.9, weight decay 4e-5, 96 images per device, lr 0.045 for a global
-batch of 384 (4 x 96, the paper's set-up; scaled linearly with the global batch), multiplied
-by 0.98 every epoch for 480 epochs; then ``--retrain-epochs 50`` of retraining from the final
-weights. The retraining lr is ours (the authors never published their retraining code):
-``--retrain-lr`` (default: a tenth of the training lr, i.e. 0.0045 at batch 384), again
-x0.98 per epoch, in ``OUT_DIR/retrain`` with its own log, checkpoints and exports.
+Entry point: ``train_imagenet.py`` (``python train_imagenet.py --help``). Two named recipes
+(``--recipe``); every value below is also a flag of its own:
+
+* ``authors`` (default): what the authors' released ``train_imagenet.py`` ran (MXNet Module
+  API, ``example/image-classification``): a *global* batch of 96 (24 per GPU on their 4),
+  lr 0.045 at that batch x0.98 after every epoch, 480 epochs, SGD momentum 0.9, weight decay
+  4e-5 on conv/FC weights and BN gamma only (MXNet's optimiser spares the names not ending
+  in ``_weight``/``_gamma``), ``multi_precision``, Xavier gaussian/in/2 initialisation,
+  records packed at short side 480, random rescale 0.533-1 + random 224 crop + mirror + HSL
+  jitter (36, 50, 50), mean subtraction only (123.68, 116.779, 103.939); validation at short
+  side 256 (0.533 x 480), centre 224.
+* ``gluoncv``: this project's earlier, GluonCV-style pipeline: 96 images per device, lr 0.045
+  x global batch / 384, weight decay on every parameter, random resized crop + colour jitter
+  + PCA lighting, mean/std normalisation.
+
+Changing the global batch scales the lr linearly from the recipe's (0.045 at 96 for
+``authors``). Then ``--retrain-epochs 50`` of retraining from the final weights (Sec. 4.1;
+the authors never published theirs; ours: a fresh SGD state, lr ``--retrain-lr`` (default a
+tenth of the training lr) x0.98 per epoch, in ``OUT_DIR/retrain``).
 """
-import copy
 import os
 import sys
 
-from .data.recordio import RecordImages, check_record_pair, read_labels
+from .cli import parse_ints
+from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
+                            check_record_pair, read_labels, short_sides, train_augmentation)
 from .errors import UsageError, exit_on_usage_error
-from .train.cli import model_overrides, parser_for, validate_common_args
-from .train.context import is_distributed, parse_devices
-from .train.logbook import say
-from .train.runner import fit_classifier
+from .nn import norm_layer_for
+from .runs import adopt_run_settings, resolve_weights
+from .train.classifier import ClassifierTask, topk_accuracy
+from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
+                        validate_common_args)
+from .train.engine import fit
+from .utils import say
 
-__all__ = ["DEFAULTS", "PAPER_GLOBAL_BATCH", "build_parser", "main", "run", "scaled_lr"]
+__all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "run", "resolve_args",
+           "scaled_lr"]
 
-# Sec. 4.1: batch 96 per GPU on 4 GPUs, lr 0.045 x0.98 per epoch, 480 epochs, wd 4e-5.
-PAPER_GLOBAL_BATCH = 4 * 96
-PAPER_LR = 0.045
+RECIPES = {
+    "authors": dict(batch_size=96, base_lr=0.045, base_batch=96, wd_on="module",
+                    augment="authors", mean=IMAGENET_MEAN, std=(1.0, 1.0, 1.0)),
+    "gluoncv": dict(batch_size=None, base_lr=0.045, base_batch=384, wd_on="all",
+                    augment="inception", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+}
 RETRAIN_DECAY = 0.98          # the retraining stage: x0.98 per epoch whatever --lr-mode was
 DEFAULTS = dict(model="igcv3_d_1.0", epochs=480, batch_size=None, lr=None, lr_mode="exp",
-                lr_factor=0.98, wd=4e-5, out_dir="runs/imagenet", kvstore="device")
+                lr_factor=0.98, wd=4e-5, wd_on=None, out_dir="runs/imagenet", kvstore="device",
+                batch_help="global batch over all devices and workers (default: the recipe's: "
+                           "96 for authors; 96 per device for gluoncv)",
+                lr_help="initial lr (default: the recipe's, scaled linearly with the global "
+                        "batch: 0.045 x batch / 96 for authors, / 384 for gluoncv)")
+IDENTITY = ("model", "dataset", "multiplier", "depths", "groups", "relu", "p2", "batch_size",
+            "stage")
 
 
-def scaled_lr(global_batch, base_lr=PAPER_LR, base_batch=PAPER_GLOBAL_BATCH):
-    """The linear scaling rule (Goyal et al. 2017): lr = 0.045 x global batch / 384."""
+def scaled_lr(global_batch, base_lr=0.045, base_batch=96):
+    """The linear scaling rule (Goyal et al. 2017) from the recipe's lr at its batch."""
     return base_lr * global_batch / base_batch
 
 
 def build_parser():
     parser = parser_for("Train or evaluate an IGCV3 / MobileNetV2 ImageNet model from "
                         "RecordIO (paper Sec. 4.1, Table 3).", DEFAULTS)
+    g = parser.add_argument_group("recipe")
+    g.add_argument("--recipe", default="authors", choices=sorted(RECIPES),
+                   help="authors: the authors' released pipeline (default); gluoncv: "
+                        "GluonCV-style (module doc of igcv3_gluon.imagenet)")
+    g.add_argument("--augment", default=None, choices=AUGMENTATIONS,
+                   help="training augmentation (default: the recipe's)")
+    g.add_argument("--min-random-scale", type=float, default=0.533,
+                   help="authors' augmentation: smallest random rescale of the 480 image")
+    g.add_argument("--hsl", default="36,50,50",
+                   help="authors' augmentation: max random hue, saturation, lightness shift")
+    g.add_argument("--jitter", type=float, default=0.4,
+                   help="inception augmentation: brightness/contrast/saturation jitter")
+    g.add_argument("--lighting", type=float, default=0.1,
+                   help="inception augmentation: PCA lighting noise")
+    g.add_argument("--mean", default=None, help="R,G,B pixel mean (default: the recipe's)")
+    g.add_argument("--std", default=None, help="R,G,B pixel std (default: the recipe's; "
+                                               "1,1,1 for authors)")
+    g.add_argument("--batch-per-device", type=int, default=96,
+                   help="gluoncv recipe without --batch-size: global batch = this x devices x "
+                        "workers")
     g = parser.add_argument_group("data (RecordIO; build with python -m igcv3_gluon.data.im2rec)")
     g.add_argument("--rec-train", help="training .rec")
     g.add_argument("--rec-train-idx", help="its .idx (default: the .rec path with .idx)")
@@ -45,14 +91,11 @@ def build_parser():
     g.add_argument("--data-nthreads", type=int, default=4,
                    help="JPEG decoding/augmentation threads per worker")
     g.add_argument("--num-classes", type=int, default=None,
-                   help="default: lines of PREFIX.classes.txt beside --rec-train, else 1000")
-    g.add_argument("--input-size", type=int, default=224)
+                   help="default: lines of PREFIX.classes.txt beside the .rec, else 1000")
+    g.add_argument("--input-size", type=int, default=224, help="training and validation crop")
     g.add_argument("--crop-ratio", type=float, default=0.875,
-                   help="validation: resize the short side to input-size / crop-ratio, then "
-                        "centre crop")
-    g.add_argument("--batch-per-device", type=int, default=96,
-                   help="used when --batch-size (global) is not given: global batch = this x "
-                        "devices x workers")
+                   help="validation: resize the short side to input-size / crop-ratio (256), "
+                        "then centre crop")
     g = parser.add_argument_group("retraining and evaluation")
     g.add_argument("--retrain-epochs", type=int, default=50,
                    help="epochs of retraining from the final weights (paper: 50); 0: none")
@@ -60,8 +103,8 @@ def build_parser():
                    help="retraining lr, x0.98 per epoch (default: --lr / 10)")
     g.add_argument("--eval-only", action="store_true",
                    help="report top-1/top-5 of --params on --rec-val and exit")
-    g.add_argument("--params", help="weights for --eval-only (a .params from training, "
-                                    "best.params, or an exported -0000.params)")
+    g.add_argument("--params", help="weights for --eval-only: a .params (training, best, "
+                                    "exported, converted) or a run folder")
     return parser
 
 
@@ -70,22 +113,51 @@ def _idx_for(rec, idx):
 
 
 def _num_workers(kvstore):
-    return int(os.environ.get("DMLC_NUM_WORKER", "1")) if is_distributed(kvstore) else 1
+    if kvstore.startswith("dist"):
+        return int(os.environ.get("DMLC_NUM_WORKER", "1"))
+    if kvstore == "horovod":
+        return int(os.environ.get("HOROVOD_SIZE", os.environ.get("OMPI_COMM_WORLD_SIZE", "1")))
+    return 1
+
+
+def _triple(text, flag):
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+        assert len(values) == 3
+        return values
+    except (ValueError, AssertionError):
+        raise UsageError("%s takes three numbers R,G,B; got %r" % (flag, text))
 
 
 def resolve_args(args):
-    """Fill the defaults that depend on the machine (global batch, lr), check the flags and
-    the data."""
+    """Fill the recipe's defaults and those that depend on the machine (global batch, lr),
+    check the flags and the data."""
+    recipe = RECIPES[args.recipe]
+    args.augment = args.augment or recipe["augment"]
+    args.wd_on = args.wd_on or recipe["wd_on"]
+    args.mean = _triple(args.mean, "--mean") if args.mean else recipe["mean"]
+    args.std = _triple(args.std, "--std") if args.std else recipe["std"]
+    args.hsl = parse_ints(args.hsl, "--hsl", count=3, minimum=0)
     if args.batch_per_device < 1:
         raise UsageError("--batch-per-device must be >= 1")
     if args.batch_size is None:
-        devices = len(parse_devices(args.gpus, args.cpus))
+        args.batch_size = recipe["batch_size"]
+    if args.batch_size is None:
+        from .train.cli import contexts_from_args
+        devices = len(contexts_from_args(args))
         args.batch_size = args.batch_per_device * devices * _num_workers(args.kvstore)
+    args.lr_note = None
     if args.lr is None:
-        args.lr = scaled_lr(args.batch_size)
+        args.lr = scaled_lr(args.batch_size, recipe["base_lr"], recipe["base_batch"])
+        args.lr_note = ("lr %g = %g x global batch %d / %d (the %s recipe's lr, scaled "
+                        "linearly with the batch; --lr sets it)"
+                        % (args.lr, recipe["base_lr"], args.batch_size, recipe["base_batch"],
+                           args.recipe))
     if args.retrain_lr is None:
         args.retrain_lr = args.lr / 10
     validate_common_args(args)
+    if not 0 < args.min_random_scale <= 1:
+        raise UsageError("--min-random-scale must be in (0, 1]")
     args.rec_train_idx = _idx_for(args.rec_train, args.rec_train_idx)
     args.rec_val_idx = _idx_for(args.rec_val, args.rec_val_idx)
     if not args.rec_val:
@@ -115,70 +187,98 @@ def resolve_args(args):
     return args
 
 
-def _loaders(args):
-    def make_loaders(rank, num_parts, worker_batch):
-        common = dict(input_size=args.input_size, crop_ratio=args.crop_ratio,
-                      threads=args.data_nthreads)
-        train = RecordImages(args.rec_train, args.rec_train_idx, worker_batch, True,
-                             seed=args.seed, rank=rank, num_parts=num_parts,
-                             num_records=args.train_images, **common)
-        val = RecordImages(args.rec_val, args.rec_val_idx, max(worker_batch, 32), False,
-                           num_records=args.val_images, **common)
-        if len(train) == 0:
+def _augmentation(args):
+    return train_augmentation(args.augment, args.min_random_scale, args.hsl, args.jitter,
+                              args.lighting)
+
+
+def _val_data(args, batch):
+    return RecordImages(args.rec_val, args.rec_val_idx, batch, False, args.input_size,
+                        args.crop_ratio, args.mean, args.std, threads=args.data_nthreads,
+                        num_records=args.val_images)
+
+
+def _task(args):
+    def train_data(rank, num_workers, global_batch):
+        worker_batch = global_batch // num_workers
+        data = RecordImages(args.rec_train, args.rec_train_idx, worker_batch, True,
+                            args.input_size, args.crop_ratio, args.mean, args.std, args.seed,
+                            args.data_nthreads, rank, num_workers, args.train_images,
+                            _augmentation(args))
+        if len(data) == 0:
             raise UsageError("%s holds %d image(s): fewer per worker than the batch (%d)"
                              % (args.rec_train, args.train_images, worker_batch))
-        return train, train, val
-    return make_loaders
+        return data
+    val = _val_data(args, max(32, args.batch_size // max(1, _num_workers(args.kvstore))))
+    return ClassifierTask(train_data, val, args.num_classes,
+                          (1, 3, args.input_size, args.input_size), args.label_smoothing,
+                          topk=(1, 5), title="%s on ImageNet" % args.model)
 
 
 def evaluate_params(args, net):
     """``--eval-only``: top-1 / top-5 of ``--params`` on ``--rec-val``."""
-    import mxnet as mx
-
-    from .deploy import load_weights
-    from .train.loop import evaluate
-    if not args.params or not os.path.isfile(args.params):
-        raise UsageError("--eval-only needs --params FILE (a trained .params); got %s"
-                         % args.params)
-    contexts = parse_devices(args.gpus, args.cpus)
+    from .deploy import WeightsError, load_weights
     try:
-        load_weights(net, args.params, ctx=contexts)
-    except (AssertionError, mx.MXNetError, ValueError) as err:
-        raise UsageError("%s does not fit %s with %d classes (%s)" % (
-            args.params, args.model, args.num_classes, str(err).split("\n")[0][:160]))
+        load_weights(net, args.params_file, ctx=args.contexts)
+    except WeightsError as err:
+        raise UsageError(str(err))
     net.hybridize(static_alloc=True, static_shape=True)
-    val = RecordImages(args.rec_val, args.rec_val_idx, 32 * len(contexts), False,
-                       input_size=args.input_size, crop_ratio=args.crop_ratio,
-                       threads=args.data_nthreads, num_records=args.val_images)
-    result = evaluate(net, val, contexts, (1, 5), not args.no_progress)
+    result = topk_accuracy(net, _val_data(args, 32 * len(args.contexts)), args.contexts, (1, 5),
+                           not args.no_progress)
     print("%s on %s (%d images): top-1 %.2f%%  top-5 %.2f%%" % (
-        args.model, args.rec_val, args.val_images, 100 * result["top1"], 100 * result["top5"]))
+        args.model, args.rec_val, args.val_images, 100 * result["acc"], 100 * result["top5"]))
     return result
+
+
+def _check_packing(args):
+    """The authors' augmentation assumes records packed at short side 480 (their im2rec)."""
+    if args.augment != "authors":
+        return
+    sides = short_sides(args.rec_train, args.rec_train_idx)
+    if sides and max(sides) < 400:
+        say("note: %s holds images of short side %s; the authors' augmentation rescales "
+            "records packed at short side 480 (im2rec --resize 480) by %g-1"
+            % (args.rec_train, "/".join(map(str, sorted(set(sides)))), args.min_random_scale))
 
 
 def run(args):
     """Training (then retraining) or evaluation; returns the summaries / the result."""
     from .models import get_model
-    net = get_model(args.model, classes=args.num_classes, **model_overrides(args))
+    kwargs = model_kwargs(args, args.model)
+    net = get_model(args.model, classes=args.num_classes, **kwargs,
+                    **norm_layer_for(args.contexts))
     if args.eval_only:
         return evaluate_params(args, net)
-    config = dict(vars(args), dataset=os.path.basename(args.rec_train), classes=args.num_classes,
-                  stage="train")
-    input_shape = (1, 3, args.input_size, args.input_size)
+    _check_packing(args)
+    name = export_name(args.model, kwargs)
+    plan = ("%d training epoch(s) (lr %g x%g per epoch) + %d retraining epoch(s) (lr %g x%g "
+            "per epoch, --retrain-epochs %d)" % (
+                args.epochs, args.lr, args.lr_factor, args.retrain_epochs, args.retrain_lr,
+                RETRAIN_DECAY, args.retrain_epochs))
+    say("plan: %s -> %s%s" % (plan, args.out_dir, " and %s" % os.path.join(args.out_dir,
+                                                                         "retrain")
+                               if args.retrain_epochs else ""))
+    if args.lr_note:
+        say(args.lr_note)
+    task = _task(args)
+    record = dict(flags_record(args), dataset="imagenet", classes=args.num_classes,
+                  train_rec=os.path.basename(args.rec_train),
+                  val_rec=os.path.basename(args.rec_val), stage="train", plan=plan,
+                  mean=list(args.mean), std=list(args.std), hsl=list(args.hsl))
     session = {}
-    summaries = [fit_classifier(args, net, _loaders(args), input_shape, config, topk=(1, 5),
-                                session=session)]
+    summaries = [fit(task, net, run_config(args, record, IDENTITY, name, stage="train"),
+                     session=session)]
     if args.retrain_epochs:
-        again = copy.copy(args)
-        again.epochs, again.lr, again.warmup_epochs = args.retrain_epochs, args.retrain_lr, 0
-        again.lr_mode, again.lr_factor = "exp", RETRAIN_DECAY
-        again.out_dir = os.path.join(args.out_dir, "retrain")
-        say("retraining %d epoch(s) from the final weights, lr %g x%g per epoch -> %s"
-            % (again.epochs, again.lr, again.lr_factor, again.out_dir))
-        config = dict(config, epochs=again.epochs, lr=again.lr, lr_mode="exp",
-                      lr_factor=RETRAIN_DECAY, stage="retrain")
-        summaries.append(fit_classifier(again, net, _loaders(again), input_shape, config,
-                                        topk=(1, 5), initialize=False, session=session))
+        out = os.path.join(args.out_dir, "retrain")
+        retrain = run_config(args, dict(record, stage="retrain", epochs=args.retrain_epochs,
+                                        lr=args.retrain_lr, lr_mode="exp",
+                                        lr_factor=RETRAIN_DECAY, warmup_epochs=0),
+                             IDENTITY, name, out_dir=out, epochs=args.retrain_epochs,
+                             lr=args.retrain_lr, lr_mode="exp", lr_factor=RETRAIN_DECAY,
+                             lr_steps=[], warmup_epochs=0, stage="retrain")
+        say("retraining %d epoch(s) from the final weights, lr %g x%g per epoch, fresh "
+            "momentum -> %s" % (args.retrain_epochs, args.retrain_lr, RETRAIN_DECAY, out))
+        summaries.append(fit(task, net, retrain, initialize=False, session=session))
     for s in summaries:
         if s.get("export"):
             print("%s: final top-1 %.2f%%, best %.2f%% (epoch %d); exported %s"
@@ -189,7 +289,16 @@ def run(args):
 
 @exit_on_usage_error
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.eval_only:
+        if not args.params:
+            raise UsageError("--eval-only needs --params (a .params file or a run folder)")
+        args.params_file, found = resolve_weights(args.params, "--params")
+        adopt_run_settings(args, parser, found, ("model", "multiplier", "depths", "groups",
+                                                 "relu", "p2", "input_size", "recipe"))
+        if found and args.num_classes is None:
+            args.num_classes = found.get("classes")
     resolve_args(args)
     run(args)
     return 0

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .cli import model_kwargs
+
 __all__ = ["Row", "TABLES", "row_size", "row_dense", "row_command", "collect_runs",
            "table_markdown", "main"]
 
@@ -115,23 +117,12 @@ EXTRA_VARIANTS = [("linear IGCV3-D (no ReLU in the block)", "cifar_igcv3_d_1.0",
                   ("normal (non-inverted) IGCV3-D", "cifar_igcv3_d_1.0", {"inverted": False})]
 
 
-def _model_kwargs(flags):
-    kwargs = {}
-    if "groups" in flags:
-        kwargs["groups"] = tuple(int(g) for g in flags["groups"].split(","))
-    if "relu" in flags:
-        kwargs["relu"] = flags["relu"]
-    if "inverted" in flags:
-        kwargs["inverted"] = flags["inverted"]
-    return kwargs
-
-
 def _row_net(row):
     from .models import get_model, list_models
     name = row.model if row.model and not row.with_fc else (row.imagenet_model or row.model)
     if name not in list_models():
         return None, None
-    return name, get_model(name, **_model_kwargs(row.flags))
+    return name, get_model(name, **model_kwargs(argparse.Namespace(**row.flags), name))
 
 
 def row_size(row):
@@ -183,13 +174,13 @@ def collect_runs(runs_dir):
     """Finished runs under ``runs_dir`` -> ``{key: [final top-1 (%) per seed]}``; a run is
     finished when its log holds the configured number of epochs."""
     from .models import list_models
-    from .train.logbook import RunLog
+    from .runs import run_config_of
+    from .utils import read_jsonl
     found = defaultdict(list)
     for root, _, files in os.walk(runs_dir):
         if "config.json" not in files or "log.jsonl" not in files:
             continue
-        run = RunLog(root, enabled=False)
-        config, records = run.load_config(), run.records()
+        config, records = run_config_of(root), read_jsonl(os.path.join(root, "log.jsonl"))
         if not records or records[-1].get("epoch") != config.get("epochs"):
             continue
         flags = {k: config.get(k) for k in ("relu", "groups", "p2", "multiplier", "depths")}
@@ -290,10 +281,8 @@ def bar_chart(results, path):
     ax.set_ylabel("top-1 (%)")
     ax.legend()
     fig.tight_layout()
-    from .train.checkpoint import atomic_write
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    from .utils import save_figure
+    return save_figure(fig, path)
 
 
 def main(argv=None):

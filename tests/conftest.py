@@ -6,6 +6,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from igcv3_gluon.nn import init_like_trained
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
@@ -13,22 +15,12 @@ warnings.filterwarnings("ignore", message="Cannot decide type")
 
 
 def randomize(net, seed=0, input_shape=None):
-    """Initialise ``net`` like a trained network: random weights, random BN gamma/beta, and BN
-    running statistics calibrated on a random batch (as training leaves them), so output
-    comparisons exercise every parameter at realistic activation scales."""
-    mx.random.seed(seed)
-    rng = np.random.RandomState(seed)
-    net.initialize(mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
-                   force_reinit=True)
-    for name, param in net.collect_params().items():
-        shape = param.shape
-        if name.endswith("gamma"):
-            param.set_data(mx.nd.array(rng.uniform(0.5, 1.5, shape)))
-        elif name.endswith(("beta", "running_mean")):
-            param.set_data(mx.nd.array(rng.uniform(-0.2, 0.2, shape)))
-        elif name.endswith("running_var"):
-            param.set_data(mx.nd.array(rng.uniform(0.5, 2.0, shape)))
+    """Initialise ``net`` like a trained network (``nn.init_like_trained``), BN running
+    statistics calibrated on a random batch when ``input_shape`` is given (as training
+    leaves them), so output comparisons exercise every parameter at realistic scales."""
+    init_like_trained(net, seed)
     if input_shape is not None:
+        rng = np.random.RandomState(seed)
         calibrate_bn(net, mx.nd.array(rng.uniform(-1, 1, input_shape)))
     return net
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from mxnet.gluon import nn
 
+import igcv3_gluon
 from igcv3_gluon.complexity import graph_stats
 from igcv3_gluon.nn import ChannelShuffle, IGCV3Block, InterleavedPointwise, MobileNetV2Block
 
@@ -114,3 +115,64 @@ def test_block_trains_one_step():
     before = block.body[0].weight.data().copy()
     trainer.step(4)
     assert not np.allclose(before.asnumpy(), block.body[0].weight.data().asnumpy())
+
+
+def _blocks_of(net, kind):
+    found = []
+    net.apply(lambda b: found.append(b) if type(b) is kind else None)
+    return found
+
+
+@pytest.mark.parametrize("name", ["cifar_igcv3_d_0.5", "cifar_igcv1"])
+def test_flat_and_plain_batchnorm_have_the_same_names_and_outputs(name):
+    """The CPU form (FlatBatchNorm) and the GPU form (MXNet's BatchNorm) of a network: the
+    same parameter names and the same outputs; weights move freely between them."""
+    from igcv3_gluon.nn import FlatBatchNorm, init_like_trained, norm_layer_for
+    kwargs = dict(multiplier=0.5, depths=[1] * 7) if "igcv3" in name else {}
+    flat = igcv3_gluon.get_model(name, **kwargs)
+    plain = igcv3_gluon.get_model(name, **kwargs, **norm_layer_for([mx.gpu(0), mx.gpu(1)]))
+    assert _blocks_of(flat, FlatBatchNorm) and not _blocks_of(plain, FlatBatchNorm)
+    assert list(flat.collect_params()) == list(plain.collect_params())
+    init_like_trained(flat, seed=1)
+    plain.initialize()
+    for (_, a), (_, b) in zip(flat.collect_params().items(), plain.collect_params().items()):
+        b.set_data(a.data())
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (4, 3, 32, 32)))
+    for train in (True, False):
+        with mx.autograd.record(train_mode=train):
+            a, b = flat(x).asnumpy(), plain(x).asnumpy()
+        assert np.abs(a).max() > 0.1
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert norm_layer_for([mx.cpu(0)]) == {}
+
+
+@pytest.mark.parametrize("make", [
+    lambda norm: IGCV3Block(24, 24, 6, 1, groups=(2, 2), norm_layer=norm),
+    lambda norm: IGCV3Block(16, 24, 6, 2, groups=(4, 4), relu="pw1+dw", norm_layer=norm)])
+def test_flat_and_plain_batchnorm_give_the_same_gradients(make):
+    from igcv3_gluon.nn import FlatBatchNorm, init_like_trained
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (8, make(None).in_channels, 8, 8)))
+    coef = None
+    grads = []
+    for norm in (FlatBatchNorm, nn.BatchNorm):
+        block = init_like_trained(make(norm), seed=2)
+        block.hybridize(static_alloc=True, static_shape=True)
+        with mx.autograd.record():
+            y = block(x)
+            coef = coef if coef is not None else mx.nd.array(
+                np.random.RandomState(1).randn(*y.shape))
+            loss = (y * coef).sum()
+        loss.backward()
+        grads.append([p.grad().asnumpy() for p in block.collect_params().values()
+                      if p.grad_req != "null"] + [y.asnumpy()])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_a_detector_built_for_gpus_has_no_flat_batchnorm():
+    from igcv3_gluon.nn import FlatBatchNorm, norm_layer_for
+    gpu = igcv3_gluon.get_model("ssdlite_320_igcv3_w_coco", multiplier=0.5,
+                                **norm_layer_for([mx.gpu(0)]))
+    cpu = igcv3_gluon.get_model("ssdlite_320_igcv3_w_coco", multiplier=0.5)
+    assert not _blocks_of(gpu, FlatBatchNorm) and len(_blocks_of(cpu, FlatBatchNorm)) > 40
+    assert list(gpu.collect_params()) == list(cpu.collect_params())

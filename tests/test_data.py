@@ -5,8 +5,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from igcv3_gluon.data import (EpochSampler, channel_stats, load_cifar, load_dataset,
-                              load_digits32, make_loader, write_cifar_binary)
+from igcv3_gluon.data import (EpochBatches, channel_stats, crop_flip_keys, load_cifar,
+                              load_dataset, load_digits32, make_loader, write_cifar_binary)
 from igcv3_gluon.errors import UsageError
 from conftest import fake_cifar10
 
@@ -75,31 +75,41 @@ def test_digits_embedded_set():
 
 
 def test_sampler_augmentation_is_seeded_sharded_and_resumable():
-    s = EpochSampler(100, 10, train=True, seed=3, pad=4)
+    keys = crop_flip_keys(4, True)
+    s = EpochBatches(100, 10, True, seed=3, keys=keys)
     s.set_epoch(0)
     epoch0 = list(s)
-    assert len(epoch0) == 10 == len(s)
-    keys = [k for batch in epoch0 for k in batch]
-    assert sorted(k[0] for k in keys) == list(range(100))
-    assert all(0 <= k[1] <= 8 and 0 <= k[2] <= 8 for k in keys)
-    assert 20 < sum(k[3] for k in keys) < 80                      # flips happen
+    assert len(epoch0) == 10 == len(s) == s.batches_per_epoch
+    flat = [k for batch in epoch0 for k in batch]
+    assert sorted(k[0] for k in flat) == list(range(100))
+    assert all(0 <= k[1] <= 8 and 0 <= k[2] <= 8 for k in flat)
+    assert 20 < sum(k[3] for k in flat) < 80                      # flips happen
     s.set_epoch(0)
     assert list(s) == epoch0                                       # reproducible
     s.set_epoch(1)
     assert list(s) != epoch0                                       # a new epoch differs
     s.set_epoch(0, start_batch=4)
     assert list(s) == epoch0[4:] and len(s) == 6                   # resume mid-epoch
-    shards = [EpochSampler(100, 10, True, 3, rank=r, num_parts=2) for r in (0, 1)]
-    idx = [set(k[0] for b in sh for k in b) for sh in shards]
+    # two workers: each takes its half of every global batch, so a step sees the same
+    # images (and augmentation) whatever the number of workers
+    shards = [EpochBatches(100, 10, True, 3, rank=r, num_parts=2, keys=keys) for r in (0, 1)]
+    for shard in shards:
+        shard.set_epoch(0)
+    halves = [list(shard) for shard in shards]
+    assert [a + b for a, b in zip(*halves)] == epoch0
+    idx = [set(k[0] for b in h for k in b) for h in halves]
     assert not idx[0] & idx[1] and len(idx[0] | idx[1]) == 100
+    # evaluation: every sample once, in order, the last batch short, the same on every rank
+    ev = EpochBatches(23, 10, False)
+    assert list(ev) == [list(range(10)), list(range(10, 20)), [20, 21, 22]]
 
 
 def test_loader_crops_flips_and_normalises():
     images = np.zeros((4, 32, 32, 3), np.uint8)
     images[:, :, :16] = 200                                        # left half bright
     mean, std = channel_stats(images)
-    loader, sampler = make_loader(images, [0, 1, 2, 3], mean, std, 4, True, seed=0, workers=0)
-    ds = loader._dataset
+    batches = make_loader(images, [0, 1, 2, 3], mean, std, 4, True, seed=0, workers=0)
+    ds = batches.loader._dataset
     plain, _ = ds[(0, 4, 4, False)]
     flipped, _ = ds[(0, 4, 4, True)]
     shifted, _ = ds[(0, 0, 0, False)]
@@ -107,5 +117,5 @@ def test_loader_crops_flips_and_normalises():
     assert plain.shape == (3, 32, 32) and plain.dtype == np.float32
     assert abs(plain.mean()) < 1e-5                                # normalised
     assert (shifted[:, :4, :] == shifted.min()).all()              # zero padding
-    batch = next(iter(loader))
+    batch = next(iter(batches))
     assert batch[0].shape == (4, 3, 32, 32)

@@ -12,7 +12,8 @@ import pytest
 from conftest import ROOT, randomize
 from igcv3_gluon import get_model
 from igcv3_gluon.deploy import export, export_onnx, load_symbolblock
-from igcv3_gluon.deploy.optimize import optimize_files, shuffle_permutation
+from igcv3_gluon.deploy.optimize import optimize_files
+from igcv3_gluon.nn.layers import shuffle_permutation
 from igcv3_gluon.nn.layers import ChannelShuffle
 
 
@@ -109,7 +110,7 @@ def digits_run(tmp_path_factory):
 
 
 def test_quantized_digits_model_keeps_its_accuracy(digits_run, tmp_path):
-    export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5")
+    export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
     opt = str(tmp_path / "opt")
     proc = deploy("optimize", export_prefix, opt, "--input-shape", "1,3,32,32")
     assert proc.returncode == 0, proc.stderr
@@ -131,7 +132,7 @@ def test_quantized_digits_model_keeps_its_accuracy(digits_run, tmp_path):
 
 
 def test_deploy_command_line_errors_are_one_line(digits_run, tmp_path):
-    export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5")
+    export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
     cases = [
         (["optimize", str(tmp_path / "missing"), str(tmp_path / "o")], "missing-symbol.json not found"),
         (["optimize", export_prefix, str(tmp_path / "o"), "--input-shape", "1,4,32,32"],
@@ -160,7 +161,7 @@ def test_deploy_export_onnx_and_bench_commands(digits_run, tmp_path):
                   "--multiplier", "0.5", "--depths", "1,1,2,2,2,1,1", "--out", prefix,
                   "--input-shape", "1,3,32,32")
     assert proc.returncode == 0, proc.stderr[-1000:]
-    run_export = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5")
+    run_export = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
     x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (2, 3, 32, 32)))
     np.testing.assert_allclose(load_symbolblock(prefix)(x).asnumpy(),
                                load_symbolblock(run_export)(x).asnumpy(), rtol=1e-5, atol=1e-5)
@@ -171,8 +172,8 @@ def test_deploy_export_onnx_and_bench_commands(digits_run, tmp_path):
     proc = deploy("bench", run_export, "--input-shape", "1,3,32,32", "--batch", "1",
                   "--rounds", "3", "--onnx")
     assert proc.returncode == 0, proc.stderr[-1000:]
-    assert "| mxnet cifar_igcv3_d_0.5 |" in proc.stdout
-    assert "| onnxruntime cifar_igcv3_d_0.5 |" in proc.stdout
+    assert "| mxnet cifar_igcv3_d_0.5-w0.5 |" in proc.stdout
+    assert "| onnxruntime cifar_igcv3_d_0.5-w0.5 |" in proc.stdout
 
 
 @pytest.mark.parametrize("name", ["igcv3_d_0.7", "igcv3_w_1.0"])

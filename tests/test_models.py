@@ -10,10 +10,12 @@ from igcv3_gluon.complexity import count, graph_stats, table
 from igcv3_gluon.models import build, model_info, resolve_config, scale_channels
 
 ZOO = ["igcv3_d_0.7", "igcv3_d_1.0", "igcv3_d_1.4", "igcv3_w_1.0", "mobilenetv2_0.7",
-       "mobilenetv2_1.0", "mobilenetv2_1.4", "cifar_igcv3_d_0.5", "cifar_igcv3_d_0.7",
+       "mobilenetv2_1.0", "mobilenetv2_1.4", "igcv3_d_0.75", "igcv3_d_0.5", "igcv3_d_0.25",
+       "cifar_igcv3_d_0.5", "cifar_igcv3_d_0.7",
        "cifar_igcv3_d_1.0", "cifar_igcv3_w_1.0", "cifar_mobilenetv2_1.0",
        "cifar_igcv1", "cifar_igcv2", "cifar_igcv3_widest", "igcv1", "igcv2"]
-NO_PAPER_SIZE = {"igcv1", "igcv2"}      # the paper gives no ImageNet size for them
+# the paper gives no ImageNet size for these (the last three are imgclsmob's widths)
+NO_PAPER_SIZE = {"igcv1", "igcv2", "igcv3_d_0.75", "igcv3_d_0.5", "igcv3_d_0.25"}
 # Rows that cannot match the paper's figure; README.md "Known deviations" says why.
 DOCUMENTED_DEVIATIONS = {"igcv3_d_1.4", "mobilenetv2_1.4", "mobilenetv2_0.7",
                          "cifar_igcv3_d_1.0"}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from igcv3_gluon.nn import ChannelShuffle
-from igcv3_gluon.nn.complementary import shuffle_permutation
+from igcv3_gluon.nn.layers import shuffle_permutation
 
 
 def authors_shuffle(x, groups):

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import mxnet as mx
 import numpy as np
@@ -107,7 +108,7 @@ def test_bad_detection_data_is_a_one_line_error(tmp_path, shapes):
           "--val-ann", shapes[5], "--val-images", shapes[7]], "has no image with a usable box"),
         ([], "give --data-dir"),
         (["--data-dir", str(tmp_path / "coco")], "--data-dir .* does not exist"),
-        (shapes + ["--eval-only"], "--params None does not exist"),
+        (shapes + ["--eval-only"], "--params is required"),
     ]
     import re
     for args, message in cases:
@@ -116,17 +117,32 @@ def test_bad_detection_data_is_a_one_line_error(tmp_path, shapes):
         assert "Traceback" not in proc.stderr and re.search(message, proc.stderr), proc.stderr
 
 
-def test_trains_evaluates_predicts_and_resumes_after_kill(tmp_path, shapes):
-    out = str(tmp_path / "run")
-    args = [*shapes, *TINY, "--epochs", "4", "--out-dir", out]
-    proc = start_script("train_ssdlite.py", args)
-    wait_for(os.path.join(out, "checkpoints", "ckpt-0002-00000.json"), proc, 400)
+def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path, shapes):
+    """Ctrl-C mid-epoch, resume, SIGKILL, resume: the same parameters as an uninterrupted
+    run, bit for bit (the SSD augmentation is seeded per sample, issue 14); then COCO
+    evaluation and prediction from the run folder."""
+    out, ref = str(tmp_path / "run"), str(tmp_path / "reference")
+    args = [*shapes, *TINY, "--epochs", "4", "--batch-size", "4", "--workers", "2"]
+    reference = run(*args, "--out-dir", ref)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    proc = start_script("train_ssdlite.py", args + ["--out-dir", out])
+    wait_for(os.path.join(out, "checkpoints", "ckpt-0001-00000.json"), proc, 400)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=200)
+    assert proc.returncode == 130 and "run the same command again" in err, err[-2000:]
+    proc = start_script("train_ssdlite.py", args + ["--out-dir", out])
+    wait_for(os.path.join(out, "checkpoints", "ckpt-0003-00000.json"), proc, 400)
+    time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    again = run(*args)
+    again = run(*args, "--out-dir", out)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr
-    refused = run(*args, "--no-resume")                  # the shared resume guarantees
+    first, second = (mx.nd.load(os.path.join(d, "final.params")) for d in (ref, out))
+    for key in first:
+        np.testing.assert_array_equal(first[key].asnumpy(), second[key].asnumpy(), key)
+    refused = run(*args, "--out-dir", out, "--no-resume")       # the shared resume rules
     assert refused.returncode == 2 and "already holds checkpoints" in refused.stderr
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
@@ -137,8 +153,9 @@ def test_trains_evaluates_predicts_and_resumes_after_kill(tmp_path, shapes):
     ev = run(*shapes, *TINY, "--eval-only", "--params", best, "--out-dir", out)
     assert ev.returncode == 0, ev.stderr[-1500:]
     assert "COCO mAP" in ev.stdout and "AP50" in ev.stdout
+    # --predict from the run folder alone: it knows the model, width, size and class names
     image = os.path.join(shapes[7], "0000.jpg")
-    pr = run(*shapes, *TINY, "--predict", image, "--params", best, "--threshold", "0.0",
+    pr = run("--predict", image, "--params", out, "--threshold", "0.0", "--no-progress",
              "--out-dir", out)
     assert pr.returncode == 0, pr.stderr[-1500:]
     png = os.path.join(out, "predictions", "0000-detections.png")
@@ -149,7 +166,7 @@ def test_coco_evaluation_scores_ground_truth_as_perfect(tmp_path):
     """The metric pipeline (resize back to image coordinates, category ids, image ids, empty
     images) gives AP 1.0 to the ground truth itself and 0 to boxes of the wrong class."""
     from igcv3_gluon.data.coco import COCOFormat
-    from igcv3_gluon.detection import evaluate_coco
+    from igcv3_gluon.train.detector import evaluate_coco
     ann, images = fake_coco(tmp_path, 6, size=96, seed=4)
     data = json.load(open(ann))
     data["images"].append({"id": 77, "file_name": "0000.jpg", "width": 96, "height": 96})

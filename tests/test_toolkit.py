@@ -7,8 +7,8 @@ import pytest
 
 import igcv3_gluon
 from igcv3_gluon.errors import UsageError
-from igcv3_gluon.train import (CheckpointManager, LRSchedule, RunLog, make_kvstore,
-                               parse_devices, parse_steps, split_global_batch)
+from igcv3_gluon.train import CheckpointManager, LRSchedule, RunLog, make_cluster
+from igcv3_gluon.train.cli import contexts_from_args, parse_steps
 
 
 def test_step_schedule_of_the_paper():
@@ -24,8 +24,16 @@ def test_exponential_and_cosine_and_warmup():
     assert c(0) == pytest.approx(0.1) and c(5) == pytest.approx(0.05) and c(10) < 1e-12
     w = LRSchedule(0.1, "step", 10, [5], 0.1, warmup_epochs=2)
     assert w(0.5) == pytest.approx(0.025) and w(2) == pytest.approx(0.1)
-    with pytest.raises(UsageError, match="must increase"):
-        parse_steps("300,200")
+    assert parse_steps("60,120,180") == [60, 120, 180] and parse_steps("") == []
+    with pytest.raises(UsageError, match="--lr-steps"):
+        parse_steps("60,x")
+    # the library speaks of values; the command line names the flags
+    with pytest.raises(ValueError, match="must increase") as err:
+        LRSchedule(0.1, "step", 10, [300, 200])
+    assert "--" not in str(err.value)
+    with pytest.raises(ValueError, match="learning rate must be positive") as err:
+        LRSchedule(-1.0)
+    assert "--" not in str(err.value)
 
 
 def _tiny_net():
@@ -92,22 +100,29 @@ def test_runlog_truncates_on_resume_and_plots(tmp_path):
 
 
 def test_devices_and_batch_split_errors():
-    assert parse_devices(None, 2) == [mx.cpu(0), mx.cpu(1)]
-    assert parse_devices() == [mx.cpu(0)]
+    from argparse import Namespace
+    assert contexts_from_args(Namespace(gpus=None, cpus=2)) == [mx.cpu(0), mx.cpu(1)]
+    assert contexts_from_args(Namespace(gpus=None, cpus=None)) == [mx.cpu(0)]
     if mx.context.num_gpus() == 0:
         with pytest.raises(UsageError, match="no GPU is visible"):
-            parse_devices("0,1")
-    with pytest.raises(UsageError, match="comma-separated"):
-        parse_devices("zero")
-    assert split_global_batch(64, 1, [mx.cpu(0), mx.cpu(1)]) == 64
-    assert split_global_batch(64, 2, [mx.cpu(0)]) == 32
-    with pytest.raises(UsageError, match="does not split over 3"):
-        split_global_batch(64, 1, [mx.cpu(i) for i in range(3)])
-    with pytest.raises(UsageError, match="needs MXNet's parameter-server"):
-        make_kvstore("dist_sync", [mx.cpu(0)])
-    with pytest.raises(UsageError, match="nccl needs --gpus"):
-        make_kvstore("nccl", [mx.cpu(0)])
-    assert make_kvstore("local", [mx.cpu(0)]) is None
+            contexts_from_args(Namespace(gpus="0,1", cpus=None))
+    with pytest.raises(UsageError, match="--gpus"):
+        contexts_from_args(Namespace(gpus="zero", cpus=None))
+    two = make_cluster("device", [mx.cpu(0), mx.cpu(1)])
+    assert two.worker_batch(64) == 64 and two.kv is not None
+    with pytest.raises(ValueError, match="does not split over 3"):
+        make_cluster("device", [mx.cpu(i) for i in range(3)]).worker_batch(64)
+    with pytest.raises(ValueError, match="needs MXNet's parameter-server"):
+        make_cluster("dist_sync", [mx.cpu(0)])
+    with pytest.raises(ValueError, match="nccl kvstore needs GPUs"):
+        make_cluster("nccl", [mx.cpu(0)])
+    with pytest.raises(ValueError, match="unknown kvstore 'dist_async'"):
+        make_cluster("dist_async", [mx.cpu(0)])
+    assert make_cluster("local", [mx.cpu(0)]).kv is None
+    # Horovod averages over ranks, the kvstores sum: the step divisor accounts for it
+    from igcv3_gluon.train.context import Cluster
+    assert Cluster("horovod", [mx.cpu()], rank=0, num_workers=4).gradient_divisor(64) == 16
+    assert Cluster("dist_sync", [mx.cpu()], rank=0, num_workers=4).gradient_divisor(64) == 64
 
 
 def test_two_cpu_contexts_with_device_kvstore_stay_identical():
@@ -117,7 +132,7 @@ def test_two_cpu_contexts_with_device_kvstore_stay_identical():
     net.hybridize(static_alloc=True, static_shape=True)
     trainer = mx.gluon.Trainer(net.collect_params(), "sgd",
                                {"learning_rate": 0.5, "momentum": 0.9},
-                               kvstore=make_kvstore("device", contexts))
+                               kvstore=make_cluster("device", contexts).kv)
     start = {k: v.data(contexts[0]).asnumpy().copy() for k, v in net.collect_params().items()}
     loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
     rng = np.random.RandomState(0)
@@ -141,7 +156,7 @@ def test_two_cpu_contexts_with_device_kvstore_stay_identical():
 
 
 def test_label_smoothing_loss():
-    from igcv3_gluon.train.runner import _SmoothedLoss
+    from igcv3_gluon.train.classifier import SmoothedLoss as _SmoothedLoss
     pred = mx.nd.array(np.random.RandomState(0).randn(4, 5))
     label = mx.nd.array([0, 1, 4, 2])
     plain = mx.gluon.loss.SoftmaxCrossEntropyLoss()(pred, label).asnumpy()

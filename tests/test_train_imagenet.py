@@ -11,10 +11,16 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_identical_workers, launch_dist_sync, start_script, wait_for
+import igcv3_gluon
 
+from conftest import ROOT, assert_identical_workers, launch_dist_sync, start_script, wait_for
+from igcv3_gluon.nn import he_normal
+
+# The tiny classes are rectangle colours: the authors' hue jitter (+-36) would scramble them,
+# so the tests switch it off (--hsl 0,0,0); their 0.533-1 rescale needs the crop at 48 here
 TINY = ["--model", "igcv3_d_0.7", "--multiplier", "0.25", "--depths", "1,1,1,1,1,1,1",
-        "--input-size", "64", "--batch-size", "16", "--no-progress", "--data-nthreads", "2"]
+        "--input-size", "48", "--batch-size", "16", "--no-progress", "--data-nthreads", "2",
+        "--hsl", "0,0,0"]
 
 
 def data(rec):
@@ -119,13 +125,14 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
     assert [r["epoch"] for r in retrain] == [1, 2]
     assert retrain[0]["lr"] == pytest.approx(0.01) and retrain[1]["lr"] == pytest.approx(0.0098)
     for stage in (out, os.path.join(out, "retrain")):
-        for name in ("igcv3_d_0.7-symbol.json", "igcv3_d_0.7-0000.params",
-                     "igcv3_d_0.7-final-symbol.json", "igcv3_d_0.7-final-0000.params"):
+        for name in ("igcv3_d_0.7-w0.25-symbol.json", "igcv3_d_0.7-w0.25-0000.params",
+                     "igcv3_d_0.7-w0.25-final-symbol.json",
+                     "igcv3_d_0.7-w0.25-final-0000.params"):
             assert os.path.isfile(os.path.join(stage, "export", name)), name
     # --eval-only on the best weights reproduces the logged best accuracy, from the Gluon
     # .params and from the exported (arg:/aux:) .params alike
     for params in (os.path.join(out, "best.params"),
-                   os.path.join(out, "export", "igcv3_d_0.7-0000.params")):
+                   os.path.join(out, "export", "igcv3_d_0.7-w0.25-0000.params")):
         ev = run(*TINY, "--rec-val", tiny_rec["val"] + ".rec", "--eval-only", "--params", params)
         assert ev.returncode == 0, ev.stderr[-2000:]
         top1, top5 = map(float, re.search(r"top-1 ([\d.]+)%\s+top-5 ([\d.]+)%", ev.stdout).groups())
@@ -192,7 +199,7 @@ def test_module_api_fits_the_igcv3_symbol_on_the_recordio(tiny_rec):
     seen = []
     mod.fit(train, num_epoch=1, optimizer="sgd",
             optimizer_params={"learning_rate": 0.01, "momentum": 0.9, "wd": 4e-5},
-            initializer=mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+            initializer=he_normal(),
             kvstore="device", batch_end_callback=lambda p: seen.append(p.nbatch))
     assert seen == [0, 1]
     args, _ = mod.get_params()
@@ -203,18 +210,53 @@ def test_module_api_fits_the_igcv3_symbol_on_the_recordio(tiny_rec):
     np.testing.assert_allclose(out.sum(axis=1).asnumpy(), 1.0, rtol=1e-5)
 
 
-def test_defaults_are_the_papers_imagenet_recipe(tiny_rec, monkeypatch):
-    from igcv3_gluon.imagenet import build_parser, resolve_args, scaled_lr
+def test_defaults_are_the_authors_imagenet_recipe(tiny_rec, monkeypatch):
+    """Issue 11: the defaults are what the authors' released train_imagenet.py ran."""
+    from igcv3_gluon.data.recordio import RecordImages
+    from igcv3_gluon.imagenet import _augmentation, build_parser, resolve_args
+    from igcv3_gluon.train.optim import apply_wd_rule
     parser = build_parser()
-    args = parser.parse_args(data(tiny_rec))
-    assert (args.model, args.epochs, args.lr_mode, args.lr_factor, args.wd, args.momentum,
-            args.retrain_epochs, args.batch_per_device, args.input_size) == \
-        ("igcv3_d_1.0", 480, "exp", 0.98, 4e-5, 0.9, 50, 96, 224)
-    assert not (args.no_wd_bn_bias or args.label_smoothing or args.warmup_epochs)
-    assert scaled_lr(384) == pytest.approx(0.045) and scaled_lr(96) == pytest.approx(0.01125)
+    args = resolve_args(parser.parse_args(data(tiny_rec)))
+    assert (args.recipe, args.model, args.epochs, args.batch_size, args.lr, args.lr_mode,
+            args.lr_factor, args.momentum, args.wd, args.wd_on, args.retrain_epochs,
+            args.input_size, args.crop_ratio, args.dtype) == \
+        ("authors", "igcv3_d_1.0", 480, 96, pytest.approx(0.045), "exp", 0.98, 0.9, 4e-5,
+         "module", 50, 224, 0.875, "float32")
+    assert not (args.label_smoothing or args.warmup_epochs)
+    assert args.mean == (123.68, 116.779, 103.939) and args.std == (1.0, 1.0, 1.0)
+    # their augmentation, as ImageRecordIter arguments; validation at short side 256
+    train = RecordImages(tiny_rec["train"] + ".rec", tiny_rec["train"] + ".idx", 8, True,
+                         mean=args.mean, std=args.std, augmentation=_augmentation(args))
+    expected = dict(rand_crop=True, rand_mirror=True, min_random_scale=0.533,
+                    max_random_scale=1.0, random_h=36, random_s=50, random_l=50,
+                    mean_r=123.68, mean_g=116.779, mean_b=103.939, std_r=1.0, std_g=1.0,
+                    std_b=1.0, data_shape=(3, 224, 224), shuffle=True)
+    assert {k: train.kwargs[k] for k in expected} == expected
+    assert "random_resized_crop" not in train.kwargs and "pca_noise" not in train.kwargs
+    val = RecordImages(tiny_rec["val"] + ".rec", tiny_rec["val"] + ".idx", 8, False)
+    assert val.kwargs["resize"] == 256 and not val.kwargs["rand_crop"]
+    # a global batch of 96 whatever the devices (the Module split it over 4 GPUs)...
     args = resolve_args(parser.parse_args(data(tiny_rec) + ["--cpus", "2"]))
-    assert (args.batch_size, round(args.lr, 9), round(args.retrain_lr, 9), args.num_classes) == \
-        (192, 0.0225, 0.00225, 4)
+    assert (args.batch_size, args.lr) == (96, pytest.approx(0.045))
+    # ... and the lr scales linearly from 0.045 at 96, saying so
+    args = resolve_args(parser.parse_args(data(tiny_rec) + ["--batch-size", "192"]))
+    assert args.lr == pytest.approx(0.09) and "0.045 x global batch 192 / 96" in args.lr_note
+    assert args.retrain_lr == pytest.approx(0.009)
+    # MXNet's Module rule: weight decay on conv/FC weights and BN gamma, not beta or bias
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=[1] * 7)
+    spared = apply_wd_rule(net, "module")
+    assert spared and all(n.endswith(("_beta", "_bias")) for n in spared)
+    decayed = [n for n, p in net.collect_params().items()
+               if p.grad_req != "null" and p.wd_mult == 1.0]
+    assert all(n.endswith(("_weight", "_gamma")) for n in decayed)
+    assert len(spared) + len(decayed) == sum(p.grad_req != "null"
+                                             for p in net.collect_params().values())
+    # the GluonCV-style recipe stays available
+    args = resolve_args(parser.parse_args(data(tiny_rec) + ["--recipe", "gluoncv", "--cpus",
+                                                            "2"]))
+    assert (args.batch_size, args.lr, args.wd_on, args.augment) == \
+        (192, pytest.approx(0.0225), "all", "inception")
     monkeypatch.setenv("DMLC_NUM_WORKER", "4")
-    args = resolve_args(parser.parse_args(data(tiny_rec) + ["--kvstore", "dist_sync"]))
-    assert (args.batch_size, round(args.lr, 9)) == (384, 0.045)
+    args = resolve_args(parser.parse_args(data(tiny_rec) + ["--recipe", "gluoncv",
+                                                            "--kvstore", "dist_sync"]))
+    assert (args.batch_size, args.lr) == (384, pytest.approx(0.045))

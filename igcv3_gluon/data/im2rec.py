@@ -81,7 +81,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
     import mxnet as mx
     from tqdm import tqdm
 
-    from ..train.checkpoint import atomic_write
+    from ..utils import atomic_write
     items, classes = list_images(root, classes)
     if shuffle:
         random.Random(seed).shuffle(items)

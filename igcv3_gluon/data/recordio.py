@@ -1,10 +1,18 @@
 """The ImageNet input pipeline: RecordIO through MXNet's C++ ``ImageRecordIter`` (threaded
 JPEG decoding and augmentation outside the GIL).
 
-Training augmentation is MobileNetV2's / Inception's (paper Sec. 4.1): random resized crop
-(area 0.08-1, aspect ratio 3/4-4/3) to the input size, horizontal flip, colour jitter
-(brightness, contrast, saturation 0.4; PCA lighting noise 0.1), mean/std normalisation.
-Validation: resize the short side to ``input_size / crop_ratio`` (256 for 224), centre crop.
+Training augmentation presets (``train_augmentation``):
+
+* ``authors``: what the authors' ``train_imagenet.py`` ran (MXNet's ``example/image-
+  classification`` "aug level 2"): the image (packed at short side 480) rescaled by a random
+  factor in [``min_random_scale`` = 0.533, 1] (short side 256-480), a random 224 crop,
+  horizontal flip, HSL jitter (hue 36, saturation 50, lightness 50);
+* ``inception``: GluonCV's: random resized crop (area 0.08-1, aspect ratio 3/4-4/3),
+  horizontal flip, colour jitter (brightness, contrast, saturation 0.4; PCA lighting 0.1).
+
+Normalisation is ``(x - mean) / std`` on 0-255 pixels (the authors: mean only, std 1).
+Validation: the short side resized to ``input_size / crop_ratio`` (256 for 224: the
+authors' 0.533 x 480), then the centre crop.
 
 ``RecordImages`` is both the loader and the "sampler" the training toolkit expects
 (``set_epoch(epoch, start_batch)``, ``len``): every epoch builds a fresh iterator whose shuffle
@@ -21,8 +29,8 @@ import numpy as np
 
 from ..errors import UsageError
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "RecordImages", "check_record_pair",
-           "part_sizes", "read_labels"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_record_pair",
+           "part_sizes", "read_labels", "short_sides", "train_augmentation"]
 
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 IMAGENET_STD = (58.393, 57.12, 57.375)
@@ -72,18 +80,46 @@ def check_record_pair(rec_path, idx_path, flag="--rec"):
     return len(offsets)
 
 
-def read_labels(rec_path, idx_path, limit=256):
-    """Labels of the first ``limit`` records (to check them against the class count)."""
+def _first_records(rec_path, idx_path, limit, read):
+    """``read(record bytes)`` of the first ``limit`` records of a ``.rec``."""
     import mxnet as mx
     reader = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
     try:
-        labels = []
-        for key in reader.keys[:limit]:
-            header, _ = mx.recordio.unpack(reader.read_idx(key))
-            labels.append(float(np.asarray(header.label).ravel()[0]))
-        return labels
+        return [read(reader.read_idx(key)) for key in reader.keys[:limit]]
     finally:
         reader.close()
+
+
+def read_labels(rec_path, idx_path, limit=256):
+    """Labels of the first ``limit`` records (to check them against the class count)."""
+    import mxnet as mx
+    return _first_records(rec_path, idx_path, limit, lambda r: float(
+        np.asarray(mx.recordio.unpack(r)[0].label).ravel()[0]))
+
+
+def short_sides(rec_path, idx_path, limit=8):
+    """Short sides (pixels) of the first ``limit`` images of a ``.rec``, as packed."""
+    import mxnet as mx
+    return _first_records(rec_path, idx_path, limit,
+                          lambda r: int(min(mx.recordio.unpack_img(r)[1].shape[:2])))
+
+
+AUGMENTATIONS = ("authors", "inception")
+
+
+def train_augmentation(preset, min_random_scale=0.533, hsl=(36, 50, 50), jitter=0.4,
+                       lighting=0.1):
+    """``ImageRecordIter`` arguments of a training augmentation preset (module doc)."""
+    if preset == "authors":
+        return dict(rand_crop=True, rand_mirror=True, min_random_scale=min_random_scale,
+                    max_random_scale=1.0, random_h=int(hsl[0]), random_s=int(hsl[1]),
+                    random_l=int(hsl[2]))
+    if preset == "inception":
+        return dict(rand_mirror=True, random_resized_crop=True, min_random_area=0.08,
+                    max_random_area=1.0, min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3,
+                    brightness=jitter, contrast=jitter, saturation=jitter, pca_noise=lighting)
+    raise ValueError("unknown augmentation %r: choose one of %s"
+                     % (preset, ", ".join(AUGMENTATIONS)))
 
 
 def part_sizes(num_records, num_parts):
@@ -94,20 +130,28 @@ def part_sizes(num_records, num_parts):
 
 
 class RecordImages:
-    """Batches ``(data, label)`` (float32 NCHW, float32 labels) of one ``.rec`` part."""
+    """Batches ``(data, label)`` (float32 NCHW, float32 labels) of one ``.rec`` part.
+
+    Training: ``augmentation`` (``train_augmentation``), reshuffled every epoch with seed
+    ``seed + epoch`` (order and augmentation: ``seed_aug``), full batches, the same number on
+    every worker. Evaluation: every image of the set once, whatever its size (the batch
+    shrinks to the set when the set is smaller)."""
 
     def __init__(self, rec_path, idx_path, batch_size, train, input_size=224, crop_ratio=0.875,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=0, threads=4, rank=0,
-                 num_parts=1, num_records=None, jitter=0.4, lighting=0.1):
+                 num_parts=1, num_records=None, augmentation=None):
         self.num_records = num_records or check_record_pair(rec_path, idx_path)
-        self.batch_size, self.train, self.seed = batch_size, train, seed
+        self.train, self.seed = train, seed
         sizes = part_sizes(self.num_records, num_parts)
         if train:       # every worker the same count (the smallest part's), full batches only
             self.batches = min(sizes) // batch_size
             self.images = self.batches * batch_size
-        else:           # evaluation: the whole part, the last batch trimmed
-            self.images = sizes[rank]
+        else:           # evaluation: the whole set, the last batch trimmed
+            num_parts, rank = 1, 0
+            self.images = self.num_records
+            batch_size = max(1, min(batch_size, self.images - 1)) if self.images > 1 else 1
             self.batches = math.ceil(self.images / batch_size)
+        self.batch_size = batch_size
         self.epoch, self.start_batch = 0, 0
         self.kwargs = dict(path_imgrec=rec_path, path_imgidx=idx_path,
                            data_shape=(3, input_size, input_size), batch_size=batch_size,
@@ -115,14 +159,15 @@ class RecordImages:
                            mean_r=mean[0], mean_g=mean[1], mean_b=mean[2],
                            std_r=std[0], std_g=std[1], std_b=std[2])
         if train:
-            self.kwargs.update(shuffle=True, rand_mirror=True, random_resized_crop=True,
-                               min_random_area=0.08, max_random_area=1.0,
-                               min_aspect_ratio=3.0 / 4, max_aspect_ratio=4.0 / 3,
-                               brightness=jitter, contrast=jitter, saturation=jitter,
-                               pca_noise=lighting)
+            self.kwargs.update(shuffle=True,
+                               **(augmentation or train_augmentation("inception")))
         else:
             self.kwargs.update(shuffle=False, resize=int(round(input_size / crop_ratio)),
                                rand_crop=False, rand_mirror=False)
+
+    @property
+    def batches_per_epoch(self):
+        return self.batches
 
     def __len__(self):
         return self.batches
@@ -132,7 +177,8 @@ class RecordImages:
 
     def iterator(self):
         import mxnet as mx
-        return mx.io.ImageRecordIter(seed=self.seed + self.epoch, **self.kwargs)
+        return mx.io.ImageRecordIter(seed=self.seed + self.epoch, seed_aug=self.seed + self.epoch,
+                                     **self.kwargs)
 
     def __iter__(self):
         it = self.iterator()

@@ -15,16 +15,8 @@ import os
 import sys
 import warnings
 
+from ..cli import HelpFormatter, add_model_args, model_kwargs, parse_shape
 from ..errors import UsageError, exit_on_usage_error
-
-
-def _shape(text):
-    try:
-        shape = tuple(int(v) for v in text.split(","))
-        assert len(shape) == 4 and min(shape) > 0
-        return shape
-    except (ValueError, AssertionError):
-        raise UsageError("--input-shape takes N,C,H,W such as 1,3,224,224; got %r" % text)
 
 
 def _check_export(prefix, shape):
@@ -65,29 +57,18 @@ def _max_diff(prefix_a, prefix_b, shape):
 
 def cmd_export(args):
     from ..models import get_model, list_models
-    from . import export, load_weights
+    from . import WeightsError, export, load_weights
     if args.model not in list_models():
         raise UsageError("unknown model %r; known: %s" % (args.model, ", ".join(list_models())))
-    kwargs = {}
-    if args.multiplier:
-        kwargs["multiplier"] = args.multiplier
-    if args.depths:
-        try:
-            kwargs["depths"] = [int(d) for d in args.depths.split(",")]
-        except ValueError:
-            raise UsageError("--depths takes stage depths such as 1,2,3,4,3,3,1")
     try:
-        net = get_model(args.model, classes=args.classes, **kwargs)
+        net = get_model(args.model, classes=args.classes, **model_kwargs(args, args.model))
     except ValueError as err:
         raise UsageError(str(err))
     if args.params:
-        if not os.path.isfile(args.params):
-            raise UsageError("--params %s does not exist" % args.params)
         try:
             load_weights(net, args.params)
-        except Exception as err:                       # noqa: BLE001 - reported in one line
-            raise UsageError("%s does not fit %s with %d classes (%s)" % (
-                args.params, args.model, args.classes, str(err).splitlines()[0][:160]))
+        except WeightsError as err:
+            raise UsageError(str(err))
     else:
         import mxnet as mx
         net.initialize(mx.init.Xavier())
@@ -234,12 +215,12 @@ def main(argv=None):
         p.add_argument("--input-shape", default=default, help="N,C,H,W (default %(default)s)")
         return p
 
-    p = with_shape(sub.add_parser("export", help="zoo model (+ trained .params) -> symbol/params"))
+    p = with_shape(sub.add_parser("export", help="zoo model (+ trained .params) -> symbol/params",
+                                  formatter_class=HelpFormatter))
     p.add_argument("model")
     p.add_argument("--params", help="trained weights (training .params or best.params)")
     p.add_argument("--classes", type=int, default=1000)
-    p.add_argument("--multiplier", type=float, default=None, help="as in training")
-    p.add_argument("--depths", default=None, help="as in training, e.g. 1,2,3,4,3,3,1")
+    add_model_args(p, "architecture (as in training)")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(run=cmd_export)
 
@@ -280,7 +261,7 @@ def main(argv=None):
     p.set_defaults(run=cmd_bench)
 
     args = parser.parse_args(argv)
-    args.input_shape = _shape(args.input_shape)
+    args.input_shape = parse_shape(args.input_shape)
     args.run(args)
     return 0
 

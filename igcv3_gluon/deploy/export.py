@@ -13,18 +13,41 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ["export", "load_symbolblock", "load_module", "export_onnx", "artifact_paths",
-           "load_weights"]
+           "load_weights", "read_params", "WeightsError"]
+
+
+class WeightsError(ValueError):
+    """A weights file that cannot be read, or does not fit the network (one-line message)."""
+
+
+def read_params(path):
+    """The tensors of an MXNet ``.params`` file as a dict; WeightsError if it is not one."""
+    if not os.path.isfile(path):
+        raise WeightsError("%s does not exist" % path)
+    try:
+        loaded = mx.nd.load(path)
+    except mx.MXNetError:
+        raise WeightsError("%s is not an MXNet parameter file (truncated, corrupt, or another "
+                           "format)" % path)
+    if not isinstance(loaded, dict) or not loaded:
+        raise WeightsError("%s holds no named parameters" % path)
+    return loaded
 
 
 def load_weights(net, path, ctx=None):
     """Load ``path`` into a Gluon ``net``: a ``save_parameters`` file (training checkpoints,
-    ``best.params``) or an exported ``-0000.params`` (``arg:``/``aux:`` names, as written by
-    ``export`` for a network built with the same zoo name)."""
-    loaded = mx.nd.load(path)
-    if isinstance(loaded, dict) and any(k.startswith(("arg:", "aux:")) for k in loaded):
-        net.collect_params().load_dict(loaded, ctx=ctx, filename=path)
-    else:
-        net.load_parameters(path, ctx=ctx)
+    ``best.params``, converted weights) or an exported ``-0000.params`` (``arg:``/``aux:``
+    names, as written by ``export`` for a network built with the same zoo name). Raises
+    WeightsError naming what went wrong."""
+    loaded = read_params(path)
+    try:
+        if any(k.startswith(("arg:", "aux:")) for k in loaded):
+            net.collect_params().load_dict(loaded, ctx=ctx, filename=path)
+        else:
+            net.load_parameters(path, ctx=ctx)
+    except (AssertionError, mx.MXNetError, ValueError, KeyError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise WeightsError("%s does not fit %s: %s" % (path, net.name, first[:200]))
     return net
 
 

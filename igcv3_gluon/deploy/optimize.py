@@ -24,19 +24,13 @@ IGCV1/2) and the result exports to symbol/params and ONNX like the original.
 """
 import json
 import os
-import sys
 
 import mxnet as mx
 import numpy as np
 
-__all__ = ["optimize", "optimize_files", "shuffle_permutation"]
+from ..nn.layers import shuffle_permutation
 
-
-def shuffle_permutation(channels, groups):
-    """``perm`` with ``shuffled[:, j] = x[:, perm[j]]`` for ``ChannelShuffle(groups)``: output
-    channel ``i * groups + k`` is input channel ``k * (C / groups) + i``."""
-    per = channels // groups
-    return np.array([k * per + i for i in range(per) for k in range(groups)], dtype=np.int64)
+__all__ = ["optimize", "optimize_files"]
 
 
 def _tuple(text):
@@ -120,20 +114,24 @@ class _Graph:
         return dense
 
     def to_symbol(self):
-        """Keep the nodes reachable from the heads, in topological order."""
+        """Keep the nodes reachable from the heads, in topological order (an explicit stack:
+        graphs of hundreds of layers are deeper than Python's recursion limit)."""
         order, seen = [], {}
-
-        def visit(nid):
-            if nid in seen:
-                return
-            seen[nid] = None
-            for inp in self.nodes[nid]["inputs"]:
-                visit(inp[0])
-            seen[nid] = len(order)
-            order.append(nid)
-        sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
         for h in self.heads:
-            visit(h[0])
+            stack = [(h[0], False)]
+            while stack:
+                nid, expanded = stack.pop()
+                if expanded:
+                    seen[nid] = len(order)
+                    order.append(nid)
+                    continue
+                if nid in seen:
+                    continue
+                seen[nid] = None
+                stack.append((nid, True))
+                for inp in reversed(self.nodes[nid]["inputs"]):
+                    if inp[0] not in seen:
+                        stack.append((inp[0], False))
         nodes = []
         for nid in order:
             node = dict(self.nodes[nid])

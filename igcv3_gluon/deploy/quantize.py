@@ -14,13 +14,27 @@ Presets (measured on the digits model, docs/benchmarks.md):
   unbounded outputs are what INT8 loses accuracy on; everything else runs in INT8.
 * ``fast``: every convolution and addition in INT8.
 """
+import contextlib
 import json
+import logging
 
 import mxnet as mx
 
 __all__ = ["PRESETS", "linear_layers", "quantize", "quantize_net"]
 
 PRESETS = ("accurate", "fast")
+
+
+@contextlib.contextmanager
+def _quiet_logging(level=logging.WARNING):
+    """The root logger at ``level`` inside the block, restored after (no global change)."""
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(max(level, old))
+    try:
+        yield
+    finally:
+        root.setLevel(old)
 
 
 def linear_layers(sym):
@@ -61,14 +75,13 @@ def quantize(prefix, out_prefix, calib_batches, preset="accurate", calib_mode="n
     """Quantize the export ``prefix`` into ``out_prefix-symbol.json`` / ``-0000.params``;
     ``calib_batches`` is a list of float32 NCHW NDArrays (preprocessed like the inputs).
     Returns the two paths and the quantized SymbolBlock."""
-    import logging
     import os
 
     from .export import artifact_paths, load_symbolblock
     net = load_symbolblock(prefix, epoch)
     sym, _, _ = mx.model.load_checkpoint(prefix, epoch)
-    logging.getLogger().setLevel(logging.WARNING)       # the flow logs every layer at INFO
-    qnet = quantize_net(net, sym, calib_batches, preset, calib_mode)
+    with _quiet_logging():                              # the flow logs every layer at INFO
+        qnet = quantize_net(net, sym, calib_batches, preset, calib_mode)
     qnet.hybridize(static_alloc=True, static_shape=True)
     qnet(calib_batches[0])
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)

@@ -5,7 +5,7 @@ import copy
 from mxnet.gluon import nn
 
 from ..nn import (IGCV1Block, IGCV2Block, IGCV3Block, InterleavedPointwise, MobileNetV2Block,
-                  add_conv_bn)
+                  add_conv_bn, resolve_norm)
 from .configs import CIFAR_STRIDES, CONFIGS
 
 __all__ = ["ClassificationNet", "build", "make_block", "scale_channels", "resolve_config"]
@@ -32,11 +32,12 @@ def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
     cfg = copy.deepcopy(CONFIGS[name])
     cfg.update(overrides)
     groups = tuple(cfg["groups"])
-    divisor = 8 if max(groups) <= 8 else max(groups)
+    divisor = cfg.get("divisor") or (8 if max(groups) <= 8 else max(groups))
     stages = [list(row) for row in cfg["stages"]]
     if depths is not None:
-        if len(depths) != len(stages):
-            raise ValueError("depths needs %d stage depths, got %d" % (len(stages), len(depths)))
+        if len(depths) != len(stages) or min(depths) < 1:
+            raise ValueError("%s has %d stages: depths must be %d numbers >= 1, got %s"
+                             % (name, len(stages), len(stages), list(depths)))
         for row, n in zip(stages, depths):
             row[2] = n
     strides = [2] + [row[3] for row in stages]
@@ -52,17 +53,18 @@ def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
     return cfg
 
 
-def make_block(cfg, in_c, t, c, stride):
+def make_block(cfg, in_c, t, c, stride, norm_layer=None, norm_kwargs=None):
     """One block of kind ``cfg["block"]``; returns ``(block, its output channels)``. The normal
     (non-inverted) IGCV3 form keeps the wide channels ``t * c`` between blocks and reduces
     them to ``c`` inside (Sec. 3.2)."""
     kind = cfg["block"]
+    norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
     if kind == "mobilenetv2":
-        return MobileNetV2Block(in_c, c, t, stride, expand_t1=cfg["expand_t1"]), c
+        return MobileNetV2Block(in_c, c, t, stride, expand_t1=cfg["expand_t1"], **norm), c
     if kind == "igcv1":
-        return IGCV1Block(in_c, c, stride, cfg.get("branch", 2)), c
+        return IGCV1Block(in_c, c, stride, cfg.get("branch", 2), **norm), c
     if kind == "igcv2":
-        return IGCV2Block(in_c, c, stride, cfg.get("branch", 8)), c
+        return IGCV2Block(in_c, c, stride, cfg.get("branch", 8), **norm), c
     if kind != "igcv3":
         raise ValueError("unknown block kind %r" % kind)
     inverted = cfg.get("inverted", True)
@@ -70,7 +72,7 @@ def make_block(cfg, in_c, t, c, stride):
     block = IGCV3Block(in_c, out_c, t, stride, groups=cfg["groups"], relu=cfg.get("relu", "dw"),
                        p1=cfg.get("p1", True), p2=cfg.get("p2", False), inverted=inverted,
                        strict=cfg.get("strict", False), expand_t1=cfg["expand_t1"],
-                       mid_channels=None if inverted else c)
+                       mid_channels=None if inverted else c, **norm)
     return block, out_c
 
 
@@ -79,45 +81,74 @@ class ClassificationNet(nn.HybridBlock):
 
     ``features`` ends with the pooled, flattened vector; ``output`` is the FC layer
     (GluonCV's convention, so ``net.features`` serves as a backbone).
+
+    ``feature_info`` (as timm's): one dict per feature map the body produces, in order:
+    ``index`` (the layer of ``features`` whose output it is), ``kind`` ("stem", "block",
+    "last"), ``channels``, ``reduction`` (stride from the input) and ``expansion`` (the
+    width of a block's expansion, which ``IGCV3Block.forward_with_expansion`` returns, else
+    None). ``body_layers`` counts the layers of ``features`` before the pooling head.
     """
 
-    def __init__(self, cfg, classes=1000, dropout=0.0, **kwargs):
+    def __init__(self, cfg, classes=1000, dropout=0.0, norm_layer=None, norm_kwargs=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.config = cfg
-        flat_bn = cfg["block"] != "mobilenetv2"          # see nn.FlatBatchNorm
+        dense = cfg["block"] == "mobilenetv2"
+        stem_norm = resolve_norm(norm_layer, not dense)         # see nn.FlatBatchNorm
+        info = []
+
+        def note(kind, channels, reduction, expansion=None):
+            info.append(dict(index=len(self.features) - 1, kind=kind, channels=channels,
+                             reduction=reduction, expansion=expansion))
         with self.name_scope():
             self.features = nn.HybridSequential(prefix="features_")
             with self.features.name_scope():
-                add_conv_bn(self.features, cfg["stem"], 3, cfg["stem_stride"], act=True,
-                            in_channels=3, flat_bn=flat_bn)
+                reduction = cfg["stem_stride"]
+                add_conv_bn(self.features, cfg["stem"], 3, reduction, act=True,
+                            in_channels=3, norm=stem_norm, norm_kwargs=norm_kwargs)
+                note("stem", cfg["stem"], reduction)
                 in_c = cfg["stem"]
                 for t, c, n, s in cfg["stages"]:
                     for i in range(n):
-                        block, in_c = make_block(cfg, in_c, t, c, s if i == 0 else 1)
+                        stride = s if i == 0 else 1
+                        block, in_c = make_block(cfg, in_c, t, c, stride, norm_layer,
+                                                 norm_kwargs)
                         self.features.add(block)
+                        reduction *= stride
+                        note("block", in_c, reduction,
+                             getattr(block, "mid_channels", None)
+                             if getattr(block, "tap_index", None) is not None else None)
                 if not cfg["last"]:
                     pass                                     # MobileNetV1 skeleton: no last conv
                 elif cfg["last_groups"] > 1:
-                    self.features.add(InterleavedPointwise(in_c, cfg["last"], cfg["last_groups"]))
+                    self.features.add(InterleavedPointwise(in_c, cfg["last"], cfg["last_groups"],
+                                                           norm_layer, norm_kwargs))
+                    note("last", cfg["last"], reduction)
                 else:
                     add_conv_bn(self.features, cfg["last"], 1, 1, act=True, in_channels=in_c,
-                                flat_bn=flat_bn)
+                                norm=stem_norm, norm_kwargs=norm_kwargs)
+                    note("last", cfg["last"], reduction)
+                self.body_layers = len(self.features)
                 self.features.add(nn.GlobalAvgPool2D())
                 self.features.add(nn.Flatten())
                 if dropout:
                     self.features.add(nn.Dropout(dropout))
             self.num_features = cfg["last"] or in_c
             self.output = nn.Dense(classes, in_units=self.num_features)
+        self.feature_info = info
 
     def hybrid_forward(self, F, x):
         return self.output(self.features(x))
 
 
 def build(name, classes=1000, multiplier=1.0, cifar=False, depths=None, dropout=0.0,
-          prefix=None, **overrides):
+          prefix=None, norm_layer=None, norm_kwargs=None, **overrides):
     """Build network config ``name`` (a key of ``CONFIGS``); parameter names start with
-    ``prefix`` (default ``"<name>_"``, stable across calls, so exports and symbols match). ``overrides`` replace config
-    keys (e.g. ``groups=(2, 4)``, ``relu="pw2"``, ``p2=True``, ``inverted=False``)."""
+    ``prefix`` (default ``"<name>_"``, stable across calls, so exports and symbols match).
+    ``overrides`` replace config keys (e.g. ``groups=(2, 4)``, ``relu="pw2"``, ``p2=True``,
+    ``inverted=False``); ``norm_layer``/``norm_kwargs`` choose the BatchNorm form
+    (``nn.norm_layer_for``)."""
     cfg = resolve_config(name, multiplier, cifar, depths, **overrides)
     prefix = "%s_" % name if prefix is None else prefix
-    return ClassificationNet(cfg, classes=classes, dropout=dropout, prefix=prefix)
+    return ClassificationNet(cfg, classes=classes, dropout=dropout, norm_layer=norm_layer,
+                             norm_kwargs=norm_kwargs, prefix=prefix)

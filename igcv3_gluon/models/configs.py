@@ -13,6 +13,8 @@ cifar_strides : for the 32x32 variants, (stem stride, stage strides...) replacin
                 ImageNet ones (default ``CIFAR_STRIDES``: only the stem and the first
                 stride-2 stage change).
 branch : channels per branch of the first group conv of IGCV1 (2) / IGCV2 (8) blocks.
+divisor : channel counts of a width multiplier round to multiples of this (default 8, as
+                MobileNetV2's code; 2 reproduces imgclsmob's even rounding).
 inverted, relu, p1, p2, strict : IGCV3 block options (``nn.IGCV3Block``); normal
                 (``inverted=False``) networks keep the wide ``t * c`` channels between blocks.
 """

@@ -20,7 +20,7 @@ import math
 
 from mxnet.gluon import nn
 
-from ..nn import ChannelShuffle, IGCV3Block, ReLU6, add_conv_bn
+from ..nn import ChannelShuffle, ReLU6, add_conv_bn, resolve_norm
 from .builder import build, resolve_config
 
 __all__ = ["SSDLiteFeatures", "SeparablePredictor", "ssdlite", "SSDLITE_EXTRAS",
@@ -53,92 +53,72 @@ def anchor_steps(base_size, num_maps=6):
     return [base_size / side for side in feature_map_sizes(base_size, num_maps)]
 
 
-def _expansion_split(block):
-    """``(expand, rest)`` HybridSequentials of an inverted block's body: the layers before
-    its Dw3x3 (the expansion) and from it on."""
-    children = list(block.body._children.values())
-    for k, layer in enumerate(children):
-        if (isinstance(layer, nn.Conv2D) and layer._kwargs["kernel"] == (3, 3)
-                and layer._kwargs["num_group"] == layer._channels):
-            return block.body[:k], block.body[k:]
-    raise ValueError("%s has no depthwise conv" % block.name)
-
-
 class _ExtraLayer(nn.HybridBlock):
     """1x1 to ``mid`` -> Dw3x3 stride 2 -> 1x1 to ``channels``, each + BN + ReLU6; with
     ``groups > 1`` the 1x1 convs are group convs interleaved by a shuffle (SSDLite2)."""
 
-    def __init__(self, in_channels, channels, groups=1, **kwargs):
+    def __init__(self, in_channels, channels, groups=1, norm_layer=None, norm_kwargs=None,
+                 **kwargs):
         super().__init__(**kwargs)
         mid = channels // 2
-        flat = groups > 1
+        norm = resolve_norm(norm_layer, groups > 1)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix="")
             # ReLU6 after the shuffle: the same function (a permutation commutes with an
             # element-wise activation), and deploy.optimize can fold a shuffle that directly
             # follows its convolution
-            add_conv_bn(self.body, mid, 1, 1, groups, False, in_channels, flat)
+            add_conv_bn(self.body, mid, 1, 1, groups, False, in_channels, norm, norm_kwargs)
             if groups > 1:
                 self.body.add(ChannelShuffle(groups, mid))
             self.body.add(ReLU6())
-            add_conv_bn(self.body, mid, 3, 2, mid, True, mid, flat)
-            add_conv_bn(self.body, channels, 1, 1, groups, True, mid, flat)
+            add_conv_bn(self.body, mid, 3, 2, mid, True, mid, norm, norm_kwargs)
+            add_conv_bn(self.body, channels, 1, 1, groups, True, mid, norm, norm_kwargs)
 
     def hybrid_forward(self, F, x):
         return self.body(x)
 
 
 class SSDLiteFeatures(nn.HybridBlock):
-    """The six SSDLite feature maps of zoo backbone config ``backbone`` (see module doc)."""
+    """The six SSDLite feature maps of zoo backbone config ``backbone`` (see module doc).
+
+    ``backbone`` holds the classification network's ``features`` whole (same layers, same
+    structure), so weights trained by ``train_imagenet.py`` map onto it name for name; the
+    tap points come from the builder's ``feature_info``: map 1 is the expansion of the last
+    block with reduction 16, map 2 the output of the last body layer (the 1x1 conv)."""
 
     def __init__(self, backbone="mobilenetv2", multiplier=1.0, extras=SSDLITE_EXTRAS,
-                 extra_groups=None, **kwargs):
+                 extra_groups=None, norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         cfg = resolve_config(backbone, multiplier)
         if cfg["block"] not in ("mobilenetv2", "igcv3") or not cfg["last"]:
             raise ValueError("SSDLite needs an inverted-residual backbone with a last 1x1 "
                              "conv; %s is not one" % backbone)
-        net = build(backbone, classes=1, multiplier=multiplier, prefix="")
-        layers = list(net.features._children.values())[:-2]      # drop pool + flatten
-        # the last stride-16 block: the block before the first stride-32 one
-        blocks = [i for i, layer in enumerate(layers) if isinstance(layer, IGCV3Block)]
-        strides, seen = [], cfg["stem_stride"]
-        for t, c, n, s in cfg["stages"]:
-            for i in range(n):
-                seen *= s if i == 0 else 1
-                strides.append(seen)
-        last16 = blocks[max(k for k, s in enumerate(strides) if s == 16)]
-        expand, rest = _expansion_split(layers[last16])
+        net = build(backbone, classes=1, multiplier=multiplier, prefix="",
+                    norm_layer=norm_layer, norm_kwargs=norm_kwargs)
+        taps = [f for f in net.feature_info
+                if f["kind"] == "block" and f["reduction"] == 16 and f["expansion"]]
+        if not taps:
+            raise ValueError("%s has no inverted block at stride 16 to tap" % backbone)
+        last = net.feature_info[-1]
+        self.tap_layer, self.body_layers = taps[-1]["index"], net.body_layers
         groups = cfg["groups"][0] if cfg["block"] == "igcv3" else 1
         groups = groups if extra_groups is None else extra_groups
         with self.name_scope():
-            self.stage1 = nn.HybridSequential(prefix="stage1_")
-            self.stage1.add(*layers[:last16])
-            self.expand = expand
-            self.rest = rest
-            self.shortcut = layers[last16].use_shortcut
-            self.stage2 = nn.HybridSequential(prefix="stage2_")
-            self.stage2.add(*layers[last16 + 1:])
+            self.backbone = net.features
             self.extras = nn.HybridSequential(prefix="extras_")
-            in_c = cfg["last"]
+            in_c = last["channels"]
             for channels in extras:
-                self.extras.add(_ExtraLayer(in_c, channels, groups))
+                self.extras.add(_ExtraLayer(in_c, channels, groups, norm_layer, norm_kwargs))
                 in_c = channels
-        self.channels = [self._expansion_channels(expand), cfg["last"]] + list(extras)
-
-    @staticmethod
-    def _expansion_channels(expand):
-        convs = [l for l in expand._children.values() if isinstance(l, nn.Conv2D)]
-        return convs[-1]._channels
+        self.channels = [taps[-1]["expansion"], last["channels"]] + list(extras)
 
     def hybrid_forward(self, F, x):
-        x = self.stage1(x)
-        e = self.expand(x)
-        y = self.rest(e)
-        if self.shortcut:
-            y = F.elemwise_add(y, x)
-        y = self.stage2(y)
-        outputs = [e, y]
+        for i in range(self.tap_layer):
+            x = self.backbone[i](x)
+        y, expanded = self.backbone[self.tap_layer].forward_with_expansion(F, x)
+        for i in range(self.tap_layer + 1, self.body_layers):
+            y = self.backbone[i](y)
+        outputs = [expanded, y]
         for layer in self.extras:
             y = layer(y)
             outputs.append(y)
@@ -160,7 +140,7 @@ class SeparablePredictor(nn.HybridBlock):
 
 
 def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
-            extra_groups=None, prefix=None, **kwargs):
+            extra_groups=None, prefix=None, norm_layer=None, norm_kwargs=None, **kwargs):
     """An SSDLite detector (GluonCV ``SSD``) with a ``backbone`` zoo config; ``classes`` is the
     list of class names (background excluded; default: the 80 COCO classes)."""
     from gluoncv.model_zoo.ssd import SSD
@@ -170,7 +150,8 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
     holder = {}
 
     def features(**_):
-        holder["features"] = SSDLiteFeatures(backbone, multiplier, extra_groups=extra_groups)
+        holder["features"] = SSDLiteFeatures(backbone, multiplier, extra_groups=extra_groups,
+                                             norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         return holder["features"]
 
     sizes = anchor_sizes(base_size)

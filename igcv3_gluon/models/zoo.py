@@ -89,6 +89,14 @@ for _name, _cfg, _mult, _paper_fig in [
         ("mobilenetv2_1.4", "mobilenetv2", 1.4, _paper(6.9e6, 585e6, source="Table 3"))]:
     register_model(ModelInfo(_name, _cfg, _mult, paper=_paper_fig))
 
+# imgclsmob's published IGCV3-D widths (gluoncv2 ``igcv3_w3d4``, ``igcv3_wd2``, ``igcv3_wd4``;
+# ``igcv3_w1`` is ``igcv3_d_1.0``): channels x alpha rounded to even numbers, so that their
+# weights convert (``python -m igcv3_gluon.convert imgclsmob``).
+for _name, _mult, _theirs in [("igcv3_d_0.75", 0.75, "igcv3_w3d4"), ("igcv3_d_0.5", 0.5, "igcv3_wd2"),
+                              ("igcv3_d_0.25", 0.25, "igcv3_wd4")]:
+    register_model(ModelInfo(_name, "igcv3_d", _mult, kwargs=dict(divisor=2),
+                             paper=_paper(None, None, source="imgclsmob %s" % _theirs)))
+
 for _name, _cfg, _depths, _paper_fig in [
         ("cifar_igcv3_d_0.5", "igcv3_d", "igcv3_d_0.5", _paper(1.2e6, None, False, "Table 2")),
         ("cifar_igcv3_d_0.7", "igcv3_d", "igcv3_d_0.7", _paper(1.7e6, None, False, "Table 2")),

@@ -4,7 +4,7 @@ import math
 
 from mxnet.gluon import nn
 
-from .layers import BN_EPS, ChannelShuffle, FlatBatchNorm
+from .layers import BN_EPS, ChannelShuffle, resolve_norm
 
 __all__ = ["IGCV1Block", "IGCV2Block"]
 
@@ -27,8 +27,9 @@ class IGCV1Block(nn.HybridBlock):
     interleaved = True
 
     def __init__(self, in_channels, channels, stride=1, branch_channels=2, secondary_groups=2,
-                 **kwargs):
+                 norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
+        norm = resolve_norm(norm_layer, True)
         g1 = in_channels // branch_channels
         _check("IGCV1 W1", in_channels, g1)
         _check("IGCV1 W2", channels, secondary_groups)
@@ -42,7 +43,7 @@ class IGCV1Block(nn.HybridBlock):
                           nn.Conv2D(channels, 1, groups=secondary_groups, use_bias=False,
                                     in_channels=in_channels),
                           ChannelShuffle(secondary_groups, channels),
-                          FlatBatchNorm(epsilon=BN_EPS, in_channels=channels),
+                          norm(epsilon=BN_EPS, in_channels=channels, **(norm_kwargs or {})),
                           nn.Activation("relu"))
 
     def hybrid_forward(self, F, x):
@@ -61,8 +62,11 @@ class IGCV2Block(nn.HybridBlock):
     """
     interleaved = True
 
-    def __init__(self, in_channels, channels, stride=1, branch_channels=8, **kwargs):
+    def __init__(self, in_channels, channels, stride=1, branch_channels=8, norm_layer=None,
+                 norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
+        norm = resolve_norm(norm_layer, True)
+        norm_kwargs = norm_kwargs or {}
         g2 = math.gcd(in_channels // branch_channels, channels)
         _check("IGCV2 W2 input", in_channels, g2)
         _check("IGCV2 W2 output", channels, g2)
@@ -73,13 +77,13 @@ class IGCV2Block(nn.HybridBlock):
             self.body = nn.HybridSequential(prefix="")
             self.body.add(nn.Conv2D(in_channels, 3, stride, 1, groups=in_channels,
                                     use_bias=False, in_channels=in_channels),
-                          FlatBatchNorm(epsilon=BN_EPS, in_channels=in_channels),
+                          norm(epsilon=BN_EPS, in_channels=in_channels, **norm_kwargs),
                           nn.Conv2D(channels, 1, groups=g2, use_bias=False,
                                     in_channels=in_channels),
                           ChannelShuffle(g2, channels),
                           nn.Conv2D(channels, 1, groups=g3, use_bias=False,
                                     in_channels=channels),
-                          FlatBatchNorm(epsilon=BN_EPS, in_channels=channels),
+                          norm(epsilon=BN_EPS, in_channels=channels, **norm_kwargs),
                           nn.Activation("relu"))
 
     def hybrid_forward(self, F, x):

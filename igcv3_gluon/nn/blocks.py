@@ -5,7 +5,7 @@ convolutions are dense (G1 = G2 = 1, so P1 and P2 vanish) with MobileNetV2's ReL
 """
 from mxnet.gluon import nn
 
-from .layers import ChannelShuffle, add_conv_bn
+from .layers import ChannelShuffle, add_conv_bn, resolve_norm
 
 __all__ = ["IGCV3Block", "MobileNetV2Block", "InterleavedPointwise", "RELU_PLACEMENTS"]
 
@@ -78,12 +78,23 @@ class IGCV3Block(nn.HybridBlock):
         MobileNetV2 does not).
     mid_channels : int, optional
         C_int given directly (normal-form networks use the stage's narrow width).
+    norm_layer, norm_kwargs : optional
+        The BatchNorm class and its extra arguments (default: ``nn.resolve_norm``, i.e.
+        ``FlatBatchNorm`` next to group convolutions on the CPU); ``nn.BatchNorm`` for GPUs,
+        ``SyncBatchNorm`` for synchronised statistics.
+
+    Attributes
+    ----------
+    tap_index : int or None
+        Inverted form: how many layers of ``body`` form the *expansion* (W1 -> BN [-> ReLU6]
+        -> P1, before W0); ``forward_with_expansion`` returns that tensor too (SSDLite's
+        first feature map). None when the block has no expansion.
     """
     interleaved = True
 
     def __init__(self, in_channels, channels, expansion=6, stride=1, groups=(2, 2),
                  relu="dw", p1=True, p2=False, inverted=True, strict=False, expand_t1=True,
-                 mid_channels=None, **kwargs):
+                 mid_channels=None, norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         if relu not in RELU_PLACEMENTS:
             raise ValueError("relu=%r: choose one of %s" % (relu, ", ".join(RELU_PLACEMENTS)))
@@ -110,7 +121,9 @@ class IGCV3Block(nn.HybridBlock):
         self.relu, self.p1, self.p2 = relu, p1, p2
         self.inverted, self.strict = inverted, strict
         self.use_shortcut = stride == 1 and in_channels == channels
-        self.flat_bn = max(g1, g2) > 1      # see FlatBatchNorm
+        self._norm = resolve_norm(norm_layer, max(g1, g2) > 1)
+        self._norm_kwargs = norm_kwargs
+        self.tap_index = None
 
         acts = RELU_PLACEMENTS[relu]
         with self.name_scope():
@@ -120,6 +133,7 @@ class IGCV3Block(nn.HybridBlock):
                     self._pointwise(in_channels, mid, g1, "pw1" in acts, "W1 (expand)")
                     if p1:
                         self._shuffle(g1, mid)
+                    self.tap_index = len(self.body)
                 self._depthwise(mid, stride, "dw" in acts)
                 self._pointwise(mid, channels, g2, "pw2" in acts, "W2 (project)")
             else:
@@ -134,15 +148,31 @@ class IGCV3Block(nn.HybridBlock):
     def _pointwise(self, cin, cout, groups, act, what):
         _check_divisible("%s input" % what, cin, groups)
         _check_divisible("%s output" % what, cout, groups)
-        add_conv_bn(self.body, cout, 1, 1, groups, act, in_channels=cin, flat_bn=self.flat_bn)
+        add_conv_bn(self.body, cout, 1, 1, groups, act, cin, self._norm, self._norm_kwargs)
 
     def _depthwise(self, channels, stride, act):
-        add_conv_bn(self.body, channels, 3, stride, channels, act, in_channels=channels,
-                    flat_bn=self.flat_bn)
+        add_conv_bn(self.body, channels, 3, stride, channels, act, channels, self._norm,
+                    self._norm_kwargs)
 
     def _shuffle(self, groups, channels):
         if groups > 1:
             self.body.add(ChannelShuffle(groups, channels))
+
+    def forward_with_expansion(self, F, x):
+        """``(output, expansion)``: the block's output and the tensor after its expansion
+        (``tap_index`` layers of ``body``). Call it from a parent's ``hybrid_forward`` with
+        that method's ``F``."""
+        if self.tap_index is None:
+            raise ValueError("%r has no expansion to tap" % self)
+        expanded = x
+        for i in range(self.tap_index):
+            expanded = self.body[i](expanded)
+        out = expanded
+        for i in range(self.tap_index, len(self.body)):
+            out = self.body[i](out)
+        if self.use_shortcut:
+            out = F.elemwise_add(out, x)
+        return out, expanded
 
     def hybrid_forward(self, F, x):
         out = self.body(x)
@@ -177,18 +207,19 @@ class InterleavedPointwise(nn.HybridBlock):
 
     interleaved = True
 
-    def __init__(self, in_channels, channels, groups=4, **kwargs):
+    def __init__(self, in_channels, channels, groups=4, norm_layer=None, norm_kwargs=None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.in_channels, self.channels, self.groups = in_channels, channels, (groups, groups)
+        norm = resolve_norm(norm_layer, groups > 1)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix="")
             _check_divisible("InterleavedPointwise input", in_channels, groups)
             _check_divisible("InterleavedPointwise output", channels, groups)
-            add_conv_bn(self.body, in_channels, 1, 1, groups, False, in_channels=in_channels,
-                        flat_bn=True)
+            add_conv_bn(self.body, in_channels, 1, 1, groups, False, in_channels, norm,
+                        norm_kwargs)
             self.body.add(ChannelShuffle(groups, in_channels))
-            add_conv_bn(self.body, channels, 1, 1, groups, True, in_channels=in_channels,
-                        flat_bn=True)
+            add_conv_bn(self.body, channels, 1, 1, groups, True, in_channels, norm, norm_kwargs)
 
     def hybrid_forward(self, F, x):
         return self.body(x)

@@ -22,14 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from mxnet.gluon import nn
 
-from .layers import ChannelShuffle
+from .layers import ChannelShuffle, shuffle_permutation
 
-__all__ = ["Report", "shuffle_permutation", "group_mask", "check_block", "check_network"]
-
-
-def shuffle_permutation(channels, groups):
-    """``perm`` with ``out[j] = in[perm[j]]`` for ChannelShuffle(groups) (eq. 1's P)."""
-    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+__all__ = ["Report", "group_mask", "check_block", "check_network"]
 
 
 def group_mask(cin, cout, groups):
@@ -54,18 +49,19 @@ class Report:
 
 
 def _layers(block):
-    """Conv2D and ChannelShuffle leaves of ``block`` in registration (= forward) order."""
-    if isinstance(block, (nn.Conv2D, ChannelShuffle)):
-        return [block]
+    """Conv2D and ChannelShuffle leaves of ``block`` in registration (= forward) order
+    (``Block.apply`` visits children in registration order, each before its parent)."""
     found = []
-    for child in block._children.values():
-        found.extend(_layers(child))
+    block.apply(lambda b: found.append(b) if isinstance(b, (nn.Conv2D, ChannelShuffle))
+                else None)
     return found
 
 
 def check_block(block):
-    """Check one block (IGCV3Block, MobileNetV2Block, InterleavedPointwise, ...)."""
-    conn = None            # connectivity so far: (current channels x input channels)
+    """Check one block (IGCV3Block, MobileNetV2Block, InterleavedPointwise, ...): its
+    ``in_channels`` and the weight shapes of its convolutions give every conv's geometry
+    (groups = input channels / weight.shape[1])."""
+    conn = np.eye(block.in_channels, dtype=bool)   # connectivity: (current x input channels)
     labels = None          # W1 branch of each current channel, once W1 has been passed
     pointwise = []         # (groups,) of each pointwise conv
     counts = None
@@ -77,12 +73,10 @@ def check_block(block):
             conn = conn[perm]
             labels = None if labels is None else labels[perm]
             continue
-        kw = layer._kwargs
-        cout, groups = kw["num_filter"], kw["num_group"]
-        cin = layer._in_channels
-        if conn is None:
-            conn = np.ones((cin, cin), dtype=bool) & np.eye(cin, dtype=bool)
-        if groups == cin == cout and kw["kernel"] != (1, 1):
+        cout, cin_per_group, kh, kw = layer.weight.shape
+        cin = conn.shape[0]
+        groups = cin // cin_per_group
+        if groups == cin == cout and (kh, kw) != (1, 1):
             continue                       # channel-wise conv: diagonal
         mask = group_mask(cin, cout, groups)
         if len(pointwise) == 1 and labels is not None:
@@ -105,13 +99,13 @@ def check_block(block):
 def check_network(net):
     """Reports for every interleaved block of ``net`` (IGCV1/2/3 blocks, MobileNetV2 blocks,
     InterleavedPointwise): a list of ``(block name, Report)``."""
-    reports = []
+    found = []
+    net.apply(lambda b: found.append(b) if getattr(b, "interleaved", False) else None)
+    inner = {id(c) for b in found for c in _descendants(b)}      # outermost blocks only
+    return [(b.name, check_block(b)) for b in found if id(b) not in inner]
 
-    def walk(block):
-        for child in block._children.values():
-            if getattr(child, "interleaved", False):
-                reports.append((child.name, check_block(child)))
-            else:
-                walk(child)
-    walk(net)
-    return reports
+
+def _descendants(block):
+    found = []
+    block.apply(found.append)
+    return found[:-1]                      # apply visits ``block`` itself last

@@ -1,15 +1,57 @@
-"""Small shared building pieces: ReLU6, the channel permutation P, and conv+BN helpers.
+"""Small shared building pieces: ReLU6, the channel permutation P, BatchNorm forms, the
+initialiser and the conv+BN helper.
 
 Every convolution in the IGCV3 family is followed by BatchNorm (fix_gamma=False, eps=1e-5)
 and has no bias (reference.md, "The IGCV3 block"); ``add_conv_bn`` is the one place that
 says so, and every block and network uses it.
 """
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import nn
 
-__all__ = ["ReLU6", "ChannelShuffle", "FlatBatchNorm", "add_conv_bn", "BN_EPS"]
+__all__ = ["ReLU6", "ChannelShuffle", "FlatBatchNorm", "add_conv_bn", "BN_EPS", "he_normal",
+           "init_like_trained", "shuffle_permutation", "norm_layer_for", "resolve_norm"]
 
 BN_EPS = 1e-5
+
+
+def he_normal():
+    """"We initialize the weights similar to [He et al.]" (Sec. 4.1), as the authors' scripts
+    do: ``Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)``, i.e. N(0, 2 / fan_in)."""
+    return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+
+
+_ONES = r".*(gamma|running_var|moving_var)$"
+_ZEROS = r".*(beta|bias|running_mean|moving_mean)$"
+
+
+def init_like_trained(net, seed=0, ctx=None):
+    """Random weights (``he_normal``) and random, non-trivial BatchNorm parameters and running
+    statistics (gamma and var in [0.5, 1.5], beta and mean in [-0.2, 0.2]), so that a
+    comparison of outputs (export, folding, conversion, timing) exercises every parameter.
+    Works for zoo networks and for ``SymbolBlock``s (MXNet's ``moving_*`` names too)."""
+    import re
+    mx.random.seed(seed)
+    rng = np.random.RandomState(seed)
+    for name, param in net.collect_params().items():
+        init = (mx.init.One() if re.match(_ONES, name) else
+                mx.init.Zero() if re.match(_ZEROS, name) else he_normal())
+        param.initialize(init=init, ctx=ctx, force_reinit=True)
+    for name, param in net.collect_params().items():
+        low, high = ((0.5, 1.5) if re.match(_ONES, name) else
+                     (-0.2, 0.2) if re.match(_ZEROS, name) and "bias" not in name else
+                     (None, None))
+        if low is not None:
+            param.set_data(mx.nd.array(rng.uniform(low, high, param.shape)))
+    return net
+
+
+def shuffle_permutation(channels, groups):
+    """``perm`` with ``out[:, j] = x[:, perm[j]]`` for ``ChannelShuffle(groups)`` (the P of
+    eq. 1/7): output channel ``i * groups + k`` is input channel ``k * (C / groups) + i``."""
+    if channels % groups:
+        raise ValueError("%d channels do not split into %d groups" % (channels, groups))
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
 
 
 class ReLU6(nn.HybridBlock):
@@ -88,8 +130,15 @@ class FlatBatchNorm(nn.BatchNorm):
     one 64x144x32x32 tensor, against 70 ms). The 3-D view keeps BatchNorm off oneDNN (which
     takes 4-D inputs only) and in plain layout: 78 ms for the same tensor
     (tests/test_train_cifar.py::test_no_reference_batchnorm_in_any_cifar_model).
-    IGCV3 networks use it for every BatchNorm; dense MobileNetV2 keeps oneDNN's.
+    IGCV3 networks use it for every BatchNorm on the CPU; dense MobileNetV2 keeps oneDNN's.
+    On a GPU there is no such defect and the reshapes and the copy cost a pass over every
+    activation for nothing: networks built for GPUs take plain ``nn.BatchNorm``
+    (``norm_layer_for``). Parameter names are BatchNorm's (``..._batchnorm0_gamma``), so
+    weights move freely between the two forms.
     """
+
+    def _alias(self):
+        return "batchnorm"
 
     def hybrid_forward(self, F, x, gamma, beta, running_mean, running_var):
         flat = F.reshape(x, shape=(0, 0, -1))
@@ -99,18 +148,35 @@ class FlatBatchNorm(nn.BatchNorm):
         return F.swapaxes(F.reshape_like(out, x), 0, 0)
 
 
+def norm_layer_for(contexts):
+    """``get_model`` keyword arguments choosing the BatchNorm form for ``contexts``: the
+    default (``FlatBatchNorm`` in grouped blocks, where oneDNN runs) on CPUs, MXNet's plain
+    ``nn.BatchNorm`` everywhere on GPUs."""
+    if any(ctx.device_type == "gpu" for ctx in contexts):
+        return {"norm_layer": nn.BatchNorm}
+    return {}
+
+
+def resolve_norm(norm_layer, grouped):
+    """The BatchNorm class a block uses: ``norm_layer`` when given (``nn.BatchNorm``,
+    ``SyncBatchNorm``, ...), else ``FlatBatchNorm`` next to group convolutions and
+    ``nn.BatchNorm`` otherwise (see ``FlatBatchNorm``)."""
+    if norm_layer is not None:
+        return norm_layer
+    return FlatBatchNorm if grouped else nn.BatchNorm
+
+
 def add_conv_bn(seq, channels, kernel=1, stride=1, groups=1, act=False, in_channels=0,
-                flat_bn=False):
+                norm=nn.BatchNorm, norm_kwargs=None):
     """Append Conv2D (no bias) -> BatchNorm [-> ReLU6] to the HybridSequential ``seq``.
 
     ``kernel`` 3 gets padding 1; ``groups`` is the number of branches G of eq. (2)/(8)
     (``groups == channels == in_channels`` is the channel-wise convolution W^0).
-    ``flat_bn`` selects ``FlatBatchNorm`` (networks with group convolutions).
+    ``norm`` is the BatchNorm class (``resolve_norm``), ``norm_kwargs`` its extra arguments.
     """
     seq.add(nn.Conv2D(channels, kernel, strides=stride, padding=kernel // 2, groups=groups,
                       use_bias=False, in_channels=in_channels))
-    norm = FlatBatchNorm if flat_bn else nn.BatchNorm
-    seq.add(norm(epsilon=BN_EPS, in_channels=channels))
+    seq.add(norm(epsilon=BN_EPS, in_channels=channels, **(norm_kwargs or {})))
     if act:
         seq.add(ReLU6())
     return seq

@@ -1,12 +1,15 @@
 """The training toolkit shared by train_cifar.py, train_imagenet.py and train_ssdlite.py:
-lr schedules, atomic checkpoints and resume, run logs and curves, devices and kvstore,
-the classification epoch loop and run."""
-from .checkpoint import CheckpointManager, atomic_write
-from .context import make_kvstore, parse_devices, split_global_batch
-from .logbook import RunLog, plot_curves, say
-from .loop import evaluate, train_epoch
-from .schedule import LRSchedule, parse_steps
+one run engine (``engine.fit``) driven by a task per kind of model (``classifier``,
+``detector``), lr schedules, atomic checkpoints, run logs and curves, devices / kvstore /
+Horovod, the optimiser, mixed precision, and the command-line layer."""
+from .checkpoint import CheckpointManager
+from .classifier import ClassifierTask, topk_accuracy
+from .context import Cluster, make_cluster
+from .engine import RunConfig, Task, fit
+from .logbook import RunLog, plot_curves
+from .optim import SGDConfig, apply_wd_rule, make_trainer
+from .schedule import LRSchedule
 
-__all__ = ["CheckpointManager", "atomic_write", "make_kvstore", "parse_devices",
-           "split_global_batch", "RunLog", "plot_curves", "say", "evaluate", "train_epoch",
-           "LRSchedule", "parse_steps"]
+__all__ = ["CheckpointManager", "ClassifierTask", "topk_accuracy", "Cluster", "make_cluster",
+           "RunConfig", "Task", "fit", "RunLog", "plot_curves", "SGDConfig", "apply_wd_rule",
+           "make_trainer", "LRSchedule"]

@@ -8,40 +8,12 @@ checkpoint without it, or whose files do not match their hashes, is incomplete a
 ``latest()`` falls back to the previous one.
 """
 import glob
-import hashlib
 import json
 import os
 
-__all__ = ["CheckpointManager", "atomic_write", "atomic_write_json", "sha256"]
+from ..utils import atomic_write, atomic_write_json, sha256
 
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (after an fsync)."""
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_json(path, obj, **dump_kwargs):
-    """``atomic_write`` of ``obj`` as indented JSON."""
-    def write(tmp):
-        with open(tmp, "w") as fh:
-            json.dump(obj, fh, indent=1, **dump_kwargs)
-    atomic_write(path, write)
+__all__ = ["CheckpointManager"]
 
 
 class CheckpointManager:
@@ -55,6 +27,11 @@ class CheckpointManager:
     def save(self, net, trainer, epochs_done, batch=0, **meta):
         """Save after ``epochs_done`` complete epochs plus ``batch`` batches of the next one
         (``batch > 0`` only for an interrupted epoch)."""
+        import mxnet as mx
+        # MXNet does not order save_parameters after the backward pass's write of the
+        # BatchNorm running statistics: without this barrier a checkpoint taken right after
+        # a step can hold the statistics of one update earlier (and a resumed run diverges)
+        mx.nd.waitall()
         stem = self._stem(epochs_done, batch)
         atomic_write(stem + ".params", net.save_parameters)
         files = {"params": stem + ".params"}
@@ -96,6 +73,10 @@ class CheckpointManager:
                 log("checkpoint %s is incomplete or corrupted; using an older one"
                     % os.path.basename(record["_path"]))
         return None
+
+    def any(self):
+        """Whether the folder holds a checkpoint record at all (complete or not)."""
+        return bool(self._records())
 
     def load(self, record, net, trainer=None, ctx=None):
         net.load_parameters(os.path.join(self.directory, record["files"]["params"]), ctx=ctx)

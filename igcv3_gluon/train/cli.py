@@ -1,111 +1,196 @@
-"""Command-line flags shared by the training scripts, and their validation."""
+"""The command-line layer of the training scripts: the flags they share, their checks (the
+only place that names flags in errors), and ``run_config`` which turns the flags into the
+engine's ``RunConfig`` (values only). Arguments flow down: script -> task -> engine."""
 import argparse
+import copy
+import os
 
+import numpy as np
+
+from ..cli import HelpFormatter, add_model_args, flag_error, model_kwargs, parse_ints
 from ..errors import UsageError
-from .context import KVSTORES
+from ..utils import atomic_write_json
+from .context import KVSTORES, available_gpus
+from .engine import RunConfig
+from .optim import WD_RULES, SGDConfig
+from .precision import DTYPES, check_dtype
+from .precision import enable as enable_precision
+from .schedule import LRSchedule
 
-__all__ = ["add_common_args", "validate_common_args", "model_overrides"]
+__all__ = ["parser_for", "validate_common_args", "contexts_from_args", "run_config",
+           "run_seeds", "parse_steps", "model_kwargs", "export_name", "flags_record"]
+
+CLASSIFIER_FLAGS = ("multiplier", "depths", "groups", "relu", "p2")
 
 
-def add_common_args(parser, defaults):
-    """Add the flags every training script has; ``defaults`` holds the paper's recipe."""
+def parser_for(description, defaults, task="classification"):
+    """A parser with the flags every training script has; ``defaults`` is the recipe."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=defaults["model"],
-                   help="zoo name (python -m igcv3_gluon.complexity lists them); default "
-                        "%(default)s")
-    g.add_argument("--multiplier", type=float, default=None,
-                   help="width multiplier replacing the zoo entry's")
-    g.add_argument("--depths", default=None,
-                   help="blocks per stage replacing the zoo entry's, e.g. 1,2,3,4,3,3,1")
-    g.add_argument("--groups", default=None,
-                   help="G1,G2 of every IGCV3 block (Table 7), e.g. 2,4")
-    g.add_argument("--relu", default=None, choices=["dw", "pw1+dw", "pw2", "none"],
-                   help="ReLU6 placement in the IGCV3 block (Table 6)")
-    g.add_argument("--p2", action="store_true", help="apply the second permutation P2")
+                   help="zoo name (python -m igcv3_gluon.complexity lists them)")
+    add_model_args(parser, flags=CLASSIFIER_FLAGS if task == "classification"
+                   else ("multiplier",), group=g)
 
     g = parser.add_argument_group("optimisation (defaults: the paper's recipe)")
-    g.add_argument("--epochs", type=int, default=defaults["epochs"])
+    g.add_argument("--epochs", type=int, default=defaults["epochs"], help="training epochs")
     g.add_argument("--batch-size", type=int, default=defaults["batch_size"],
-                   help="global batch over all devices and workers (default %(default)s)")
-    g.add_argument("--lr", type=float, default=defaults["lr"])
-    g.add_argument("--lr-mode", default=defaults["lr_mode"], choices=["step", "exp", "cosine"])
+                   help=defaults.get("batch_help", "global batch over all devices and workers"))
+    g.add_argument("--lr", type=float, default=defaults["lr"],
+                   help=defaults.get("lr_help", "initial learning rate"))
+    g.add_argument("--lr-mode", default=defaults["lr_mode"], choices=list(LRSchedule.MODES),
+                   help="step: x --lr-factor at --lr-steps; exp: x --lr-factor every epoch; "
+                        "cosine")
     g.add_argument("--lr-steps", default=defaults.get("lr_steps", ""),
                    help="epochs where the lr is multiplied by --lr-factor (step mode)")
-    g.add_argument("--lr-factor", type=float, default=defaults["lr_factor"])
-    g.add_argument("--warmup-epochs", type=float, default=0.0)
+    g.add_argument("--lr-factor", type=float, default=defaults["lr_factor"],
+                   help="lr multiplier at each step (step) or every epoch (exp)")
+    g.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="linear lr warm-up from 0 over this many epochs")
     g.add_argument("--wd", type=float, default=defaults["wd"], help="weight decay")
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--label-smoothing", type=float, default=0.0)
-    g.add_argument("--no-wd-bn-bias", action="store_true",
-                   help="no weight decay on BatchNorm gamma/beta and biases (the paper decays "
-                        "all weights)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--wd-on", default=defaults.get("wd_on", "all"), choices=list(WD_RULES),
+                   help="which parameters weight decay applies to: all (Gluon's default), "
+                        "module (MXNet's Module API, which the authors used: conv/FC weights "
+                        "and BN gamma, not BN beta or biases), weights (conv/FC weights only)")
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
+    if task == "classification":
+        g.add_argument("--label-smoothing", type=float, default=0.0,
+                       help="label smoothing epsilon (0: plain cross-entropy, as the paper)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the initialisation, data order and augmentation")
 
     g = parser.add_argument_group("devices")
     g.add_argument("--gpus", default=None, help="GPU ids, e.g. 0,1,2,3")
     g.add_argument("--cpus", type=int, default=None,
                    help="number of CPU contexts (data parallelism without GPUs)")
-    g.add_argument("--kvstore", default=defaults.get("kvstore", "device"), choices=KVSTORES)
+    g.add_argument("--kvstore", default=defaults.get("kvstore", "device"), choices=KVSTORES,
+                   help="how devices and workers combine gradients (README, Distributed)")
+    g.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="training precision: float16 (GPUs) and bfloat16 (CPUs with AVX-512) "
+                        "train with MXNet's AMP, float32 master weights")
     g.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
 
     g = parser.add_argument_group("run")
     g.add_argument("--out-dir", default=defaults["out_dir"],
                    help="checkpoints, logs, curves and the exported model go here; re-running "
                         "a command into the same folder resumes it")
+    g.add_argument("--val-interval", type=int, default=defaults.get("val_interval", 1),
+                   help="evaluate every N epochs (and after the last)")
     g.add_argument("--no-resume", action="store_true",
                    help="refuse to continue a run found in --out-dir")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def validate_common_args(args):
+def parse_steps(text):
+    return parse_ints(text, "--lr-steps", minimum=0) if str(text).strip() else []
+
+
+def contexts_from_args(args):
+    """``--gpus "0,1"`` (mx.gpu) or ``--cpus N`` (N CPU contexts); default one CPU."""
+    import mxnet as mx
+    if args.gpus and args.cpus:
+        raise UsageError("give --gpus or --cpus, not both")
+    if args.gpus:
+        ids = parse_ints(args.gpus, "--gpus (GPU ids such as 0,1,2,3)", minimum=0)
+        available = available_gpus()
+        if available == 0:
+            raise UsageError("--gpus %s: no GPU is visible to MXNet (CPU build, or no driver); "
+                             "install mxnet-cu112 on a GPU machine or use --cpus N" % args.gpus)
+        if max(ids) >= available:
+            raise UsageError("--gpus %s: this machine has GPUs 0..%d" % (args.gpus, available - 1))
+        return [mx.gpu(i) for i in ids]
+    n = 1 if args.cpus is None else int(args.cpus)
+    if n < 1:
+        raise UsageError("--cpus must be at least 1, got %d" % n)
+    return [mx.cpu(i) for i in range(n)]
+
+
+def validate_common_args(args, task="classification"):
+    """Flag checks that need no data; returns ``args`` with ``args.contexts`` set."""
     from ..models import list_models
-    task = getattr(args, "task", "classification")
     if args.model not in list_models(task):
         raise UsageError("unknown model %r; known: %s" % (args.model,
                                                           ", ".join(list_models(task))))
-    for flag in ("epochs", "batch_size"):
-        if getattr(args, flag) < 1:
-            raise UsageError("--%s must be at least 1" % flag.replace("_", "-"))
-    if args.wd < 0 or args.momentum < 0 or not 0 <= args.label_smoothing < 1:
-        raise UsageError("--wd and --momentum must be >= 0, --label-smoothing in [0, 1)")
-    if args.gpus and args.cpus:
-        raise UsageError("give --gpus or --cpus, not both")
-    if args.multiplier is not None and args.multiplier <= 0:
-        raise UsageError("--multiplier must be positive")
-    if args.groups is not None:
-        try:
-            groups = tuple(int(g) for g in args.groups.split(","))
-            assert len(groups) == 2 and min(groups) >= 1
-        except (ValueError, AssertionError):
-            raise UsageError("--groups takes G1,G2 such as 2,2; got %r" % args.groups)
-    if args.depths is not None:
-        try:
-            depths = [int(d) for d in args.depths.split(",")]
-            assert len(depths) == 7 and min(depths) >= 1
-        except (ValueError, AssertionError):
-            raise UsageError("--depths takes 7 stage depths >= 1 such as 1,2,3,4,3,3,1; got %r"
-                             % args.depths)
+    for flag in ("epochs", "batch_size", "val_interval", "workers"):
+        minimum = 0 if flag == "workers" else 1
+        if getattr(args, flag) is not None and getattr(args, flag) < minimum:
+            raise UsageError("--%s must be at least %d" % (flag.replace("_", "-"), minimum))
+    if args.wd < 0 or args.momentum < 0:
+        raise UsageError("--wd and --momentum must be >= 0")
+    if not 0 <= getattr(args, "label_smoothing", 0.0) < 1:
+        raise UsageError("--label-smoothing must be in [0, 1)")
+    if args.warmup_epochs < 0:
+        raise UsageError("--warmup-epochs must be >= 0")
+    if args.lr is not None and args.lr <= 0:
+        raise UsageError("--lr must be positive, got %g" % args.lr)
+    args.lr_step_list = parse_steps(args.lr_steps)
+    if args.lr_step_list != sorted(args.lr_step_list):
+        raise UsageError("--lr-steps must increase: %s" % args.lr_steps)
+    model_kwargs(args, args.model)                      # the architecture flags fit the model
+    args.contexts = contexts_from_args(args)
+    try:
+        check_dtype(args.dtype, args.contexts)
+    except ValueError as err:
+        raise flag_error("--dtype %s" % args.dtype, err)
+    enable_precision(args.dtype)            # AMP patches MXNet before any network is built
     return args
 
 
-def model_overrides(args):
-    """Keyword arguments for ``get_model`` from the model flags."""
-    kwargs = {}
-    if args.multiplier is not None:
-        kwargs["multiplier"] = args.multiplier
-    if args.depths is not None:
-        kwargs["depths"] = [int(d) for d in args.depths.split(",")]
-    if args.groups is not None:
-        kwargs["groups"] = tuple(int(g) for g in args.groups.split(","))
-    if args.relu is not None:
-        kwargs["relu"] = args.relu
-    if args.p2:
-        kwargs["p2"] = True
-    return kwargs
+def run_config(args, record, identity, export_name, **changes):
+    """The engine's ``RunConfig`` from the flags (``changes`` override fields: a second
+    stage's epochs, lr, out_dir, ...)."""
+    values = dict(out_dir=args.out_dir, epochs=args.epochs, batch_size=args.batch_size,
+                  lr=args.lr, lr_mode=args.lr_mode, lr_steps=args.lr_step_list,
+                  lr_factor=args.lr_factor, warmup_epochs=args.warmup_epochs, stage="epoch")
+    values.update(changes)
+    try:
+        schedule = LRSchedule(values["lr"], values["lr_mode"], values["epochs"],
+                              values["lr_steps"], values["lr_factor"], values["warmup_epochs"])
+    except ValueError as err:
+        raise flag_error("--lr/--lr-mode/--lr-steps", err)
+    return RunConfig(out_dir=values["out_dir"], epochs=values["epochs"],
+                     batch_size=values["batch_size"], schedule=schedule,
+                     sgd=SGDConfig(values["lr"], args.momentum, args.wd, args.wd_on),
+                     contexts=args.contexts, kvstore=args.kvstore, dtype=args.dtype,
+                     seed=args.seed, val_interval=args.val_interval,
+                     resume=not args.no_resume, progress=not args.no_progress,
+                     stage=values["stage"], export_name=export_name, record=record,
+                     identity=identity)
 
 
-def parser_for(description, defaults):
-    parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    return add_common_args(parser, defaults)
+def flags_record(args):
+    """The flags as JSON values (for config.json)."""
+    return {k: v for k, v in vars(args).items() if k not in ("contexts", "lr_step_list")}
+
+
+def export_name(model, kwargs):
+    """The name exports carry: the zoo name, plus the width when ``--multiplier`` changed
+    it (``cifar_igcv3_d_0.5-w0.5``)."""
+    if "multiplier" in kwargs:
+        return "%s-w%g" % (model, kwargs["multiplier"])
+    return model
+
+
+def run_seeds(args, run_one):
+    """``--seeds K``: run ``run_one(args)`` for seeds seed .. seed+K-1, each in
+    ``out_dir/seed-S``; report mean +- std of the final top-1 accuracy (as the paper's tables)."""
+    from ..utils import say
+    if args.seeds <= 1:
+        return [run_one(args)]
+    summaries = []
+    root = args.out_dir
+    for seed in range(args.seed, args.seed + args.seeds):
+        one = copy.copy(args)
+        one.seed, one.out_dir = seed, os.path.join(root, "seed-%d" % seed)
+        say("== seed %d (%d of %d) -> %s" % (seed, seed - args.seed + 1, args.seeds, one.out_dir))
+        summaries.append(run_one(one))
+    accs = np.array([s["final_val_acc"] for s in summaries], dtype=np.float64)
+    report = dict(seeds=list(range(args.seed, args.seed + args.seeds)),
+                  final_val_acc=accs.tolist(), mean=float(accs.mean()),
+                  std=float(accs.std(ddof=1)) if len(accs) > 1 else 0.0)
+    os.makedirs(root, exist_ok=True)
+    atomic_write_json(os.path.join(root, "seeds.json"), report)
+    print("final top-1 over %d seeds: %.2f +- %.2f %%"
+          % (len(accs), 100 * report["mean"], 100 * report["std"]))
+    return summaries

@@ -1,70 +1,107 @@
-"""Devices and kvstore: ``--gpus 0,1`` / ``--cpus N`` -> contexts; ``--kvstore`` -> store."""
+"""Who trains: this process's devices, the kvstore (or Horovod) joining the workers, this
+worker's rank. ``make_cluster(kvstore, contexts)`` is the one place that knows the engines:
+
+* ``local`` / ``device`` / ``nccl``: one process, gradients summed over its devices;
+* ``dist_sync`` / ``dist_device_sync``: MXNet's parameter server (ps-lite), one process per
+  machine (or per worker), gradients summed over all workers (``train.launch`` starts them);
+* ``horovod``: one process per device (``horovodrun -np N``), gradients *averaged* over the
+  ranks by ring allreduce (Gloo on CPUs, NCCL on GPUs).
+"""
 import os
 
 import mxnet as mx
 
-from ..errors import UsageError
+__all__ = ["KVSTORES", "Cluster", "make_cluster", "is_distributed", "available_gpus"]
 
-__all__ = ["KVSTORES", "parse_devices", "make_kvstore", "split_global_batch", "is_distributed"]
-
-KVSTORES = ("local", "device", "nccl", "dist_sync", "dist_device_sync", "dist_async")
-
-
-def parse_devices(gpus=None, cpus=None):
-    """Contexts for ``--gpus "0,1"`` (mx.gpu) or ``--cpus N`` (N CPU contexts, for testing
-    data parallelism without GPUs); default: one CPU context."""
-    if gpus:
-        try:
-            ids = [int(g) for g in str(gpus).split(",") if g.strip() != ""]
-        except ValueError:
-            raise UsageError("--gpus takes comma-separated GPU ids such as 0,1,2,3; got %r"
-                             % gpus)
-        available = mx.context.num_gpus()
-        if available == 0:
-            raise UsageError("--gpus %s: no GPU is visible to MXNet (CPU build, or no driver); "
-                             "install mxnet-cu112 on a GPU machine or use --cpus N" % gpus)
-        bad = [i for i in ids if i < 0 or i >= available]
-        if bad or not ids:
-            raise UsageError("--gpus %s: this machine has GPUs 0..%d" % (gpus, available - 1))
-        return [mx.gpu(i) for i in ids]
-    n = 1 if cpus is None else int(cpus)
-    if n < 1:
-        raise UsageError("--cpus must be at least 1, got %d" % n)
-    return [mx.cpu(i) for i in range(n)]
+KVSTORES = ("local", "device", "nccl", "dist_sync", "dist_device_sync", "horovod")
 
 
 def is_distributed(kvstore):
-    return kvstore.startswith("dist")
+    return kvstore.startswith("dist") or kvstore == "horovod"
 
 
-def make_kvstore(name, contexts):
-    """Create the kvstore (None for a single device without a ``dist_*`` store). ``dist_*`` needs the
-    DMLC_* environment of MXNet's parameter-server launcher (see ``train.launch``)."""
-    if name not in KVSTORES:
-        raise UsageError("--kvstore %s: choose one of %s" % (name, ", ".join(KVSTORES)))
-    if name == "nccl" and contexts[0].device_type != "gpu":
-        raise UsageError("--kvstore nccl needs --gpus; use device or local on CPU contexts")
-    if is_distributed(name) and "DMLC_ROLE" not in os.environ:
-        raise UsageError("--kvstore %s needs MXNet's parameter-server environment (DMLC_ROLE, "
-                         "DMLC_PS_ROOT_URI, ...): start the workers with "
-                         "`python -m igcv3_gluon.train.launch` (README, Distributed)" % name)
-    if not is_distributed(name) and len(contexts) == 1:
-        return None                  # one device: nothing to aggregate
-    if is_distributed(name):         # one parameter-server connection per process (a
-        if name not in _DIST_STORES:  # retraining stage reuses it)
-            _DIST_STORES[name] = mx.kv.create(name)
-        return _DIST_STORES[name]
-    return mx.kv.create(name)
+def available_gpus():
+    """GPUs visible to MXNet (0 on a CPU build)."""
+    return mx.context.num_gpus()
 
 
-_DIST_STORES = {}
+class Cluster:
+    """This worker's place in the run. ``kv`` is the kvstore (None for one device, or for
+    Horovod), ``rank``/``num_workers`` the worker's index and count, ``contexts`` its devices."""
+
+    def __init__(self, kind, contexts, kv=None, rank=0, num_workers=1):
+        self.kind, self.contexts, self.kv = kind, list(contexts), kv
+        self.rank, self.num_workers = rank, num_workers
+
+    @property
+    def horovod(self):
+        return self.kind == "horovod"
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    @property
+    def distributed(self):
+        return is_distributed(self.kind)
+
+    def worker_batch(self, global_batch):
+        """This worker's share of a global batch (split again over its devices)."""
+        devices = self.num_workers * len(self.contexts)
+        if global_batch % devices:
+            raise ValueError("a global batch of %d does not split over %d device(s) (%d "
+                             "worker(s) x %d context(s)): use a multiple of %d"
+                             % (global_batch, devices, self.num_workers, len(self.contexts),
+                                devices))
+        return global_batch // self.num_workers
+
+    def gradient_divisor(self, divisor):
+        """What to pass ``trainer.step`` for gradients divided by ``divisor`` once summed over
+        every worker: Horovod averages over the ranks itself, the kvstores sum."""
+        return divisor / self.num_workers if self.horovod else divisor
+
+    def broadcast(self, net):
+        """Make every worker start from rank 0's parameters (the kvstores do it when the
+        Trainer initialises its keys; Horovod needs it said)."""
+        if self.horovod and self.num_workers > 1:
+            import horovod.mxnet as hvd
+            hvd.broadcast_parameters(net.collect_params(), root_rank=0)
 
 
-def split_global_batch(global_batch, num_workers, contexts):
-    """Per-worker batch for a global batch over ``num_workers`` x ``len(contexts)``."""
-    devices = num_workers * len(contexts)
-    if global_batch % devices:
-        raise UsageError("--batch-size %d does not split over %d device(s) (%d worker(s) x %d "
-                         "context(s)): use a multiple of %d"
-                         % (global_batch, devices, num_workers, len(contexts), devices))
-    return global_batch // num_workers
+_STORES = {}           # one parameter-server connection per process (a retraining stage
+                       # reuses the first stage's)
+
+
+def make_cluster(kind, contexts):
+    """The ``Cluster`` for kvstore ``kind`` over ``contexts`` (see the module doc)."""
+    if kind not in KVSTORES:
+        raise ValueError("unknown kvstore %r: choose one of %s" % (kind, ", ".join(KVSTORES)))
+    gpu = contexts[0].device_type == "gpu"
+    if kind == "nccl" and not gpu:
+        raise ValueError("the nccl kvstore needs GPUs; use device or local on CPU contexts")
+    if kind == "horovod":
+        try:
+            import horovod.mxnet as hvd
+        except ImportError:
+            raise ValueError("Horovod is not installed: pip install -e .[horovod] (README, "
+                             "Distributed training)")
+        hvd.init()
+        if len(contexts) > 1 and hvd.size() > 1:
+            contexts = [contexts[hvd.local_rank() % len(contexts)]]   # one device per rank
+        elif len(contexts) > 1:
+            raise ValueError("Horovod runs one device per process: start %d processes with "
+                             "horovodrun -np %d instead of giving one process %d devices"
+                             % (len(contexts), len(contexts), len(contexts)))
+        return Cluster(kind, contexts, None, hvd.rank(), hvd.size())
+    if kind.startswith("dist"):
+        if "DMLC_ROLE" not in os.environ:
+            raise ValueError("kvstore %s needs MXNet's parameter-server environment (DMLC_ROLE, "
+                             "DMLC_PS_ROOT_URI, ...): start the workers with "
+                             "`python -m igcv3_gluon.train.launch` (README, Distributed)" % kind)
+        if kind not in _STORES:
+            _STORES[kind] = mx.kv.create(kind)
+        kv = _STORES[kind]
+        return Cluster(kind, contexts, kv, kv.rank, kv.num_workers)
+    if len(contexts) == 1:
+        return Cluster(kind, contexts)                 # one device: nothing to aggregate
+    return Cluster(kind, contexts, mx.kv.create(kind))

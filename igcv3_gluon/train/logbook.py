@@ -1,22 +1,13 @@
 """Run records: ``config.json`` (every flag), ``log.jsonl`` (one JSON object per epoch) and
 ``curves.png`` (loss and accuracy per epoch)."""
-import contextlib
 import json
 import os
-import signal
-import sys
-import threading
 import time
 
-from .checkpoint import atomic_write, atomic_write_json
+from ..utils import (atomic_write, atomic_write_json, deferred_interrupts, read_jsonl,
+                     save_figure, say)
 
-__all__ = ["RunLog", "plot_curves", "say", "deferred_interrupts"]
-
-
-def say(message):
-    """Progress text for a person: stderr, flushed (stdout stays for results)."""
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+__all__ = ["RunLog", "plot_curves"]
 
 
 class RunLog:
@@ -41,18 +32,7 @@ class RunLog:
             return json.load(fh)
 
     def records(self):
-        if not os.path.isfile(self.path):
-            return []
-        out = []
-        with open(self.path) as fh:
-            for line in fh:
-                line = line.strip()
-                if line:
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:       # a line cut by a kill: drop it
-                        pass
-        return out
+        return read_jsonl(self.path)
 
     def truncate(self, epochs_done):
         """Keep only the records of epochs <= ``epochs_done`` (resuming from a checkpoint)."""
@@ -91,24 +71,6 @@ class RunLog:
                 return None
 
 
-@contextlib.contextmanager
-def deferred_interrupts():
-    """Hold SIGINT / SIGTERM until the block ends, then raise KeyboardInterrupt."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    old = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
-           for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if caught:
-        raise KeyboardInterrupt
-
-
 def plot_curves(records, path, keys_left, keys_right, title=None):
     """Loss (left) and accuracy (right) against epoch, as a PNG."""
     import matplotlib
@@ -116,19 +78,15 @@ def plot_curves(records, path, keys_left, keys_right, title=None):
     import matplotlib.pyplot as plt
     if not records:
         return None
-    epochs = [r["epoch"] for r in records]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in keys_left:
-        if any(key in r for r in records):
-            ax1.plot(epochs, [r.get(key) for r in records], marker=".", label=key)
-    for key in keys_right:
-        if any(key in r for r in records):
-            ax2.plot(epochs, [r.get(key) for r in records], marker=".", label=key)
+    for ax, keys in ((ax1, keys_left), (ax2, keys_right)):
+        for key in keys:
+            points = [(r["epoch"], r[key]) for r in records if r.get(key) is not None]
+            if points:                       # metrics evaluated every N epochs: their epochs
+                ax.plot(*zip(*points), marker=".", label=key)
     ax1.set_xlabel("epoch"), ax1.set_ylabel("loss"), ax1.legend(), ax1.grid(alpha=0.3)
     ax2.set_xlabel("epoch"), ax2.set_ylabel("accuracy"), ax2.legend(), ax2.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -8,28 +8,21 @@ plus an optional linear warm-up over the first ``warmup_epochs``.
 """
 import math
 
-from ..errors import UsageError
-
-__all__ = ["LRSchedule", "parse_steps"]
-
-
-def parse_steps(text):
-    try:
-        steps = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise UsageError("--lr-steps takes comma-separated epochs such as 200,300,350; got %r"
-                         % text)
-    if steps != sorted(steps):
-        raise UsageError("--lr-steps must increase: %s" % text)
-    return steps
+__all__ = ["LRSchedule"]
 
 
 class LRSchedule:
+    """The learning rate as a function of the fractional epoch (see the module doc)."""
+
+    MODES = ("step", "exp", "cosine")
+
     def __init__(self, base_lr, mode="step", epochs=1, steps=(), factor=0.1, warmup_epochs=0):
-        if mode not in ("step", "exp", "cosine"):
-            raise UsageError("--lr-mode %s: choose step, exp or cosine" % mode)
+        if mode not in self.MODES:
+            raise ValueError("lr mode %r: choose one of %s" % (mode, ", ".join(self.MODES)))
         if base_lr <= 0:
-            raise UsageError("--lr must be positive, got %g" % base_lr)
+            raise ValueError("the learning rate must be positive, got %g" % base_lr)
+        if list(steps) != sorted(steps):
+            raise ValueError("lr steps must increase, got %s" % list(steps))
         self.base_lr, self.mode, self.epochs = base_lr, mode, epochs
         self.steps, self.factor, self.warmup_epochs = list(steps), factor, warmup_epochs
 

@@ -1,0 +1,108 @@
+"""Command-line pieces shared by every entry point (training scripts, ``deploy``,
+``reproduce``): the model-override flags and their one parser, the help formatter, shapes.
+
+Library code below raises ValueError phrased in values; this layer names the flags."""
+import argparse
+
+from .errors import UsageError
+
+__all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "parse_ints", "parse_shape",
+           "flag_error", "MODEL_FLAGS"]
+
+MODEL_FLAGS = ("multiplier", "depths", "groups", "relu", "p2")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows ``(default: X)`` where a default means something (not for None, False or
+    flags whose help already states it)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("%(default)" in text or "default" in text.lower() or action.default is None
+                or action.default is False or action.default == argparse.SUPPRESS
+                or action.option_strings == []):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def flag_error(flag, err):
+    """A library ValueError as a one-line usage error naming ``flag``."""
+    return UsageError("%s: %s" % (flag, err))
+
+
+def parse_ints(text, flag, count=None, minimum=1):
+    """``"1,2,3"`` -> ``[1, 2, 3]``; a one-line error naming ``flag`` otherwise."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise UsageError("%s takes comma-separated integers such as 1,2,3; got %r" % (flag, text))
+    if count is not None and len(values) != count:
+        raise UsageError("%s takes %d numbers; got %r" % (flag, count, text))
+    if not values or min(values) < minimum:
+        raise UsageError("%s takes numbers >= %d; got %r" % (flag, minimum, text))
+    return values
+
+
+def parse_shape(text, flag="--input-shape"):
+    """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``."""
+    try:
+        shape = tuple(int(v) for v in str(text).split(","))
+        assert len(shape) == 4 and min(shape) > 0
+        return shape
+    except (ValueError, AssertionError):
+        raise UsageError("%s takes N,C,H,W such as 1,3,224,224; got %r" % (flag, text))
+
+
+def add_model_args(parser, title="model", flags=MODEL_FLAGS, group=None):
+    """The flags that change a zoo model's architecture (the paper's ablations); ``flags``
+    picks which (a detector takes only ``multiplier``)."""
+    g = group or parser.add_argument_group(title)
+    if "multiplier" in flags:
+        g.add_argument("--multiplier", type=float, default=None,
+                       help="width multiplier replacing the zoo entry's")
+    if "depths" in flags:
+        g.add_argument("--depths", default=None,
+                       help="blocks per stage replacing the zoo entry's, one number per stage "
+                            "of the model (7 for the MobileNetV2 skeleton, 5 for IGCV1/IGCV2), "
+                            "e.g. 1,2,3,4,3,3,1")
+    if "groups" in flags:
+        g.add_argument("--groups", default=None,
+                       help="G1,G2 of every IGCV3 block (Table 7), e.g. 2,4")
+    if "relu" in flags:
+        g.add_argument("--relu", default=None, choices=["dw", "pw1+dw", "pw2", "none"],
+                       help="ReLU6 placement in the IGCV3 block (Table 6)")
+    if "p2" in flags:
+        g.add_argument("--p2", action="store_true", help="apply the second permutation P2")
+    return g
+
+
+def model_kwargs(args, model):
+    """``get_model`` keyword arguments from the model flags of ``args`` for zoo ``model``,
+    checked against the model's own config (its number of stages, its block kind)."""
+    from .models import CONFIGS, model_info
+    info = model_info(model)
+    config = CONFIGS.get(info.config, {})
+    kwargs = {}
+    multiplier = getattr(args, "multiplier", None)
+    if multiplier is not None:
+        if multiplier <= 0:
+            raise UsageError("--multiplier must be positive; got %g" % multiplier)
+        kwargs["multiplier"] = multiplier
+    if getattr(args, "depths", None):
+        if info.task != "classification":
+            raise UsageError("--depths applies to classification models, not %s" % model)
+        stages = len(config["stages"])
+        kwargs["depths"] = parse_ints(args.depths, "--depths (%s has %d stages)"
+                                      % (model, stages), count=stages)
+    if getattr(args, "groups", None):
+        kwargs["groups"] = tuple(parse_ints(args.groups, "--groups (G1,G2)", count=2))
+    if getattr(args, "relu", None):
+        kwargs["relu"] = args.relu
+    if getattr(args, "p2", False):
+        kwargs["p2"] = True
+    if config and config.get("block") != "igcv3":
+        bad = [f for f in ("groups", "relu", "p2") if f in kwargs]
+        if bad:
+            raise UsageError("--%s changes IGCV3 blocks; %s has %s blocks"
+                             % (bad[0], model, config.get("block")))
+    return kwargs

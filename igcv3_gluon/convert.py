@@ -1,0 +1,262 @@
+"""Published IGCV3 weights into our networks, checked bit for bit against the source.
+
+    python -m igcv3_gluon.convert authors models/igcv3 igcv3_d_1.0.params
+    python -m igcv3_gluon.convert imgclsmob igcv3_wd2-*.params igcv3_d_0.5.params --model igcv3_d_0.5
+
+* ``authors``: the authors' MXNet checkpoint of IGCV3-D 1.0 (their repository's
+  ``models/igcv3-symbol.json`` + ``igcv3-0000.params``; SRC is the prefix).
+* ``imgclsmob``: osmr/imgclsmob's Gluon weights (the ``gluoncv2`` package defines the
+  networks): ``igcv3_w1`` -> ``igcv3_d_1.0``, ``igcv3_w3d4`` -> ``igcv3_d_0.75``,
+  ``igcv3_wd2`` -> ``igcv3_d_0.5``, ``igcv3_wd4`` -> ``igcv3_d_0.25``.
+
+Matching is by structure, not by names or luck: both graphs are read as their sequence of
+layers in topological order (convolutions with kernel, filters, groups, stride and padding;
+BatchNorms; ReLU6; channel shuffles with their groups; residual additions; pooling; the
+FC layer); the sequences must agree layer for layer, and then every convolution, BatchNorm
+(gamma, beta, running mean and variance) and FC tensor is copied to its counterpart, shapes
+checked. The converted network is then run beside the source on a random batch: the logits
+must agree (max |diff| <= 1e-4 relative), or nothing is written. The result is our Gluon
+``.params`` (``save_parameters``), which ``train_imagenet.py --eval-only --params`` evaluates
+and ``train_ssdlite.py --backbone-params`` starts a detector from.
+
+The authors' *wide* detection backbone (``detection/model/igcv3_wide``) is a different
+network from the zoo's IGCV3-W (README, "Published weights"), so it does not convert.
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from .errors import UsageError, exit_on_usage_error
+
+__all__ = ["SOURCES", "IMGCLSMOB_NAMES", "layers_of", "transfer", "convert_authors",
+           "convert_imgclsmob", "main"]
+
+SOURCES = ("authors", "imgclsmob")
+IMGCLSMOB_NAMES = {"igcv3_d_1.0": "igcv3_w1", "igcv3_d_0.75": "igcv3_w3d4",
+                   "igcv3_d_0.5": "igcv3_wd2", "igcv3_d_0.25": "igcv3_wd4"}
+
+
+def _shape(text):
+    return tuple(int(v) for v in str(text).strip("()[] ").split(",") if v.strip())
+
+
+def layers_of(sym):
+    """The layers of a graph that define its function, in topological order: a list of
+    ``(kind, attributes, tensor names)``. Reshapes, flattening and the copy of our
+    ``FlatBatchNorm`` carry no function of their own and are left out."""
+    nodes = json.loads(sym.tojson())["nodes"]
+
+    def arg(node, pos):
+        return nodes[node["inputs"][pos][0]]["name"] if len(node["inputs"]) > pos else None
+    layers = []
+    for node in nodes:
+        op, attrs = node["op"], node.get("attrs", {})
+        if op == "Convolution":
+            layers.append(("conv", (_shape(attrs["kernel"]), int(attrs["num_filter"]),
+                                    int(attrs.get("num_group", 1)),
+                                    _shape(attrs.get("stride", "(1, 1)")),
+                                    _shape(attrs.get("pad", "(0, 0)"))),
+                           [arg(node, 1)]))
+        elif op == "BatchNorm":
+            layers.append(("bn", attrs.get("fix_gamma", "True") == "True",
+                           [arg(node, i) for i in range(1, 5)]))
+        elif op == "FullyConnected":
+            bias = attrs.get("no_bias", "False") != "True"
+            layers.append(("fc", int(attrs["num_hidden"]),
+                           [arg(node, 1)] + ([arg(node, 2)] if bias else [])))
+        elif op == "clip" or (op == "Activation" and attrs.get("act_type") == "relu"):
+            layers.append(("relu", None, []))
+        elif op == "SwapAxis" and attrs.get("dim1", "0") != attrs.get("dim2", "0"):
+            source = nodes[node["inputs"][0][0]]
+            shape = _shape(source.get("attrs", {}).get("shape", "()"))
+            groups = shape[shape.index(-4) + 1] if -4 in shape else shape[1]
+            layers.append(("shuffle", groups, []))
+        elif op in ("elemwise_add", "_Plus", "_plus", "broadcast_add"):
+            layers.append(("add", None, []))
+        elif op == "Pooling":
+            layers.append(("pool", attrs.get("pool_type", "max"), []))
+    return layers
+
+
+def _describe(layer):
+    kind, attrs, names = layer
+    if kind == "conv":
+        kernel, filters, groups, stride, _ = attrs
+        return "%s (conv %dx%d, %d filters, %d groups, stride %d)" % (
+            names[0], kernel[0], kernel[1], filters, groups, stride[0])
+    if kind == "shuffle":
+        return "a channel shuffle of %d groups" % attrs
+    if kind == "fc":
+        return "%s (FC, %d outputs)" % (names[0], attrs)
+    return "%s %s" % (kind, names[0] if names else "")
+
+
+def transfer(source_sym, source_values, net, source="source"):
+    """Copy ``source_values`` (name -> NDArray/array) into the Gluon ``net`` (initialised) by
+    matching ``layers_of`` both graphs. Returns counts per kind; UsageError (one line) at the
+    first difference."""
+    import mxnet as mx
+    theirs = layers_of(source_sym)
+    ours = layers_of(net(mx.sym.var("data")))
+    params = net.collect_params()
+    counts = {"conv": 0, "bn": 0, "fc": 0}
+    for i, (a, b) in enumerate(zip(theirs, ours)):
+        if a[0] != b[0] or (a[0] != "bn" and a[1] != b[1]):
+            raise UsageError("%s differs from %s at layer %d: %s there, %s here"
+                             % (source, net.name, i + 1, _describe(a), _describe(b)))
+        names = list(zip(a[2], b[2]))
+        if a[0] == "fc" and len(a[2]) < len(b[2]):            # a bias-free FC: zero bias
+            params[b[2][1]].set_data(mx.nd.zeros(params[b[2][1]].shape))
+        for k, (src, dst) in enumerate(names):
+            if src not in source_values:
+                raise UsageError("%s lacks tensor %s (of %s)" % (source, src, _describe(a)))
+            value = source_values[src]
+            value = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+            if a[0] == "bn" and k == 0 and a[1]:                # fix_gamma: gamma is 1
+                value = np.ones_like(value)
+            if tuple(value.shape) != tuple(params[dst].shape):
+                raise UsageError("%s tensor %s has shape %s; %s's %s needs %s" % (
+                    source, src, value.shape, net.name, dst, params[dst].shape))
+            params[dst].set_data(mx.nd.array(value))
+        if a[0] in counts:
+            counts[a[0]] += 1
+    if len(theirs) != len(ours):
+        longer, what = (theirs, source) if len(theirs) > len(ours) else (ours, net.name)
+        raise UsageError("%s has %d layers, %s %d: %s continues with %s" % (
+            source, len(theirs), net.name, len(ours), what, _describe(longer[min(
+                len(theirs), len(ours))])))
+    return counts
+
+
+def _our_net(model, classes):
+    """Our ``model`` with plain BatchNorm: the kernels of the source graphs, so the check
+    compares like with like (``FlatBatchNorm`` has the same parameters and names, and the
+    saved ``.params`` load into either form)."""
+    import mxnet as mx
+    from mxnet.gluon import nn
+    from .models import get_model, list_models
+    if model not in list_models("classification"):
+        raise UsageError("--model %s is not a classification model of the zoo" % model)
+    net = get_model(model, classes=classes, norm_layer=nn.BatchNorm)
+    net.initialize(mx.init.Zero())
+    return net
+
+
+def _classes(sym):
+    fcs = [layer for layer in layers_of(sym) if layer[0] == "fc"]
+    if not fcs:
+        raise UsageError("the source network has no FC layer")
+    return fcs[-1][1]
+
+
+def _compare(ours, theirs, net, shape=(2, 3, 224, 224)):
+    """Max |diff| of the logits of ``net`` and of the callable ``theirs`` on a random batch,
+    relative to the logits' scale; raises when above 1e-4."""
+    import mxnet as mx
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, shape))
+    a, b = ours(x).asnumpy(), theirs(x).asnumpy()
+    diff = float(np.abs(a - b).max())
+    scale = max(1.0, float(np.abs(b).max()))
+    if diff > 1e-4 * scale:
+        raise UsageError("the converted %s differs from the source by %.2e on a random batch "
+                         "(logits of scale %.1f): not written" % (net.name, diff, scale))
+    return diff, scale
+
+
+def convert_authors(prefix, model="igcv3_d_1.0", epoch=0):
+    """The authors' checkpoint ``prefix-symbol.json`` + ``prefix-%04d.params`` as our
+    ``model``; returns ``(net, counts, (max diff, logit scale))``."""
+    import mxnet as mx
+    from .deploy import WeightsError, read_params
+    sym_file, params_file = "%s-symbol.json" % prefix, "%s-%04d.params" % (prefix, epoch)
+    for path in (sym_file, params_file):
+        if not os.path.isfile(path):
+            raise UsageError("%s does not exist: give the authors' checkpoint prefix (PREFIX-"
+                             "symbol.json + PREFIX-%04d.params)" % (path, epoch))
+    try:
+        sym = mx.sym.load(sym_file)
+    except mx.MXNetError:
+        raise UsageError("%s is not an MXNet symbol file" % sym_file)
+    try:
+        loaded = read_params(params_file)
+    except WeightsError as err:
+        raise UsageError(str(err))
+    values = {k.split(":", 1)[-1]: v for k, v in loaded.items()}
+    internals = sym.get_internals()
+    logits = [n for n in internals.list_outputs() if n.startswith("fc") and n.endswith("_output")]
+    head = internals[logits[-1]] if logits else sym
+    net = _our_net(model, _classes(head))
+    counts = transfer(head, values, net, "the authors' %s" % os.path.basename(prefix))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = mx.gluon.SymbolBlock(head, mx.sym.var("data"))
+    source = {k: v for k, v in values.items() if k in set(head.list_arguments()) |
+              set(head.list_auxiliary_states())}
+    theirs.collect_params().load_dict(source, ctx=mx.cpu(), ignore_extra=True)
+    return net, counts, _compare(net, theirs, net)
+
+
+def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
+    """imgclsmob's ``.params`` of ``source`` (a gluoncv2 name; default: the counterpart of
+    ``model``) as our ``model``; returns ``(net, counts, (max diff, logit scale))``."""
+    import mxnet as mx
+    from .deploy import WeightsError, load_weights
+    source = source or IMGCLSMOB_NAMES.get(model)
+    if source is None:
+        raise UsageError("--model %s has no imgclsmob counterpart; known: %s (or give --source)"
+                         % (model, ", ".join("%s <- %s" % kv for kv in IMGCLSMOB_NAMES.items())))
+    try:
+        from gluoncv2.model_provider import get_model as imgclsmob_model
+    except ImportError:
+        raise UsageError("converting imgclsmob weights needs their network definitions: "
+                         "pip install gluoncv2")
+    try:
+        theirs = imgclsmob_model(source)
+    except ValueError as err:
+        raise UsageError("--source %s: %s" % (source, err))
+    theirs.initialize()
+    try:
+        load_weights(theirs, path)
+    except WeightsError as err:
+        raise UsageError("%s (imgclsmob's %s)" % (err, source))
+    sym = theirs(mx.sym.var("data"))
+    values = {name: p.data() for name, p in theirs.collect_params().items()}
+    net = _our_net(model, _classes(sym))
+    counts = transfer(sym, values, net, "imgclsmob's %s" % source)
+    return net, counts, _compare(net, theirs, net)
+
+
+@exit_on_usage_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", choices=SOURCES, help="whose weights")
+    parser.add_argument("src", help="authors: the checkpoint prefix; imgclsmob: the .params")
+    parser.add_argument("out", help="our .params to write")
+    parser.add_argument("--model", default="igcv3_d_1.0", help="our zoo model to convert into")
+    parser.add_argument("--epoch", type=int, default=0, help="authors: the checkpoint epoch")
+    parser.add_argument("--source-model", default=None,
+                        help="imgclsmob: their model name (default: --model's counterpart)")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", UserWarning)
+    if args.source == "authors":
+        net, counts, (diff, scale) = convert_authors(args.src, args.model, args.epoch)
+    else:
+        net, counts, (diff, scale) = convert_imgclsmob(args.src, args.model, args.source_model)
+    from .utils import atomic_write
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    atomic_write(args.out, net.save_parameters)
+    print("%s: %d convolutions, %d BatchNorms, %d FC from %s; logits equal to the source's "
+          "within %.1e (scale %.1f)" % (args.out, counts["conv"], counts["bn"], counts["fc"],
+                                        args.src, diff, scale))
+    print("evaluate: python train_imagenet.py --eval-only --model %s --params %s --rec-val VAL.rec"
+          % (args.model, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The detection task for the run engine (SSDLite / SSDLite2, paper Table 4): GluonCV's SSD
+targets and ``SSDMultiBoxLoss`` (hard negative mining 3:1, loss normalised by the positives
+of the worker's batch), COCO mAP evaluation with pycocotools, inference-mode export."""
+import contextlib
+import io
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+
+from ..data.detection import (PIXEL_MEAN, PIXEL_STD, SeededSamples, resize_normalise,
+                              seeded_keys, ssd_train_transform)
+from ..data.sampler import EpochBatches, LoaderBatches
+from ..utils import progress_bar
+from .engine import Task
+
+__all__ = ["DetectorTask", "detect", "evaluate_coco", "NMS"]
+
+NMS = dict(nms_thresh=0.45, nms_topk=400, post_nms=100)
+COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def detect(net, img, ctx, size, mean=PIXEL_MEAN, std=PIXEL_STD):
+    """Detections of one HWC uint8 image: ``(ids, scores, boxes)`` numpy arrays, boxes in the
+    image's own pixels and clipped to it."""
+    h, w = img.shape[:2]
+    x = resize_normalise(img, size, mean, std)
+    ids, scores, boxes = [a[0].astype("float32").asnumpy() for a in net(x.as_in_context(ctx))]
+    keep = ids[:, 0] >= 0
+    boxes = boxes[keep] * np.array([w / size, h / size, w / size, h / size])
+    boxes = np.clip(boxes, 0, [w, h, w, h])
+    return ids[keep, 0].astype(int), scores[keep, 0], boxes
+
+
+def evaluate_coco(net, val_set, contexts, size, progress=False, check_stop=None,
+                  mean=PIXEL_MEAN, std=PIXEL_STD):
+    """COCO mAP of ``net`` on ``val_set`` via pycocotools: AP, AP50, AP75, APs, APm, APl.
+    Image and category ids come from the json itself (GluonCV's metric pairs predictions
+    with ids by position, which misaligns on sets with empty images)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    net.set_nms(**NMS)
+    net.hybridize(static_alloc=True, static_shape=True)
+    results = []
+    bar = progress_bar(len(val_set), 0, "COCO eval", progress, unit="img")
+    try:
+        for i in range(len(val_set)):
+            if check_stop is not None:
+                check_stop()
+            img, _ = val_set[i]
+            ids, scores, boxes = detect(net, img, contexts[0], size, mean, std)
+            for c, s, (x1, y1, x2, y2) in zip(ids, scores, boxes):
+                results.append({"image_id": val_set.items[i][0],
+                                "category_id": val_set.cat_ids[c],
+                                "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+                                "score": float(s)})
+            bar.update(1)
+    finally:
+        bar.close()
+    if not results:
+        return dict.fromkeys(COCO_METRICS, 0.0)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(val_set.ann_file)
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.imgIds = val_set.image_ids
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {n: float(max(v, 0.0)) for n, v in zip(COCO_METRICS, ev.stats[:6])}
+
+
+class DetectorTask(Task):
+    """``train_set``/``val_set``: ``data.coco.COCOFormat``; ``augment`` "ssd" or "light";
+    ``mean``/``std`` the input normalisation (``std=None``: mean subtraction on 0-255 pixels);
+    ``on_fresh_start(net, contexts)`` runs once when the run starts from scratch (loading an
+    ImageNet backbone)."""
+    best_key = "val_AP"
+    curves = (("cls_loss", "box_loss", "train_loss"), ("val_AP", "val_AP50"))
+
+    def __init__(self, train_set, val_set, data_shape, augment="ssd", workers=2, seed=0,
+                 mean=PIXEL_MEAN, std=PIXEL_STD, on_fresh_start=None, title=""):
+        self.train_set, self.val_set, self.size = train_set, val_set, data_shape
+        self.augment, self.workers, self.seed = augment, workers, seed
+        self.mean, self.std, self.on_fresh_start, self.title = mean, std, on_fresh_start, title
+        from gluoncv.loss import SSDMultiBoxLoss
+        self.loss = SSDMultiBoxLoss()
+
+    def train_data(self, net, rank, num_workers, global_batch, contexts):
+        from gluoncv.data.batchify import Stack, Tuple
+        with autograd.train_mode():            # the anchors, computed where the net lives
+            _, _, anchors = net(mx.nd.zeros((1, 3, self.size, self.size), ctx=contexts[0]))
+        anchors = anchors.as_in_context(mx.cpu())
+        transform = ssd_train_transform(self.augment, self.size, anchors, self.mean, self.std)
+        sampler = EpochBatches(len(self.train_set), global_batch, True, self.seed, rank,
+                               num_workers, seeded_keys)
+        loader = gluon.data.DataLoader(SeededSamples(self.train_set, transform, self.seed),
+                                       batch_sampler=sampler,
+                                       batchify_fn=Tuple(Stack(), Stack(), Stack()),
+                                       num_workers=self.workers)
+        return LoaderBatches(loader, sampler)
+
+    def start_fresh(self, net, contexts):
+        if self.on_fresh_start is not None:
+            self.on_fresh_start(net, contexts)
+
+    def begin_epoch(self, net):
+        net.hybridize(static_alloc=True, static_shape=True)      # back to training mode
+
+    def forward(self, net, batch, contexts):
+        data, cls_t, box_t = batch
+        xs, cs, bs = (gluon.utils.split_and_load(a, contexts, even_split=False)
+                      for a in (data, cls_t, box_t))
+        preds = [net(x) for x in xs]
+        total, cls_l, box_l = self.loss([p[0] for p in preds], [p[1] for p in preds], cs, bs)
+        return total, (cls_l, box_l, data.shape[0])
+
+    def tally(self, what):
+        cls_l, box_l, images = what
+        cls = sum(float(l.mean().asscalar()) for l in cls_l)
+        box = sum(float(l.mean().asscalar()) for l in box_l)
+        return {"loss": cls + box, "cls": cls, "box": box, "images": images}
+
+    def gradient_divisor(self, global_batch, num_workers):
+        return num_workers                   # each worker's loss is normalised already: mean
+
+    def row(self, sums):
+        steps = max(sums.get("batches", 0), 1)
+        return {"cls_loss": sums.get("cls", 0.0) / steps, "box_loss": sums.get("box", 0.0) / steps,
+                "train_loss": sums.get("loss", 0.0) / steps}
+
+    def evaluate(self, net, contexts, progress, check_stop):
+        return evaluate_coco(net, self.val_set, contexts, self.size, progress, check_stop,
+                             self.mean, self.std)
+
+    def epoch_line(self, row):
+        aps = "  ".join("%s %.3f" % (k, row["val_" + k]) for k in ("AP", "AP50", "AP75")
+                        if "val_" + k in row)
+        return "cls %.3f  box %.3f  %s" % (row["cls_loss"], row["box_loss"], aps)
+
+    def export(self, net, prefix, ctx):
+        """Inference mode with NMS; the graph is traced once in that mode, then exported."""
+        from ..deploy import export
+        net.set_nms(**NMS)
+        net.hybridize()
+        net(mx.nd.zeros((1, 3, self.size, self.size), ctx=ctx))
+        return export(net, prefix, (1, 3, self.size, self.size), ctx=ctx)

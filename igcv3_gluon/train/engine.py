@@ -1,0 +1,422 @@
+"""The run engine: one training run of any kind of model, written once.
+
+``fit(task, net, run)`` owns everything a long run needs: the devices and the kvstore (or
+Horovod), initialisation, the optimiser, resuming from the last good checkpoint, the epoch
+loop with its progress bar and lr schedule, mixed precision, the non-finite-loss guard,
+interrupts, evaluation every ``val_interval`` epochs, the best model, per-epoch logs,
+checkpoints and curves, and the best/final export. A *task* (``train.classifier``,
+``train.detector``) supplies only what differs between kinds of model: its batches, the
+forward pass and loss, what it tallies, its evaluation, which metric is "best", its export.
+
+Resume is exact. Ctrl-C or SIGTERM only sets a flag; the run stops at the next batch
+boundary (never inside an update), saves a checkpoint there (parameters, optimizer state,
+position, the epoch's partial tallies) and exits 130. A stop during evaluation saves the
+finished epoch with its evaluation pending, which the resumed run does first. A second
+Ctrl-C stops at once, from the last complete checkpoint. After SIGKILL the run restarts from
+the last checkpoint; every epoch's data order and augmentation are drawn from
+``(seed, epoch)``, so the resumed run repeats the same batches and ends with the same
+parameters as an uninterrupted one (bit for bit on one device).
+"""
+import json
+import math
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from ..errors import UsageError
+from ..nn import he_normal
+from ..utils import (FolderBusy, FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
+                     progress_bar, say)
+from . import precision
+from .checkpoint import CheckpointManager
+from .context import make_cluster
+from .logbook import RunLog
+from .optim import SGDConfig, make_trainer
+from .schedule import LRSchedule
+
+__all__ = ["RunConfig", "Task", "fit", "seed_everything", "Stopped"]
+
+
+@dataclass
+class RunConfig:
+    """What a run is, as values (the command-line layer builds it from the flags)."""
+    out_dir: str
+    epochs: int
+    batch_size: int                       # global, over all devices and workers
+    schedule: LRSchedule
+    sgd: SGDConfig
+    contexts: list
+    kvstore: str = "device"
+    dtype: str = "float32"
+    seed: int = 0
+    val_interval: int = 1
+    resume: bool = True
+    progress: bool = True
+    stage: str = "epoch"                  # label of the progress bar and epoch lines
+    export_name: str = "model"            # export/<export_name>-symbol.json
+    record: dict = field(default_factory=dict)     # config.json
+    identity: tuple = ()                  # keys of ``record`` a run found in out_dir must share
+
+
+class Task:
+    """What differs between kinds of model. ``best_key`` is the logged metric to maximise;
+    ``curves`` the log keys drawn left (losses) and right (accuracies)."""
+    best_key = "val_acc"
+    curves = (("train_loss",), ("train_acc", "val_acc"))
+    title = ""
+
+    def train_data(self, net, rank, num_workers, global_batch, contexts):
+        """Batches of this worker: ``set_epoch(epoch, start_batch)``, ``batches_per_epoch``,
+        iteration."""
+        raise NotImplementedError
+
+    def start_fresh(self, net, contexts):
+        """Called once when a run starts from scratch (not when it resumes)."""
+
+    def begin_epoch(self, net):
+        """Called before every epoch's first batch."""
+
+    def forward(self, net, batch, contexts):
+        """Under ``autograd.record``: ``(losses to backpropagate, what to tally)``."""
+        raise NotImplementedError
+
+    def tally(self, what):
+        """Numbers of one batch (a dict of floats; ``loss`` is checked for NaN)."""
+        raise NotImplementedError
+
+    def gradient_divisor(self, global_batch, num_workers):
+        """The divisor of the gradients summed over every device and worker."""
+        raise NotImplementedError
+
+    def row(self, sums):
+        """The epoch's training statistics from the summed tallies."""
+        raise NotImplementedError
+
+    def evaluate(self, net, contexts, progress, check_stop):
+        """Validation metrics (``check_stop()`` between batches lets an interrupt through)."""
+        raise NotImplementedError
+
+    def epoch_line(self, row):
+        return ""
+
+    def export(self, net, prefix, ctx):
+        raise NotImplementedError
+
+
+class Stopped(Exception):
+    """Raised at a batch boundary after Ctrl-C / SIGTERM."""
+
+
+class _StopFlag:
+    """Ctrl-C / SIGTERM set ``requested``; a second one raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        say("stopping at the end of this batch (press Ctrl-C again to stop at once, from the "
+            "last complete checkpoint)")
+
+    def check(self):
+        if self.requested:
+            raise Stopped
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def _check_same_run(log, run):
+    old = log.load_config()
+    if old is None:
+        return
+    diff = [k for k in run.identity if old.get(k) != run.record.get(k)]
+    if diff:
+        raise UsageError("%s holds a run with different %s (%s); use another output folder"
+                         % (log.out_dir, ", ".join(diff),
+                            ", ".join("%s=%s" % (k, old.get(k)) for k in diff)))
+
+
+def _optimizer_snapshot(trainer):
+    """The trainer's optimizer state as bytes (to restore later with ``_restore``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "states")
+        trainer.save_states(path)
+        with open(path, "rb") as fh:
+            return fh.read()
+
+
+def _restore(trainer, states):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "states")
+        with open(path, "wb") as fh:
+            fh.write(states)
+        trainer.load_states(path)
+
+
+def _loss_scale(trainer):
+    scaler = getattr(trainer, "_amp_loss_scaler", None)      # AMP's (float16) dynamic scale
+    return None if scaler is None else float(scaler.loss_scale)
+
+
+def fit(task, net, run, initialize=True, session=None):
+    """Train ``net`` on ``task`` as ``run`` says; returns the run summary (a dict).
+
+    ``initialize=False`` continues from the weights ``net`` holds (a second stage, e.g.
+    ImageNet retraining); pass the same ``session`` dict to both stages so that the second
+    reuses the first one's cluster and Trainer (a ``dist_*`` kvstore cannot initialise its
+    keys twice); a second stage starting fresh gets fresh momentum. When ``fit`` returns,
+    ``net`` holds the final weights."""
+    session = {} if session is None else session
+    try:
+        cluster = session.get("cluster") or make_cluster(run.kvstore, run.contexts)
+        worker_batch = cluster.worker_batch(run.batch_size)
+    except ValueError as err:
+        raise UsageError(str(err))
+    session["cluster"] = cluster
+    lock = FolderLock(run.out_dir) if cluster.is_main else None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except FolderBusy as busy:
+            raise UsageError("%s is in use by a run still going (process %s): wait for it to "
+                             "end, stop it, or use another output folder"
+                             % (busy.folder, busy.pid))
+    try:
+        return _fit(task, net, run, cluster, worker_batch, initialize, session)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _fit(task, net, run, cluster, worker_batch, initialize, session):
+    contexts = cluster.contexts
+    log = RunLog(run.out_dir, enabled=cluster.is_main)
+    ckpts = CheckpointManager(os.path.join(run.out_dir, "checkpoints"))
+    _check_same_run(log, run)
+    seed_everything(run.seed)
+    if initialize:
+        net.initialize(he_normal(), ctx=contexts, force_reinit=True)
+    net.hybridize(static_alloc=True, static_shape=True)
+    if "trainer" not in session:
+        session["trainer"] = make_trainer(net, cluster, run.sgd, run.dtype)
+        session["fresh_states"] = _optimizer_snapshot(session["trainer"])
+    trainer = session["trainer"]
+    with ignore_interrupts():              # loader worker processes leave Ctrl-C to us
+        data = task.train_data(net, cluster.rank, cluster.num_workers, run.batch_size, contexts)
+    per_epoch = data.batches_per_epoch
+    if per_epoch == 0:
+        raise UsageError("the training set has fewer images per worker than the global batch "
+                         "of %d allows (%d per worker)" % (run.batch_size, worker_batch))
+
+    record = ckpts.latest(log=say) if run.resume else None
+    if record is None and not run.resume and ckpts.any():
+        raise UsageError("%s already holds checkpoints and resuming was refused (--no-resume); "
+                         "use another output folder" % run.out_dir)
+    state = dict(done=0, start=0, best={"value": None, "epoch": 0}, partial=None, pending=None)
+    if record is not None:
+        try:
+            ckpts.load(record, net, trainer, ctx=contexts)
+        except (AssertionError, mx.MXNetError, ValueError) as err:
+            raise UsageError("checkpoint %s does not fit this network (%s); it was written by "
+                             "another version of the code or architecture: use another output "
+                             "folder" % (record["files"]["params"], str(err).split(",")[0][:120]))
+        state.update(done=record["epochs_done"], start=record["batch"],
+                     best=record.get("best") or state["best"], partial=record.get("partial"),
+                     pending=record.get("pending"))
+        log.truncate(state["done"])
+        say("resuming %s from %s: %d epoch(s) done%s" % (
+            run.out_dir, record["files"]["params"], state["done"],
+            ", %d batch(es) into the next" % state["start"] if state["start"] else
+            (", its evaluation pending" if state["pending"] else "")))
+    else:
+        if not initialize and session.get("fresh_states"):
+            _restore(trainer, session["fresh_states"])        # a new stage: fresh momentum
+        task.start_fresh(net, contexts)
+    cluster.broadcast(net)
+
+    record_config = dict(run.record, contexts=[str(c) for c in contexts],
+                         num_workers=cluster.num_workers, kvstore=run.kvstore, dtype=run.dtype,
+                         schedule=run.schedule.describe(), wd_on=run.sgd.wd_on)
+    if cluster.is_main:
+        log.save_config(record_config)
+        say("run %s: %s" % (run.out_dir, json.dumps(
+            {k: record_config[k] for k in sorted(record_config) if k != "contexts"})))
+
+    loop = _Loop(task, net, run, cluster, trainer, data, per_epoch, log, ckpts, state)
+    try:
+        with _StopFlag() as stop:
+            loop.stop = stop
+            loop.run()
+    except Stopped:
+        raise UsageError(loop.stopped_message, code=130)
+    except KeyboardInterrupt:
+        raise UsageError("interrupted; the last complete checkpoint in %s is used when you run "
+                         "the same command again" % ckpts.directory, code=130)
+    return _finish(task, net, run, cluster, log, state)
+
+
+class _Loop:
+    """The epoch loop of one run (state: ``done`` epochs, ``start`` batch, ``best``,
+    ``partial`` tallies of an interrupted epoch, ``pending`` row awaiting evaluation)."""
+
+    def __init__(self, task, net, run, cluster, trainer, data, per_epoch, log, ckpts, state):
+        self.task, self.net, self.run_cfg, self.cluster = task, net, run, cluster
+        self.trainer, self.data, self.per_epoch = trainer, data, per_epoch
+        self.log, self.ckpts, self.state = log, ckpts, state
+        self.stop = None
+        self.stopped_message = ""
+        self.progress = run.progress and cluster.is_main
+
+    def save(self, done, batch, **extra):
+        if self.cluster.is_main:
+            self.ckpts.save(self.net, self.trainer, done, batch, best=self.state["best"],
+                            seed=self.run_cfg.seed, loss_scale=_loss_scale(self.trainer),
+                            **extra)
+
+    def run(self):
+        run, state = self.run_cfg, self.state
+        if state["pending"] is not None:                 # stopped during its evaluation
+            self.finish_epoch(state["done"] - 1, state["pending"])
+            state["pending"] = None
+        for epoch in range(state["done"], run.epochs):
+            row = self.train_epoch(epoch, state["start"], state["partial"])
+            state["start"], state["partial"] = 0, None
+            self.finish_epoch(epoch, row)
+            if self.stop.requested and epoch + 1 < run.epochs:
+                self.stopped_message = ("interrupted after %s %d; saved to %s: run the same "
+                                        "command again to continue"
+                                        % (run.stage, epoch + 1, self.ckpts.directory))
+                raise Stopped
+
+    def train_epoch(self, epoch, start, partial):
+        run, task, net, trainer = self.run_cfg, self.task, self.net, self.trainer
+        contexts = self.cluster.contexts
+        divisor = self.cluster.gradient_divisor(
+            task.gradient_divisor(run.batch_size, self.cluster.num_workers))
+        self.data.set_epoch(epoch, start)
+        task.begin_epoch(net)
+        sums = dict(partial or {})
+        done, seen, tic = start, 0, time.time()
+        bar = progress_bar(self.per_epoch, start, "%s %d/%d" % (run.stage, epoch + 1, run.epochs),
+                           self.progress)
+        try:
+            for batch in self.data:
+                trainer.set_learning_rate(run.schedule(epoch + done / self.per_epoch))
+                with autograd.record():
+                    losses, what = task.forward(net, batch, contexts)
+                with precision.scale_loss(losses, trainer, run.dtype) as scaled:
+                    autograd.backward(scaled)
+                trainer.step(divisor)
+                numbers = task.tally(what)
+                if not math.isfinite(numbers["loss"]):
+                    last = self.ckpts.latest()
+                    raise UsageError(
+                        "loss is %s at %s %d, batch %d: stopped; the last good checkpoint is %s "
+                        "(lower --lr or add --warmup-epochs, then re-run to resume from it)"
+                        % (numbers["loss"], run.stage, epoch + 1, done + 1,
+                           last["files"]["params"] if last else "none yet"), code=3)
+                for key, value in numbers.items():
+                    sums[key] = sums.get(key, 0.0) + value
+                sums["batches"] = sums.get("batches", 0) + 1
+                done += 1
+                seen += numbers.get("images", 0)
+                bar.update(1)
+                bar.set_postfix(task.row(sums), refresh=False)
+                if self.stop.requested:
+                    self.save(epoch, done, partial=sums)
+                    self.stopped_message = (
+                        "interrupted in %s %d after %d batch(es); saved to %s: run the same "
+                        "command again to continue" % (run.stage, epoch + 1, done,
+                                                       self.ckpts.directory))
+                    raise Stopped
+        finally:
+            bar.close()
+        mx.nd.waitall()        # the last backward's BatchNorm statistics, before anyone reads
+        seconds = time.time() - tic
+        row = dict(epoch=epoch + 1, lr=trainer.learning_rate, **task.row(sums),
+                   images=int(sums.get("images", 0)), img_per_s=seen / max(seconds, 1e-9))
+        return row
+
+    def finish_epoch(self, epoch, row):
+        run, state = self.run_cfg, self.state
+        if (epoch + 1) % run.val_interval == 0 or epoch + 1 == run.epochs:
+            try:
+                metrics = self.task.evaluate(self.net, self.cluster.contexts, self.progress,
+                                             self.stop.check)
+            except Stopped:
+                self.save(epoch + 1, 0, pending=row)
+                self.stopped_message = ("interrupted during the evaluation after %s %d; saved "
+                                        "to %s: run the same command again to continue"
+                                        % (run.stage, epoch + 1, self.ckpts.directory))
+                raise
+            row.update({"val_" + k: v for k, v in metrics.items()})
+            value = row.get(self.task.best_key)
+            if value is not None and (state["best"]["value"] is None
+                                      or value > state["best"]["value"]):
+                state["best"] = {"value": value, "epoch": epoch + 1}
+                if self.cluster.is_main:
+                    atomic_write(os.path.join(run.out_dir, "best.params"),
+                                 self.net.save_parameters)
+        self.log.append(row)
+        self.save(epoch + 1, 0)
+        if self.cluster.is_main:
+            say("%s %d/%d  %s  %.0f img/s  lr %.3g" % (run.stage, epoch + 1, run.epochs,
+                                                     self.task.epoch_line(row),
+                                                     row["img_per_s"], row["lr"]))
+            self.log.plot(self.task.curves[0], self.task.curves[1], title=self.task.title)
+
+
+def _finish(task, net, run, cluster, log, state):
+    """Final weights and exports (best and final); ``net`` keeps the final weights."""
+    mx.nd.waitall()
+    key = task.best_key
+    records = log.records() if cluster.is_main else []
+    summary = {k: run.record[k] for k in ("model", "dataset", "stage") if k in run.record}
+    summary.update(out_dir=run.out_dir, seed=run.seed, epochs=run.epochs, rank=cluster.rank,
+                   best_metric=key, best_epoch=state["best"]["epoch"])
+    summary["best_" + key] = state["best"]["value"]
+    summary["final_" + key] = next((r[key] for r in reversed(records) if key in r), None)
+    if cluster.distributed:                  # every worker's final weights, to compare
+        net.save_parameters(os.path.join(run.out_dir, "final-rank%d.params" % cluster.rank))
+    if not cluster.is_main:
+        return summary
+    ctx = cluster.contexts[0]
+    final_params = os.path.join(run.out_dir, "final.params")
+    best_params = os.path.join(run.out_dir, "best.params")
+    atomic_write(final_params, net.save_parameters)
+    prefix = os.path.join(run.out_dir, "export", run.export_name)
+    sym, params = task.export(net, prefix + "-final", ctx)
+    summary["final_export"] = {"symbol": sym, "params": params}
+    if os.path.isfile(best_params):
+        net.load_parameters(best_params, ctx=cluster.contexts)
+    sym, params = task.export(net, prefix, ctx)
+    summary["export"] = {"symbol": sym, "params": params}
+    net.load_parameters(final_params, ctx=cluster.contexts)
+    summary["curves"] = os.path.join(run.out_dir, "curves.png")
+    atomic_write_json(os.path.join(run.out_dir, "summary.json"), summary)
+    return summary

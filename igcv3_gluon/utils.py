@@ -1,0 +1,179 @@
+"""Neutral helpers every package may use (nothing here imports from igcv3_gluon):
+messages for a person, atomic file writes, figures, progress bars, signal handling and a
+per-folder lock."""
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+
+__all__ = ["say", "atomic_write", "atomic_write_json", "sha256", "save_figure", "progress_bar",
+           "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl"]
+
+
+def say(message):
+    """Progress text for a person: stderr, flushed (stdout stays for results)."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (after an fsync), so that a
+    killed process never leaves a half-written ``path``."""
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_write_json(path, obj, **dump_kwargs):
+    """``atomic_write`` of ``obj`` as indented JSON."""
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1, **dump_kwargs)
+    atomic_write(path, write)
+
+
+def read_jsonl(path):
+    """The JSON objects of a ``.jsonl`` file, one per line; a line cut short by a killed
+    writer (the last one) is dropped. A missing file reads as no records."""
+    if not os.path.isfile(path):
+        return []
+    out = []
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+    return out
+
+
+def save_figure(fig, path, dpi=100):
+    """Write a matplotlib figure as PNG atomically and close it; returns ``path``."""
+    import matplotlib.pyplot as plt
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi,
+                                                   bbox_inches="tight"))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def progress_bar(total, initial=0, desc="", enabled=True, unit="batch"):
+    """A tqdm bar on a terminal; nothing when stderr is a file or pipe (logs stay readable)."""
+    from tqdm import tqdm
+    enabled = enabled and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False,
+                dynamic_ncols=True, unit=unit)
+
+
+def _main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Hold SIGINT / SIGTERM until the block ends, then hand them to the handler that was in
+    place (Python's default raises KeyboardInterrupt; a training run's sets its stop flag)."""
+    if not _main_thread():
+        yield
+        return
+    caught = []
+    old = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum))
+           for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    for signum in caught:
+        handler = old[signum]
+        if callable(handler):
+            handler(signum, None)
+        else:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def ignore_interrupts():
+    """SIGINT ignored inside the block: processes forked here (data-loading workers) inherit
+    it, so a Ctrl-C on the terminal reaches only the main process, which stops cleanly."""
+    if not _main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+class FolderBusy(Exception):
+    """Another live process holds the folder's lock; ``pid`` is that process."""
+
+    def __init__(self, folder, pid):
+        super().__init__("%s is in use by process %s" % (folder, pid))
+        self.folder, self.pid = folder, pid
+
+
+class FolderLock:
+    """An exclusive lock on ``folder/.lock`` (``fcntl.flock``): held while the process lives
+    and released by the kernel when it dies, even by SIGKILL, so no stale lock is left.
+    The file holds the owner's pid, for the message of whoever finds it taken."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, ".lock")
+        self._fh = None
+
+    def acquire(self):
+        import fcntl
+        os.makedirs(self.folder, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            fh.seek(0)
+            pid = fh.read().strip() or "?"
+            fh.close()
+            raise FolderBusy(self.folder, pid)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def release(self):
+        if self._fh is not None:
+            import fcntl
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()

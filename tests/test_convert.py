@@ -1,0 +1,125 @@
+"""Published weights (issue 11): the authors' released graph rebuilt name for name, their
+checkpoint and imgclsmob's weights converted into our networks with equal logits."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igcv3_gluon
+from conftest import ROOT
+from igcv3_gluon.deploy.reference import authors_net, authors_symbol, save_authors_checkpoint
+from igcv3_gluon.nn import init_like_trained
+
+FACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "authors")
+
+
+def convert(*args):
+    return subprocess.run([sys.executable, "-m", "igcv3_gluon.convert"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def rows(name):
+    with open(os.path.join(FACTS, name)) as fh:
+        return [tuple(l.rstrip("\n").split("\t")) for l in fh if not l.startswith("#")]
+
+
+def test_reference_graph_is_the_authors_released_graph():
+    """Every argument and auxiliary state (name, shape) and every operator (name, attributes,
+    inputs) of the released igcv3-symbol.json, in order (facts in tests/data/authors)."""
+    sym = authors_symbol("igcv3_d", softmax=True)
+    args, _, aux = sym.infer_shape(data=(1, 3, 224, 224))
+    ours = [("arg", n, "x".join(map(str, s))) for n, s in zip(sym.list_arguments(), args)
+            if n not in ("data", "softmax_label")]
+    ours += [("aux", n, "x".join(map(str, s))) for n, s in zip(sym.list_auxiliary_states(), aux)]
+    assert ours == rows("igcv3_d-params.tsv")
+    nodes = json.loads(sym.tojson())["nodes"]
+    ops = [(n["op"], n["name"], json.dumps(n.get("attrs", {}), sort_keys=True),
+            ",".join(nodes[i[0]]["name"] for i in n["inputs"]
+                     if nodes[i[0]]["op"] != "null" or nodes[i[0]]["name"] == "data"))
+           for n in nodes if n["op"] != "null"]
+    assert ops == rows("igcv3_d-layers.tsv")
+    assert len(ops) == 355
+
+
+@pytest.fixture(scope="module")
+def authors_checkpoint(tmp_path_factory):
+    """A checkpoint in the authors' format (their names, their SoftmaxOutput head) with random
+    weights and non-trivial BatchNorm statistics."""
+    prefix = str(tmp_path_factory.mktemp("authors") / "igcv3")
+    source = authors_net(seed=3)
+    save_authors_checkpoint(source, prefix)
+    return prefix, source
+
+
+def test_authors_checkpoint_converts_with_equal_logits(authors_checkpoint, tmp_path, tiny_rec):
+    prefix, source = authors_checkpoint
+    out = str(tmp_path / "igcv3_d_1.0.params")
+    proc = convert("authors", prefix, out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "98 convolutions, 98 BatchNorms, 1 FC" in proc.stdout
+    # our network (plain BatchNorm: the source's kernels) gives the source's logits
+    net = igcv3_gluon.get_model("igcv3_d_1.0", norm_layer=mx.gluon.nn.BatchNorm)
+    net.load_parameters(out)
+    x = mx.nd.array(np.random.RandomState(7).uniform(-1, 1, (2, 3, 224, 224)))
+    want = source(x).asnumpy()
+    assert np.abs(want).max() > 1.0                          # a comparison that can fail
+    assert np.abs(net(x).asnumpy() - want).max() <= 1e-4 * np.abs(want).max()
+    # the default (CPU) form loads the same file; train_imagenet.py evaluates it
+    igcv3_gluon.get_model("igcv3_d_1.0").load_parameters(out)
+    ev = subprocess.run([sys.executable, "train_imagenet.py", "--eval-only", "--params", out,
+                         "--rec-val", tiny_rec["val"] + ".rec", "--num-classes", "1000",
+                         "--no-progress", "--data-nthreads", "1"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert re.search(r"\(40 images\): top-1 [\d.]+%  top-5 [\d.]+%", ev.stdout), ev.stdout
+
+
+def test_bad_sources_are_one_line_errors(authors_checkpoint, tmp_path):
+    prefix, _ = authors_checkpoint
+    corrupt = tmp_path / "bad"
+    (tmp_path / "bad-symbol.json").write_text(open(prefix + "-symbol.json").read())
+    (tmp_path / "bad-0000.params").write_bytes(b"\x00" * 64)
+    cases = [
+        (["authors", prefix, str(tmp_path / "o.params"), "--model", "igcv3_w_1.0"],
+         r"differs from igcv3_w at layer 2: first-3x3-conv-conv2d|differs from igcv3_w"),
+        (["authors", str(corrupt), str(tmp_path / "o.params")],
+         "bad-0000.params is not an MXNet parameter file"),
+        (["authors", str(tmp_path / "nothing"), str(tmp_path / "o.params")],
+         "nothing-symbol.json does not exist"),
+        (["imgclsmob", prefix + "-0000.params", str(tmp_path / "o.params"), "--model",
+          "mobilenetv2_1.0"], "no imgclsmob counterpart"),
+    ]
+    for args, message in cases:
+        proc = convert(*args)
+        assert proc.returncode == 2, (args, proc.stderr[-1500:])
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        assert len(lines) == 1 and re.search(message, lines[0]), proc.stderr
+        assert not os.path.exists(tmp_path / "o.params")
+
+
+@pytest.mark.parametrize("ours, theirs", [("igcv3_d_1.0", "igcv3_w1"),
+                                          ("igcv3_d_0.25", "igcv3_wd4")])
+def test_imgclsmob_weights_convert_with_equal_logits(tmp_path, ours, theirs):
+    from gluoncv2.model_provider import get_model as imgclsmob_model
+    from igcv3_gluon.complexity import count
+    assert count(igcv3_gluon.get_model(ours)) == count(imgclsmob_model(theirs))
+    source = init_like_trained(imgclsmob_model(theirs), seed=5)
+    src = str(tmp_path / ("%s.params" % theirs))
+    source.save_parameters(src)
+    out = str(tmp_path / ("%s.params" % ours))
+    proc = convert("imgclsmob", src, out, "--model", ours)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    net = igcv3_gluon.get_model(ours, norm_layer=mx.gluon.nn.BatchNorm)
+    net.load_parameters(out)
+    x = mx.nd.array(np.random.RandomState(7).uniform(-1, 1, (2, 3, 224, 224)))
+    want = source(x).asnumpy()
+    assert np.abs(net(x).asnumpy() - want).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    # a width that is not this file's: one line naming the first layer that differs
+    wrong = convert("imgclsmob", src, str(tmp_path / "x.params"), "--model",
+                    "igcv3_d_0.5" if ours != "igcv3_d_0.5" else "igcv3_d_1.0")
+    assert wrong.returncode == 2 and ("differs" in wrong.stderr or "does not fit" in wrong.stderr)
