@@ -15,7 +15,7 @@ import mxnet as mx
 from .data.coco import COCOFormat, coco_split_paths
 from .errors import UsageError, exit_on_usage_error
 from .nn import norm_layer_for
-from .runs import adopt_run_settings, resolve_weights
+from .runs import adopt_run_settings, record_evaluation, resolve_weights
 from .train.cli import flags_record, model_kwargs, parser_for, run_config, validate_common_args
 from .train.detector import NMS, DetectorTask, detect, evaluate_coco
 from .train.engine import fit
@@ -177,6 +177,11 @@ def main(argv=None):
         coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress)
         print("COCO mAP on %s (%d images): %s" % (val_set.ann_file, len(val_set), "  ".join(
             "%s %.1f" % (k, 100 * v) for k, v in coco.items())))
+        path = record_evaluation(args.params_file, config, args.out_dir, coco,
+                                 dict(model=args.model, dataset="coco",
+                                      multiplier=args.multiplier, data_shape=args.data_shape,
+                                      val_ann=os.path.basename(val_set.ann_file)))
+        say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
         return 0
     train_set = train_sets[0] if len(train_sets) == 1 else _union(train_sets)
     say("training on %d images (%s), validating on %d; classes: %s" % (

@@ -28,7 +28,7 @@ from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordIm
                             check_record_pair, read_labels, short_sides, train_augmentation)
 from .errors import UsageError, exit_on_usage_error
 from .nn import norm_layer_for
-from .runs import adopt_run_settings, resolve_weights
+from .runs import adopt_run_settings, record_evaluation, resolve_weights
 from .train.classifier import ClassifierTask, topk_accuracy
 from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
@@ -227,6 +227,12 @@ def evaluate_params(args, net):
                            not args.no_progress)
     print("%s on %s (%d images): top-1 %.2f%%  top-5 %.2f%%" % (
         args.model, args.rec_val, args.val_images, 100 * result["acc"], 100 * result["top5"]))
+    path = record_evaluation(args.params_file, args.weights_config, args.out_dir, result,
+                             dict(model=args.model, dataset="imagenet", classes=args.num_classes,
+                                  multiplier=args.multiplier, depths=args.depths,
+                                  groups=args.groups, relu=args.relu, p2=args.p2,
+                                  val_rec=os.path.basename(args.rec_val)))
+    say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
     return result
 
 
@@ -295,6 +301,7 @@ def main(argv=None):
         if not args.params:
             raise UsageError("--eval-only needs --params (a .params file or a run folder)")
         args.params_file, found = resolve_weights(args.params, "--params")
+        args.weights_config = found
         adopt_run_settings(args, parser, found, ("model", "multiplier", "depths", "groups",
                                                  "relu", "p2", "input_size", "recipe"))
         if found and args.num_classes is None:

@@ -9,6 +9,7 @@ The tables are data (``TABLES``); sizes come from ``igcv3_gluon.complexity`` on 
 models, accuracies from the ``config.json`` + ``log.jsonl`` that the training scripts write.
 """
 import argparse
+import json
 import os
 import sys
 from collections import defaultdict
@@ -163,25 +164,49 @@ def row_command(row, dataset, table):
     return None
 
 
-def _key(model, dataset, flags):
-    """What identifies a row's runs: model, data set and the architecture flags (a run with a
-    changed width or depth is not a paper row)."""
+STAGES = ("train", "retrain")       # ImageNet: before and after the 50 retraining epochs
+# the authors' README gives both numbers for IGCV3-D 1.0: 70.6 before, 72.2 after retraining
+PAPER_BEFORE_RETRAINING = {"igcv3_d_1.0": 70.6}
+
+
+def _key(model, dataset, flags, stage="train"):
+    """What identifies a row's runs: model, data set, the architecture flags (a run with a
+    changed width or depth is not a paper row) and the stage (ImageNet's training and
+    retraining are two numbers, not two seeds)."""
     return (model, dataset, flags.get("relu") or "dw", flags.get("groups") or "default",
-            bool(flags.get("p2")), flags.get("multiplier"), flags.get("depths"))
+            bool(flags.get("p2")), flags.get("multiplier"), flags.get("depths"), stage)
+
+
+def _metric(dataset, record):
+    """The number a table reports, in percent: COCO mAP for detection, top-1 otherwise."""
+    value = record.get("val_AP" if dataset == "coco" else "val_acc")
+    if value is None:
+        value = record.get("AP" if dataset == "coco" else "acc")
+    return None if value is None else 100.0 * value
 
 
 def collect_runs(runs_dir):
-    """Finished runs under ``runs_dir`` -> ``{key: [final top-1 (%) per seed]}``; a run is
-    finished when its log holds the configured number of epochs."""
+    """Finished runs under ``runs_dir`` -> ``{key: [number (%) per run]}``. A training run
+    counts when its log holds the configured number of epochs (its last evaluation); an
+    ``evaluation.json`` (written by ``--eval-only``) beside a run's config replaces it."""
     from .models import list_models
     from .runs import run_config_of
     from .utils import read_jsonl
     found = defaultdict(list)
     for root, _, files in os.walk(runs_dir):
-        if "config.json" not in files or "log.jsonl" not in files:
+        if "config.json" not in files:
             continue
-        config, records = run_config_of(root), read_jsonl(os.path.join(root, "log.jsonl"))
-        if not records or records[-1].get("epoch") != config.get("epochs"):
+        config = run_config_of(root)
+        dataset = config.get("dataset", "imagenet")
+        number = None
+        if "evaluation.json" in files:
+            with open(os.path.join(root, "evaluation.json")) as fh:
+                number = _metric(dataset, json.load(fh))
+        elif "log.jsonl" in files:
+            records = read_jsonl(os.path.join(root, "log.jsonl"))
+            if records and records[-1].get("epoch") == config.get("epochs"):
+                number = _metric(dataset, records[-1])
+        if number is None:
             continue
         flags = {k: config.get(k) for k in ("relu", "groups", "p2", "multiplier", "depths")}
         model = config.get("model")
@@ -189,8 +214,7 @@ def collect_runs(runs_dir):
             default = ",".join(str(g) for g in _default_groups(model))
             if flags["groups"].replace(" ", "") == default:
                 flags["groups"] = None
-        dataset = config.get("dataset", "imagenet")
-        found[_key(model, dataset, flags)].append(100.0 * records[-1]["val_acc"])
+        found[_key(model, dataset, flags, config.get("stage") or "train")].append(number)
     return dict(found)
 
 
@@ -240,9 +264,11 @@ def table_markdown(number, results=None, commands=True):
                       "-" if not row.madds else "%.0fM" % (row.madds / 1e6)]
         for ds in table["columns"]:
             model = row.model if ds.startswith("cifar") else (row.imagenet_model or row.model)
-            accs = results.get(_key(model, ds, row.flags), [])
-            cells += [_fmt_paper(row.paper.get(ds)),
-                      _fmt_ours(accs) if row.paper.get(ds) is not None else "-"]
+            paper = _fmt_paper(row.paper.get(ds))
+            if ds == "imagenet" and model in PAPER_BEFORE_RETRAINING:
+                paper += " (before retraining %.1f)" % PAPER_BEFORE_RETRAINING[model]
+            cells += [paper, _fmt_row_ours(results, model, ds, row.flags)
+                      if row.paper.get(ds) is not None else "-"]
             if commands and row.paper.get(ds) is not None:
                 cmd = row_command(row, ds, number)
                 if cmd:
@@ -254,6 +280,23 @@ def table_markdown(number, results=None, commands=True):
     return "\n".join(lines)
 
 
+def _stages(results, model, dataset, flags):
+    """``(final numbers, numbers before retraining)``: ImageNet's final number is the
+    retrained one when a retraining stage finished, else the training stage's."""
+    trained = results.get(_key(model, dataset, flags, "train"), [])
+    retrained = results.get(_key(model, dataset, flags, "retrain"), [])
+    return (retrained, trained) if retrained else (trained, [])
+
+
+def _fmt_row_ours(results, model, dataset, flags):
+    final, before = _stages(results, model, dataset, flags)
+    if dataset != "imagenet" or not final:
+        return _fmt_ours(final)
+    if not before:
+        return "%s before retraining" % _fmt_ours(final)
+    return "%s after retraining; %s before" % (_fmt_ours(final), _fmt_ours(before))
+
+
 def bar_chart(results, path):
     """Paper vs ours, every row with both, as grouped bars (PNG)."""
     import matplotlib
@@ -263,8 +306,9 @@ def bar_chart(results, path):
     for number, table in sorted(TABLES.items()):
         for row in table["rows"]:
             for ds in table["columns"]:
-                model = row.model if ds.startswith("cifar") else row.imagenet_model
-                accs = results.get(_key(model, ds, row.flags))
+                model = row.model if ds.startswith("cifar") else (row.imagenet_model or
+                                                                  row.model)
+                accs = _stages(results, model, ds, row.flags)[0]
                 value = row.paper.get(ds)
                 if accs and value is not None:
                     labels.append("T%d %s\n%s" % (number, row.label, DATASETS[ds]))
@@ -278,7 +322,7 @@ def bar_chart(results, path):
     ax.bar(x + 0.2, ours, 0.4, label="ours")
     ax.set_xticks(x)
     ax.set_xticklabels(labels, fontsize=7)
-    ax.set_ylabel("top-1 (%)")
+    ax.set_ylabel("top-1 or COCO mAP (%)")
     ax.legend()
     fig.tight_layout()
     from .utils import save_figure
@@ -322,7 +366,11 @@ complementary checker finds every block of the row's network dense, our networks
 (counted on the graph, `igcv3_gluon.complexity`) beside the paper's figures, the paper's
 accuracies, and the command that trains each row with the paper's recipe (the scripts'
 defaults). After training, `python -m igcv3_gluon.reproduce --collect runs/ [--plot bars.png]`
-fills the "ours" columns with mean ± std over the seeds found.
+fills the "ours" columns with mean ± std over the runs found: CIFAR over the seeds;
+ImageNet as the authors report it, after the 50 retraining epochs and before them (the
+training and retraining stages are two numbers, never averaged); COCO as mAP. An
+`--eval-only` result (`evaluation.json`, e.g. of converted published weights) counts as its
+folder's number.
 
 **Status.** Parameter counts and MAdds: verified here (tests/test_reproduce.py). Accuracies:
 not yet run. CIFAR rows need the CIFAR data and days of GPU time per row (400 epochs x 5

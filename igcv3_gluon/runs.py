@@ -10,7 +10,8 @@ import os
 
 from .errors import UsageError
 
-__all__ = ["resolve_weights", "run_config_of", "adopt_run_settings"]
+__all__ = ["resolve_weights", "run_config_of", "run_folder_of", "adopt_run_settings",
+           "record_evaluation"]
 
 
 def run_config_of(folder):
@@ -41,11 +42,19 @@ def resolve_weights(path, flag="--params"):
                          "finished an epoch?)" % (flag, path))
     if not os.path.isfile(path):
         raise UsageError("%s %s does not exist" % (flag, path))
-    folder = os.path.dirname(os.path.abspath(path))
-    config = run_config_of(folder)
-    if config is None and os.path.basename(folder) == "export":
-        config = run_config_of(os.path.dirname(folder))
-    return path, config
+    folder = run_folder_of(path)
+    return path, None if folder is None else run_config_of(folder)
+
+
+def run_folder_of(params_file):
+    """The run folder a weights file belongs to (its own folder, or the run above its
+    ``export/``), or None."""
+    folder = os.path.dirname(os.path.abspath(params_file))
+    if run_config_of(folder) is not None:
+        return folder
+    if os.path.basename(folder) == "export" and run_config_of(os.path.dirname(folder)):
+        return os.path.dirname(folder)
+    return None
 
 
 def adopt_run_settings(args, parser, config, keys):
@@ -58,3 +67,27 @@ def adopt_run_settings(args, parser, config, keys):
                 and getattr(args, key) == parser.get_default(key):
             setattr(args, key, config[key])
     return args
+
+
+def record_evaluation(params_file, config, out_dir, metrics, facts):
+    """Write an ``--eval-only`` result as ``evaluation.json`` where the reproduction report
+    (``reproduce --collect``) finds it: in the run folder the weights came from, else in
+    ``out_dir`` beside a ``config.json`` describing what was evaluated (``facts``: model,
+    dataset, ...). Returns the path written."""
+    from .utils import atomic_write_json
+    folder = run_folder_of(params_file)
+    if config is None or folder is None:
+        folder = out_dir
+        existing = run_config_of(folder)
+        if existing is not None and existing.get("model") != facts.get("model"):
+            raise UsageError("%s holds a run of %s; give --out-dir a folder for this "
+                             "evaluation of %s" % (folder, existing.get("model"),
+                                                   facts.get("model")))
+        if existing is None:
+            os.makedirs(folder, exist_ok=True)
+            atomic_write_json(os.path.join(folder, "config.json"),
+                              dict(facts, stage=facts.get("stage", "train"),
+                                   evaluated=os.path.abspath(params_file)), sort_keys=True)
+    path = os.path.join(folder, "evaluation.json")
+    atomic_write_json(path, dict(metrics, params=os.path.abspath(params_file)), sort_keys=True)
+    return path

@@ -73,10 +73,15 @@ def test_authors_checkpoint_converts_with_equal_logits(authors_checkpoint, tmp_p
     igcv3_gluon.get_model("igcv3_d_1.0").load_parameters(out)
     ev = subprocess.run([sys.executable, "train_imagenet.py", "--eval-only", "--params", out,
                          "--rec-val", tiny_rec["val"] + ".rec", "--num-classes", "1000",
-                         "--no-progress", "--data-nthreads", "1"], cwd=ROOT,
+                         "--no-progress", "--data-nthreads", "1",
+                         "--out-dir", str(tmp_path / "published")], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert re.search(r"\(40 images\): top-1 [\d.]+%  top-5 [\d.]+%", ev.stdout), ev.stdout
+    # recorded for the reproduction report
+    evaluation = json.load(open(tmp_path / "published" / "evaluation.json"))
+    assert set(evaluation) == {"acc", "top5", "params"}
+    assert json.load(open(tmp_path / "published" / "config.json"))["dataset"] == "imagenet"
 
 
 def test_bad_sources_are_one_line_errors(authors_checkpoint, tmp_path):

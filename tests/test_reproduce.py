@@ -110,7 +110,7 @@ def test_collect_fills_accuracy_from_real_runs(tmp_path):
     results = collect_runs(str(runs))
     accs = [100 * json.loads(open(runs / "t2" / ("seed-%d" % s) / "log.jsonl")
                              .read().splitlines()[-1])["val_acc"] for s in (0, 1)]
-    key = ("cifar_igcv3_d_0.5", "cifar10", "dw", "default", False, None, None)
+    key = ("cifar_igcv3_d_0.5", "cifar10", "dw", "default", False, None, None, "train")
     assert sorted(results[key]) == sorted(accs)
     assert len(results) == 2                  # the narrow run is kept apart from the paper row
     md = table_markdown(2, results, commands=False)
@@ -124,3 +124,50 @@ def test_collect_fills_accuracy_from_real_runs(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0 and expected in cli.stdout
     assert open(tmp_path / "bars.png", "rb").read(4) == b"\x89PNG"
+
+
+def _run_folder(path, config, rows):
+    os.makedirs(path)
+    json.dump(config, open(os.path.join(path, "config.json"), "w"))
+    with open(os.path.join(path, "log.jsonl"), "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
+def test_collect_fills_imagenet_before_and_after_retraining_and_coco(tmp_path):
+    """Issue 11: ImageNet runs are "imagenet" with a stage (training, retraining: the two
+    numbers the authors report, never averaged as seeds), detector runs "coco" with their
+    mAP; an --eval-only evaluation.json counts too. Folders as the scripts write them."""
+    runs = tmp_path / "runs"
+    base = dict(model="igcv3_d_1.0", dataset="imagenet", multiplier=None, depths=None,
+                groups=None, relu=None, p2=False)
+    _run_folder(str(runs / "d"), dict(base, stage="train", epochs=2),
+                [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.706}])
+    _run_folder(str(runs / "d" / "retrain"), dict(base, stage="retrain", epochs=1),
+                [{"epoch": 1, "val_acc": 0.722}])
+    _run_folder(str(runs / "unfinished"), dict(base, model="igcv3_d_1.4", stage="train",
+                                               epochs=480), [{"epoch": 1, "val_acc": 0.1}])
+    _run_folder(str(runs / "mnv2"), dict(base, model="mobilenetv2_1.0", stage="train",
+                                         epochs=1), [{"epoch": 1, "val_acc": 0.713}])
+    det = dict(model="ssdlite_320_igcv3_w_coco", dataset="coco", multiplier=None, stage="train",
+               epochs=2)
+    _run_folder(str(runs / "det"), det, [{"epoch": 1, "val_AP": 0.1}, {"epoch": 2, "val_AP": 0.2}])
+    json.dump({"AP": 0.222, "AP50": 0.4}, open(runs / "det" / "evaluation.json", "w"))
+    results = collect_runs(str(runs))
+    key = lambda model, ds, stage: (model, ds, "dw", "default", False, None, None, stage)
+    assert results[key("igcv3_d_1.0", "imagenet", "train")] == [pytest.approx(70.6)]
+    assert results[key("igcv3_d_1.0", "imagenet", "retrain")] == [pytest.approx(72.2)]
+    assert results[key("ssdlite_320_igcv3_w_coco", "coco", "train")] == [pytest.approx(22.2)]
+    assert len(results) == 4                                 # the unfinished run is left out
+    md = table_markdown(3, results, commands=False)
+    row = next(l for l in md.splitlines() if l.startswith("| IGCV3-D |"))
+    assert row.split(" | ")[-2] == "72.20 (before retraining 70.6)"
+    assert row.split(" | ")[-1].strip(" |") == \
+        "72.20 (1 run) after retraining; 70.60 (1 run) before"
+    row = next(l for l in md.splitlines() if l.startswith("| MobileNetV2 (our impl.) |"))
+    assert row.split(" | ")[-1].strip(" |") == "71.30 (1 run) before retraining"
+    md = table_markdown(4, results, commands=False)
+    row = next(l for l in md.splitlines() if l.startswith("| IGCV3-W SSDLite2 |"))
+    assert row.split(" | ")[-1].strip(" |") == "22.20 (1 run)"
+    assert "| IGCV3-D | yes | 3.49M | 3.6M | 313M | 318M | 72.20" in \
+        table_markdown(3, results, commands=False)

@@ -190,3 +190,24 @@ def test_interrupts_wait_for_the_plot_and_a_broken_plot_does_not_stop_the_run(tm
         raise AttributeError("'Line2D' object has no attribute 'eventson'")
     monkeypatch.setattr(logbook, "plot_curves", broken_plot)
     assert log.plot() is None                            # said so, did not raise
+
+
+def test_a_second_stage_restores_the_fresh_optimizer_state():
+    """ImageNet retraining reuses the first stage's Trainer (a dist kvstore cannot initialise
+    its keys twice) but starts with fresh momentum, as a restart of the authors' Module would."""
+    from igcv3_gluon.train.engine import _optimizer_snapshot, _restore
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=[1] * 7)
+    net.initialize(mx.init.Xavier())
+    trainer = mx.gluon.Trainer(net.collect_params(), "sgd",
+                               {"learning_rate": 0.1, "momentum": 0.9})
+    fresh = _optimizer_snapshot(trainer)
+    with mx.autograd.record():
+        loss = net(mx.nd.random.uniform(shape=(2, 3, 32, 32))).sum()
+    loss.backward()
+    trainer.step(2)
+    states = trainer._updaters[0].states
+    assert states and max(float(mx.nd.abs(m).max().asscalar()) for m in states.values()) > 0
+    trainer.set_learning_rate(0.01)
+    _restore(trainer, fresh)
+    assert trainer._updaters[0].states == {}             # momentum starts again from zero
+    assert trainer.learning_rate == 0.1 and trainer._optimizer.momentum == 0.9

@@ -121,6 +121,10 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
     assert {"val_acc", "val_top5", "train_loss", "lr"} <= set(rows[0])
     best = max(r["val_acc"] for r in rows)
     assert best >= 0.9, [r["val_acc"] for r in rows]
+    configs = [json.load(open(os.path.join(d, "config.json")))
+               for d in (out, os.path.join(out, "retrain"))]
+    assert [(c["dataset"], c["stage"], c["epochs"]) for c in configs] == \
+        [("imagenet", "train", 12), ("imagenet", "retrain", 2)]
     retrain = log_of(os.path.join(out, "retrain"))
     assert [r["epoch"] for r in retrain] == [1, 2]
     assert retrain[0]["lr"] == pytest.approx(0.01) and retrain[1]["lr"] == pytest.approx(0.0098)
