@@ -6,8 +6,8 @@ import argparse
 
 from .errors import UsageError
 
-__all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "parse_ints", "parse_shape",
-           "flag_error", "MODEL_FLAGS"]
+__all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "parse_ints", "parse_floats",
+           "parse_shape", "flag_error", "MODEL_FLAGS"]
 
 MODEL_FLAGS = ("multiplier", "depths", "groups", "relu", "p2")
 
@@ -41,6 +41,17 @@ def parse_ints(text, flag, count=None, minimum=1):
     if not values or min(values) < minimum:
         raise UsageError("%s takes numbers >= %d; got %r" % (flag, minimum, text))
     return values
+
+
+def parse_floats(value, flag, count=3):
+    """``"123,117,104"`` (or a list, as a run's config.json holds it) -> a tuple of floats."""
+    try:
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        values = tuple(float(v) for v in items)
+        assert len(values) == count
+        return values
+    except (ValueError, AssertionError):
+        raise UsageError("%s takes %d numbers such as R,G,B; got %r" % (flag, count, value))
 
 
 def parse_shape(text, flag="--input-shape"):

@@ -1,19 +1,27 @@
 """SSDLite / SSDLite2 training, COCO evaluation and prediction (paper Sec. 4.3, Table 4).
 
-Entry point: ``train_ssdlite.py``. The recipe, as defaults: SGD momentum 0.9, weight decay
-4e-5, lr 0.004 divided by 10 every 60 epochs, 240 epochs, 320x320 input, GluonCV's SSD
-train transform (photometric distortion, random expansion, random crop, flip) and
-``SSDMultiBoxLoss`` (hard negative mining 3:1, loss normalised by the positives). The run
-itself (devices, resume, logs, curves, progress, export) is the shared engine's
-(``train.engine``) driving ``train.detector.DetectorTask``.
+Entry point: ``train_ssdlite.py``. The recipe, as defaults, the authors' SSDLite2 (the paper
+Sec. 4.3 and their MXNet SSD scripts): a global batch of 32 (8 per GPU on their 4), SGD lr
+0.004 divided by 10 at epochs 60, 120 and 180 of 240, momentum 0.9, weight decay 4e-5 on
+conv/FC weights and BN gamma (MXNet's Module rule), 320x320 input, mean subtraction
+(123, 117, 104), their anchors (``models.ssdlite.anchor_boxes("authors")``), and a backbone
+trained on ImageNet first (``--backbone-params``); GluonCV's SSD train transform
+(photometric distortion, random expansion, random crop, flip) and ``SSDMultiBoxLoss``
+(hard negative mining 3:1, loss normalised by the positives). The run itself (devices,
+resume, logs, curves, progress, export) is the shared engine's driving
+``train.detector.DetectorTask``.
 """
 import os
 import sys
 
 import mxnet as mx
 
+from .cli import parse_floats
 from .data.coco import COCOFormat, coco_split_paths
+from .data.detection import PIXEL_MEAN, PIXEL_STD
 from .errors import UsageError, exit_on_usage_error
+from .models import list_models, model_info
+from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
 from .runs import adopt_run_settings, record_evaluation, resolve_weights
 from .train.cli import flags_record, model_kwargs, parser_for, run_config, validate_common_args
@@ -23,11 +31,12 @@ from .utils import save_figure, say
 
 __all__ = ["DEFAULTS", "IDENTITY", "build_parser", "main", "predict_images"]
 
-# Sec. 4.3: lr 0.004, /10 every 60 epochs, 240 epochs, 320x320.
-DEFAULTS = dict(model="ssdlite_320_igcv3_w_coco", epochs=240, batch_size=64, lr=0.004,
-                lr_mode="step", lr_steps="60,120,180", lr_factor=0.1, wd=4e-5,
+# Sec. 4.3 and the authors' SSD scripts: global batch 32, lr 0.004 /10 at 60, 120, 180,
+# 240 epochs, wd 4e-5 (Module rule), 320x320.
+DEFAULTS = dict(model="ssdlite_320_igcv3_w_coco", epochs=240, batch_size=32, lr=0.004,
+                lr_mode="step", lr_steps="60,120,180", lr_factor=0.1, wd=4e-5, wd_on="module",
                 out_dir="runs/ssdlite", kvstore="device")
-IDENTITY = ("model", "multiplier", "batch_size", "data_shape", "classes")
+IDENTITY = ("model", "multiplier", "batch_size", "data_shape", "classes", "anchors")
 
 
 def build_parser():
@@ -46,6 +55,20 @@ def build_parser():
     g.add_argument("--augment", default="ssd", choices=["ssd", "light"],
                    help="ssd: GluonCV's SSD train transform (the paper's); light: resize + "
                         "flip (small clean sets)")
+    g.add_argument("--mean", default=None,
+                   help="R,G,B pixel mean (default: the backbone run's, else the authors' "
+                        "123,117,104)")
+    g.add_argument("--std", default=None,
+                   help="R,G,B pixel std (default: the backbone run's, else 1,1,1: mean "
+                        "subtraction only)")
+    g = parser.add_argument_group("detector")
+    g.add_argument("--anchors", default="authors", choices=list(ANCHOR_PRESETS),
+                   help="authors: their SSDLite2 anchors (4,6,6,6,4,4 per position); "
+                        "ssdlite: the MobileNetV2 paper's (3,6,6,6,6,6)")
+    g.add_argument("--backbone-params", default=None,
+                   help="start the backbone from an ImageNet classifier: a train_imagenet.py "
+                        "run folder or .params (best, final, export) or converted weights of "
+                        "the same network and width; ignored when resuming")
     g = parser.add_argument_group("evaluation and prediction")
     g.add_argument("--eval-only", action="store_true", help="COCO mAP of --params on val")
     g.add_argument("--params", help="weights for --eval-only / --predict: a .params or a run "
@@ -84,8 +107,58 @@ def _datasets(args, need_train=True):
 def _build_net(args, classes):
     from .models import get_model
     kwargs = model_kwargs(args, args.model)
-    return get_model(args.model, classes=list(classes), base_size=args.data_shape, **kwargs,
-                     **norm_layer_for(args.contexts))
+    return get_model(args.model, classes=list(classes), base_size=args.data_shape,
+                     anchors=args.anchors, **kwargs, **norm_layer_for(args.contexts))
+
+
+def _normalisation(args, parser, backbone_config):
+    """``--mean``/``--std`` (0-255 pixels): given, else the backbone run's (a backbone
+    trained on mean-only input must be fed mean-only input), else the authors'."""
+    from .data.detection import AUTHORS_MEAN, AUTHORS_STD
+    source = "the authors' SSD"
+    mean, std = AUTHORS_MEAN, AUTHORS_STD
+    if backbone_config and backbone_config.get("mean"):
+        mean = tuple(backbone_config["mean"])
+        std = tuple(backbone_config.get("std") or (1.0, 1.0, 1.0))
+        source = "the backbone's training run"
+    if args.mean or args.std:
+        source = "--mean/--std"
+    args.mean = parse_floats(args.mean, "--mean") if args.mean else mean
+    args.std = parse_floats(args.std, "--std") if args.std else std
+    if min(args.std) <= 0:
+        raise UsageError("--std must be positive")
+    return source
+
+
+def _check_backbone_run(path, config, net):
+    """A run folder names the classifier it trained: it must be the detector's backbone."""
+    if not config or config.get("model") not in list_models("classification"):
+        return
+    info = model_info(config["model"])
+    width = config.get("multiplier") or info.multiplier
+    if (info.config, width) != (net.backbone_config, net.backbone_multiplier):
+        raise UsageError("--backbone-params %s trained %s (%s, width %g); the detector's "
+                         "backbone is %s at width %g" % (path, config["model"], info.config,
+                                                          width, net.backbone_config,
+                                                          net.backbone_multiplier))
+
+
+def _backbone_loader(path, config):
+    """``on_fresh_start`` for the task: load the backbone and say what was loaded."""
+    from .deploy import WeightsError
+    from .train.detector import load_backbone
+
+    def load(net, contexts):
+        try:
+            report = load_backbone(net, path, contexts)
+        except WeightsError as err:
+            raise UsageError("--backbone-params: %s" % err)
+        fresh = ", ".join("%s (%d layers, %d tensors)" % (part, n, tensors)
+                          for part, (n, _, tensors) in report["fresh"].items())
+        say("backbone: %d tensors loaded from %s (%s%d classes); starting fresh: %s"
+            % (report["loaded"], path, "%s, " % config["model"] if config else "",
+               report["classes"], fresh))
+    return load
 
 
 def _load_params(net, path, contexts):
@@ -96,13 +169,14 @@ def _load_params(net, path, contexts):
         raise UsageError(str(err))
 
 
-def _task(args, train_set, val_set):
+def _task(args, train_set, val_set, on_fresh_start=None):
     return DetectorTask(train_set, val_set, args.data_shape, args.augment, args.workers,
-                        args.seed, title="%s on %s" % (args.model,
-                                                       os.path.basename(val_set.ann_file)))
+                        args.seed, args.mean, args.std, on_fresh_start,
+                        title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)))
 
 
-def predict_images(net, classes, paths, out_dir, size, threshold, contexts):
+def predict_images(net, classes, paths, out_dir, size, threshold, contexts,
+                   mean=PIXEL_MEAN, std=PIXEL_STD):
     """Detect on image files and write ``<name>-detections.png`` with boxes (clipped to the
     image) and labels."""
     import matplotlib
@@ -117,7 +191,7 @@ def predict_images(net, classes, paths, out_dir, size, threshold, contexts):
             img = mx.image.imread(path)
         except mx.MXNetError:
             raise UsageError("--predict: %s is not an image" % path)
-        ids, scores, boxes = detect(net, img, contexts[0], size)
+        ids, scores, boxes = detect(net, img, contexts[0], size, mean, std)
         fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / img.shape[1]))
         ax.imshow(img.asnumpy())
         ax.set_xlim(0, img.shape[1])
@@ -152,11 +226,16 @@ def _classes_for_prediction(args, config):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = None
+    config = backbone_config = None
     if args.predict or args.eval_only:
         args.params_file, config = resolve_weights(args.params, "--params")
-        adopt_run_settings(args, parser, config, ("model", "multiplier", "data_shape"))
+        adopt_run_settings(args, parser, config, ("model", "multiplier", "data_shape",
+                                                  "anchors", "mean", "std"))
+    elif args.backbone_params:
+        args.backbone_file, backbone_config = resolve_weights(args.backbone_params,
+                                                              "--backbone-params")
     validate_common_args(args, task="detection")
+    norm_source = _normalisation(args, parser, backbone_config)
     if args.data_shape < 64 or args.data_shape % 32:
         raise UsageError("--data-shape must be a multiple of 32, at least 64")
     if args.predict:
@@ -167,14 +246,16 @@ def main(argv=None):
         net.hybridize(static_alloc=True, static_shape=True)
         for out, n in predict_images(net, classes, args.predict,
                                      os.path.join(args.out_dir, "predictions"),
-                                     args.data_shape, args.threshold, args.contexts):
+                                     args.data_shape, args.threshold, args.contexts,
+                                     args.mean, args.std):
             print("%s: %d detection(s) >= %.2f" % (out, n, args.threshold))
         return 0
     train_sets, val_set = _datasets(args, need_train=not args.eval_only)
     net = _build_net(args, val_set.classes)
     if args.eval_only:
         _load_params(net, args.params_file, args.contexts)
-        coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress)
+        coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress,
+                             mean=args.mean, std=args.std)
         print("COCO mAP on %s (%d images): %s" % (val_set.ann_file, len(val_set), "  ".join(
             "%s %.1f" % (k, 100 * v) for k, v in coco.items())))
         path = record_evaluation(args.params_file, config, args.out_dir, coco,
@@ -187,10 +268,18 @@ def main(argv=None):
     say("training on %d images (%s), validating on %d; classes: %s" % (
         len(train_set), ", ".join(s.ann_file for s in train_sets), len(val_set),
         ", ".join(val_set.classes[:10]) + (" ..." if len(val_set.classes) > 10 else "")))
+    if args.backbone_params:
+        _check_backbone_run(args.backbone_params, backbone_config, net)
+    say("input normalisation: (pixel - %s) / %s (%s)" % (
+        ",".join("%g" % v for v in args.mean), ",".join("%g" % v for v in args.std),
+        norm_source))
     record = dict(flags_record(args), dataset="coco", classes=list(train_set.classes),
                   train_ann=[s.ann_file for s in train_sets], val_ann=val_set.ann_file,
-                  train_images=len(train_set), val_images=len(val_set), stage="train")
-    summary = fit(_task(args, train_set, val_set), net,
+                  train_images=len(train_set), val_images=len(val_set), stage="train",
+                  mean=list(args.mean), std=list(args.std))
+    loader = (_backbone_loader(args.backbone_file, backbone_config) if args.backbone_params
+              else None)
+    summary = fit(_task(args, train_set, val_set, loader), net,
                   run_config(args, record, IDENTITY, args.model))
     if summary.get("export"):
         print("best AP %.1f (epoch %d); exported %s" % (100 * (summary["best_val_AP"] or 0),

@@ -23,7 +23,7 @@ tenth of the training lr) x0.98 per epoch, in ``OUT_DIR/retrain``).
 import os
 import sys
 
-from .cli import parse_ints
+from .cli import parse_floats, parse_ints
 from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
                             check_record_pair, read_labels, short_sides, train_augmentation)
 from .errors import UsageError, exit_on_usage_error
@@ -120,23 +120,14 @@ def _num_workers(kvstore):
     return 1
 
 
-def _triple(text, flag):
-    try:
-        values = tuple(float(v) for v in str(text).split(","))
-        assert len(values) == 3
-        return values
-    except (ValueError, AssertionError):
-        raise UsageError("%s takes three numbers R,G,B; got %r" % (flag, text))
-
-
 def resolve_args(args):
     """Fill the recipe's defaults and those that depend on the machine (global batch, lr),
     check the flags and the data."""
     recipe = RECIPES[args.recipe]
     args.augment = args.augment or recipe["augment"]
     args.wd_on = args.wd_on or recipe["wd_on"]
-    args.mean = _triple(args.mean, "--mean") if args.mean else recipe["mean"]
-    args.std = _triple(args.std, "--std") if args.std else recipe["std"]
+    args.mean = parse_floats(args.mean, "--mean") if args.mean else recipe["mean"]
+    args.std = parse_floats(args.std, "--std") if args.std else recipe["std"]
     args.hsl = parse_ints(args.hsl, "--hsl", count=3, minimum=0)
     if args.batch_per_device < 1:
         raise UsageError("--batch-per-device must be >= 1")

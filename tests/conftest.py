@@ -66,25 +66,10 @@ def fake_cifar10(root, per_file=3, seed=0):
     return folder, data
 
 
-COLOURS = [(0, 0, 220), (0, 200, 0), (220, 0, 0), (0, 210, 210)]       # BGR
-
-
 def fake_image_folder(root, per_class=30, classes=4, seed=0):
-    """``root/class<k>/<i>.jpg``: textured backgrounds of random sizes (64-95 px) with a large
-    rectangle whose colour is the class (learnable despite crops, flips and jitter)."""
-    import cv2
-    rng = np.random.RandomState(seed)
-    for c in range(classes):
-        folder = os.path.join(str(root), "class%d" % c)
-        os.makedirs(folder, exist_ok=True)
-        for i in range(per_class):
-            h, w = rng.randint(64, 96, 2)
-            img = (rng.rand(h, w, 3) * 80 + 80).astype(np.uint8)
-            x, y = rng.randint(0, w // 3), rng.randint(0, h // 3)
-            cv2.rectangle(img, (int(x), int(y)), (int(x + w // 2 + 5), int(y + h // 2 + 5)),
-                          COLOURS[c], -1)
-            cv2.imwrite(os.path.join(folder, "%d.jpg" % i), img)
-    return str(root)
+    """``root/class<k>/<i>.jpg`` (``data.synthetic.colour_folders``)."""
+    from igcv3_gluon.data.synthetic import colour_folders
+    return colour_folders(root, per_class, classes, seed)
 
 
 @pytest.fixture(scope="session")
@@ -101,44 +86,10 @@ def tiny_rec(tmp_path_factory):
             "images": str(base / "images")}
 
 
-SHAPE_COLOURS = [(220, 30, 30), (30, 180, 30), (40, 60, 230)]          # RGB per class
-
-
 def fake_coco(root, images=40, size=320, seed=0, name="shapes"):
-    """A COCO-format detection set: ``images`` size x size JPEGs of textured backgrounds
-    with 1-3 objects each (class 0 red rectangles, 1 green ellipses, 2 blue rectangles).
-    Writes ``root/<name>.json`` and ``root/<name>/``; returns the two paths."""
-    import json
-
-    import cv2
-    rng = np.random.RandomState(seed)
-    folder = os.path.join(str(root), name)
-    os.makedirs(folder, exist_ok=True)
-    anns, imgs = [], []
-    for i in range(images):
-        noise = rng.rand(size // 8, size // 8, 3) * 90 + 80
-        img = cv2.resize(noise, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.uint8)
-        for _ in range(rng.randint(1, 4)):
-            c = int(rng.randint(0, 3))
-            w, h = rng.randint(size // 5, size // 2, 2)
-            x, y = rng.randint(0, size - w), rng.randint(0, size - h)
-            colour = tuple(int(v) for v in SHAPE_COLOURS[c][::-1])        # BGR for OpenCV
-            if c == 1:
-                cv2.ellipse(img, (int(x + w // 2), int(y + h // 2)), (int(w // 2), int(h // 2)),
-                            0, 0, 360, colour, -1)
-            else:
-                cv2.rectangle(img, (int(x), int(y)), (int(x + w - 1), int(y + h - 1)), colour, -1)
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": c + 1,
-                         "bbox": [int(x), int(y), int(w), int(h)], "area": int(w * h),
-                         "iscrowd": 0})
-        cv2.imwrite(os.path.join(folder, "%04d.jpg" % i), img)
-        imgs.append({"id": i + 1, "file_name": "%04d.jpg" % i, "width": size, "height": size})
-    cats = [{"id": k + 1, "name": n} for k, n in enumerate(["red_box", "green_ellipse",
-                                                            "blue_box"])]
-    path = os.path.join(str(root), name + ".json")
-    with open(path, "w") as fh:
-        json.dump({"images": imgs, "annotations": anns, "categories": cats}, fh)
-    return path, folder
+    """A COCO-format set of generated shapes (``data.synthetic.shapes_coco``)."""
+    from igcv3_gluon.data.synthetic import shapes_coco
+    return shapes_coco(root, images, size, seed, name)
 
 
 def launch_dist_sync(script, args, timeout=300):

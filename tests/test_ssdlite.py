@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import (ROOT, assert_identical_workers, fake_coco, launch_dist_sync,
-                      start_script, wait_for)
+from conftest import (ROOT, assert_identical_workers, fake_coco, launch_dist_sync,  # noqa
+                      start_script, tiny_rec, wait_for)
 from igcv3_gluon import get_model
 from igcv3_gluon.models.ssdlite import SeparablePredictor
 
@@ -35,25 +35,67 @@ TINY = ["--multiplier", "0.5", "--data-shape", "128", "--batch-size", "8",
         "--lr", "0.02", "--warmup-epochs", "1", "--workers", "0", "--no-progress"]
 
 
-@pytest.mark.parametrize("name, expansion, depths", [
-    ("ssdlite_320_mobilenetv2_coco", 576, [3, 6, 6, 6, 6, 6]),
-    ("ssdlite_320_igcv3_w_coco", 1152, [3, 6, 6, 6, 6, 6])])
-def test_detector_maps_anchors_and_separable_heads(name, expansion, depths):
-    net = get_model(name)
+@pytest.mark.parametrize("name, expansion", [("ssdlite_320_mobilenetv2_coco", 576),
+                                             ("ssdlite_320_igcv3_w_coco", 1152)])
+@pytest.mark.parametrize("preset, depths, total", [("authors", [4, 6, 6, 6, 4, 4], 2424),
+                                                   ("ssdlite", [3, 6, 6, 6, 6, 6], 2034)])
+def test_detector_maps_anchors_and_separable_heads(name, expansion, preset, depths, total):
+    net = get_model(name, anchors=preset)
     assert net.channels == [expansion, 1280, 512, 256, 256, 128]
     assert [ag.num_depth for ag in net.anchor_generators] == depths
     heads = list(net.class_predictors) + list(net.box_predictors)
     assert len(heads) == 12 and all(isinstance(h, SeparablePredictor) for h in heads)
-    for head in heads:                     # Dw3x3 + BN + ReLU6 + 1x1
+    for head, depth in zip(heads, depths * 2):      # Dw3x3 + BN + ReLU6 + 1x1
         conv = head.body[0]
-        assert conv._kwargs["kernel"] == (3, 3) and conv._kwargs["num_group"] == conv._channels
-        assert head.body[-1]._kwargs["kernel"] == (1, 1)
+        assert conv.weight.shape[1:] == (1, 3, 3)
+        assert head.body[-1].weight.shape[0] in (depth * 81, depth * 4)
     net.initialize()
     with autograd.train_mode():
         cls, box, anchors = net(mx.nd.zeros((1, 3, 320, 320)))
-    # 20x20x3 + (10x10 + 5x5 + 3x3 + 2x2 + 1x1) x 6 anchors
-    assert cls.shape == (1, 2034, 81) and box.shape == (1, 2034, 4)
-    assert anchors.shape == (1, 2034, 4)
+    # 20x20 + 10x10 + 5x5 + 3x3 + 2x2 + 1x1 positions times the anchors per position
+    assert cls.shape == (1, total, 81) and box.shape == (1, total, 4)
+    assert anchors.shape == (1, total, 4)
+
+
+def expected_anchors(preset, size):
+    """Every anchor box (cx, cy, w, h) in pixels, from the formulas of issue 12, written
+    here independently of igcv3_gluon.models.ssdlite."""
+    from math import sqrt
+    if preset == "authors":       # the authors' symbol_factory.py + MXNet's MultiBoxPrior
+        s = [round(0.2 + (0.9 - 0.2) * (k - 1) / 5, 2) for k in range(1, 7)] + [1.04]
+        assert s == [0.2, 0.34, 0.48, 0.62, 0.76, 0.9, 1.04]
+        ratios = [(1, 2, .5), (1, 2, .5, 3, 1 / 3), (1, 2, .5, 3, 1 / 3), (1, 2, .5, 3, 1 / 3),
+                  (1, 2, .5), (1, 2, .5)]
+        per_map = []
+        for k in range(6):        # MultiBoxPrior: every size at ratios[0], then sizes[0] at the rest
+            sizes = (s[k], sqrt(s[k] * s[k + 1]))
+            per_map.append([(z, ratios[k][0]) for z in sizes] +
+                           [(sizes[0], r) for r in ratios[k][1:]])
+    else:                         # TF object detection API, SSDLite (MobileNetV2 paper)
+        s = [0.2 + (0.95 - 0.2) * k / 5 for k in range(6)] + [1.0]
+        per_map = [[(0.1, 1.0), (s[0], 2.0), (s[0], 0.5)]]
+        for k in range(1, 6):
+            per_map.append([(s[k], r) for r in (1.0, 2.0, 0.5, 3.0, 1 / 3)] +
+                           [(sqrt(s[k] * s[k + 1]), 1.0)])
+    boxes = []
+    for k, side in enumerate([20, 10, 5, 3, 2, 1]):
+        step = size / side
+        for i in range(side):
+            for j in range(side):
+                for z, r in per_map[k]:
+                    boxes.append(((j + 0.5) * step, (i + 0.5) * step,
+                                  z * size * sqrt(r), z * size / sqrt(r)))
+    return np.array(boxes)
+
+
+@pytest.mark.parametrize("preset", ["authors", "ssdlite"])
+def test_every_anchor_box_follows_the_presets_formulas(preset):
+    net = get_model("ssdlite_320_igcv3_w_coco", anchors=preset, multiplier=0.5)
+    net.initialize()
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, 320, 320)))
+    np.testing.assert_allclose(anchors[0].asnumpy(), expected_anchors(preset, 320),
+                               rtol=1e-6, atol=1e-4)
 
 
 def test_custom_classes_and_export_keeps_detections(tmp_path):
@@ -211,7 +253,8 @@ def test_anchor_centres_cover_every_map_symmetrically(size):
         _, _, anchors = net(mx.nd.zeros((1, 3, size, size)))
     centres = anchors[0, :, :2].asnumpy()
     start = 0
-    for side, depth in zip(feature_map_sizes(size), [3, 6, 6, 6, 6, 6]):
+    depths = [ag.num_depth for ag in net.anchor_generators]
+    for side, depth in zip(feature_map_sizes(size), depths):
         block = centres[start:start + side * side * depth]
         start += len(block)
         assert block.min() > 0 and block.max() < size
@@ -291,3 +334,87 @@ def test_ssdlite2_optimises_to_a_graph_without_shuffles_or_batchnorms(tmp_path):
     np.testing.assert_allclose(np.sort(got[1].asnumpy().ravel()),
                                np.sort(want[1].asnumpy().ravel()), rtol=1e-4, atol=1e-5)
     assert (got[0].asnumpy() >= 0).sum() == (want[0].asnumpy() >= 0).sum() > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory, tiny_rec):
+    """An IGCV3-W 0.5 classifier trained one epoch by train_imagenet.py on the tiny RecordIO
+    (the detector's backbone network and width), and an IGCV3-D one (the wrong network)."""
+    root = tmp_path_factory.mktemp("backbones")
+    runs = {}
+    for model in ("igcv3_w_1.0", "igcv3_d_1.0"):
+        out = str(root / model)
+        proc = subprocess.run([sys.executable, "train_imagenet.py", "--model", model,
+                               "--multiplier", "0.5", "--input-size", "48", "--batch-size", "16",
+                               "--epochs", "1", "--retrain-epochs", "0", "--no-progress",
+                               "--data-nthreads", "1", "--rec-train", tiny_rec["train"] + ".rec",
+                               "--rec-val", tiny_rec["val"] + ".rec", "--out-dir", out],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        runs[model] = out
+    return runs
+
+
+def test_backbone_loads_from_an_imagenet_run_tensor_for_tensor(tiny_backbone):
+    from igcv3_gluon.models import build
+    from igcv3_gluon.train.detector import load_backbone
+    run = tiny_backbone["igcv3_w_1.0"]
+    classifier = build("igcv3_w", classes=4, multiplier=0.5)
+    classifier.load_parameters(os.path.join(run, "best.params"))
+    want = [p.data().asnumpy() for p in classifier.features.collect_params().values()]
+    for weights in (os.path.join(run, "best.params"),                  # Gluon's format
+                    os.path.join(run, "export", "igcv3_w_1.0-w0.5-0000.params")):  # export
+        det = get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.5, base_size=128)
+        det.initialize()
+        report = load_backbone(det, weights)
+        got = [p.data().asnumpy() for p in det.features.backbone.collect_params().values()]
+        assert report["loaded"] == len(got) == len(want) > 200
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a, b)
+        assert report["classes"] == 4
+        assert report["fresh"]["extra layers"] == (4, 36, 60)
+        assert report["fresh"]["class predictors"][0] == 6
+
+
+def test_train_ssdlite_starts_from_the_backbone_once_and_refuses_wrong_ones(tmp_path, shapes,
+                                                                       tiny_backbone):
+    out = str(tmp_path / "det")
+    args = [*shapes, *TINY, "--epochs", "1", "--out-dir", out, "--backbone-params",
+            tiny_backbone["igcv3_w_1.0"]]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    det = get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.5, base_size=128)
+    loaded = len(list(det.features.backbone.collect_params().values()))
+    line = next(l for l in proc.stderr.splitlines() if l.startswith("backbone:"))
+    assert line.startswith("backbone: %d tensors loaded from %s" % (
+        loaded, os.path.join(tiny_backbone["igcv3_w_1.0"], "best.params")))
+    count = lambda block: len(list(block.collect_params().values()))
+    assert "extra layers (4 layers, %d tensors), class predictors (6 layers, %d tensors), box " \
+           "predictors (6 layers, %d tensors)" % (count(det.features.extras),
+                                                  count(det.class_predictors),
+                                                  count(det.box_predictors)) in line
+    # the backbone run trained on mean-only input: the detector is fed mean-only input
+    assert "input normalisation: (pixel - 123.68,116.779,103.939) / 1,1,1 (the backbone's " \
+           "training run)" in proc.stderr
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["anchors"] == "authors" and config["std"] == [1.0, 1.0, 1.0]
+    # resuming never reloads the backbone over trained weights
+    again = run(*[a if a != "1" else "2" for a in args])
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr[-2000:]
+    assert "backbone:" not in again.stderr
+    # wrong backbones: one line each, nothing trained
+    import shutil
+    lonely = str(tmp_path / "lonely.params")           # no run folder around it to say what
+    shutil.copy(os.path.join(tiny_backbone["igcv3_d_1.0"], "best.params"), lonely)
+    cases = [(tiny_backbone["igcv3_d_1.0"], "trained igcv3_d_1.0 (igcv3_d, width 0.5); the "
+              "detector's backbone is igcv3_w at width 0.5"),
+             (lonely, "is not a classifier of the detector's backbone (igcv3_w, width 0.5)"),
+             (os.path.join(out, "best.params"), "is not an image classifier's weights"),
+             (shapes[1], "is not an MXNet parameter file")]
+    for weights, message in cases:
+        bad = run(*shapes, *TINY, "--epochs", "1", "--out-dir", str(tmp_path / "bad"),
+                  "--backbone-params", weights)
+        assert bad.returncode == 2, bad.stderr[-1500:]
+        lines = [l for l in bad.stderr.splitlines() if "error:" in l]
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in bad.stderr, \
+            bad.stderr[-1500:]

@@ -17,10 +17,13 @@ from mxnet import gluon
 from .sampler import sample_seed
 
 __all__ = ["SeededSamples", "seeded_keys", "LightTrainTransform", "ssd_train_transform",
-           "resize_normalise", "PIXEL_MEAN", "PIXEL_STD"]
+           "resize_normalise", "PIXEL_MEAN", "PIXEL_STD", "AUTHORS_MEAN", "AUTHORS_STD"]
 
-# GluonCV's SSD normalisation (ImageNet statistics of [0, 1] pixels)
-PIXEL_MEAN, PIXEL_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# Normalisation is (pixel - mean) / std on 0-255 pixels, as the ImageNet recipes write it:
+# the authors' SSD subtracts (123, 117, 104) and divides by nothing (std 1); GluonCV's SSD
+# uses the ImageNet statistics (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) of [0, 1] pixels.
+AUTHORS_MEAN, AUTHORS_STD = (123.0, 117.0, 104.0), (1.0, 1.0, 1.0)
+PIXEL_MEAN, PIXEL_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
 def seeded_keys(order, epoch, rng):
@@ -46,12 +49,14 @@ class SeededSamples(gluon.data.Dataset):
         return self.transform(*self.dataset[index])
 
 
+def _in_unit_range(mean, std):
+    """GluonCV's transforms normalise [0, 1] pixels: (x / 255 - m / 255) / (s / 255)."""
+    return tuple(m / 255.0 for m in mean), tuple(v / 255.0 for v in std)
+
+
 def _to_tensor(img, mean, std):
-    """HWC uint8 -> normalised CHW float32. ``std`` None: mean subtraction on 0-255 pixels
-    (the authors' MXNet SSD), else GluonCV's ``(x / 255 - mean) / std``."""
-    if std is None:
-        x = img.astype("float32").transpose((2, 0, 1))
-        return x - mx.nd.array(mean).reshape((3, 1, 1))
+    """HWC uint8 -> CHW float32 ``(pixel - mean) / std`` (0-255 units)."""
+    mean, std = _in_unit_range(mean, std)
     return mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=mean, std=std)
 
 
@@ -87,10 +92,10 @@ class LightTrainTransform:
 
 
 def ssd_train_transform(kind, size, anchors, mean=PIXEL_MEAN, std=PIXEL_STD):
-    """``kind`` "ssd" (GluonCV's SSD augmentation, the paper's) or "light"."""
+    """``kind`` "ssd" (GluonCV's SSD augmentation, the paper's) or "light"; ``mean``/``std``
+    in 0-255 units (GluonCV's random expansion fills with the mean pixel)."""
     if kind == "light":
         return LightTrainTransform(size, anchors, mean, std)
     from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
-    if std is None:     # mean-only on 0-255 pixels: GluonCV computes (x / 255 - m) / s, and
-        mean, std = tuple(m / 255.0 for m in mean), (1 / 255.0,) * 3     # this is x - mean
+    mean, std = _in_unit_range(mean, std)
     return SSDDefaultTrainTransform(size, size, anchors, mean=mean, std=std)

@@ -12,29 +12,82 @@ What GluonCV lacks and this module adds:
   G1), interleaved by a channel shuffle (P1) so the pair stays dense (Condition 2).
 * ``SeparablePredictor``: every prediction conv is separable: Dw3x3 + BN + ReLU6 + 1x1 conv
   (with bias), as SSDLite prescribes.
-* Anchors: 3 on the first map (sizes s1, sqrt(s1 s2) at ratio 1, and ratio 2), 6 on the
-  others (ratios 1, 2, 1/2, 3, 1/3 and the extra ratio-1 size); sizes 0.1, 0.2, 0.35 ... 0.95
-  of the input (the TF object detection API's SSDLite scales).
+* Anchors as data (``anchor_boxes``): per map, the (size, aspect ratio) of every anchor at
+  each position, ``BoxAnchors`` lays them on the map's grid. Two presets:
+
+  - ``authors`` (default): the authors' SSDLite2 (their MXNet SSD ``symbol_factory.py``):
+    scales s_k = 0.2 + 0.14 (k - 1), k = 1..7, rounded to 2 decimals (0.2 ... 0.9, 1.04);
+    map k: s_k and sqrt(s_k s_k+1) at ratio 1, then s_k at ratios 2, 1/2 (maps 1, 5, 6) or
+    2, 1/2, 3, 1/3 (maps 2-4), as MXNet's ``MultiBoxPrior``: 4, 6, 6, 6, 4, 4 anchors.
+  - ``ssdlite``: the MobileNetV2 paper's (TF object detection API): scales 0.2-0.95 linear
+    over the 6 maps (then 1.0); map 1: 0.1 at 1:1, 0.2 at 2:1 and 1:2; the others s_k at
+    1, 2, 1/2, 3, 1/3 plus sqrt(s_k s_k+1) at 1:1: 3, 6, 6, 6, 6, 6 anchors.
 """
 import math
 
+import numpy as np
+from mxnet import gluon
 from mxnet.gluon import nn
 
 from ..nn import ChannelShuffle, ReLU6, add_conv_bn, resolve_norm
 from .builder import build, resolve_config
 
-__all__ = ["SSDLiteFeatures", "SeparablePredictor", "ssdlite", "SSDLITE_EXTRAS",
-           "anchor_sizes", "anchor_steps", "feature_map_sizes"]
+__all__ = ["SSDLiteFeatures", "SeparablePredictor", "BoxAnchors", "ssdlite", "SSDLITE_EXTRAS",
+           "ANCHOR_PRESETS", "anchor_boxes", "anchor_steps", "feature_map_sizes"]
 
 SSDLITE_EXTRAS = (512, 256, 256, 128)
-RATIOS_FIRST = (1, 2)                          # 2 sizes + 2 ratios - 1 = 3 anchors
-RATIOS_OTHER = (1, 2, 0.5, 3, 1.0 / 3)         # 2 sizes + 5 ratios - 1 = 6 anchors
+ANCHOR_PRESETS = ("authors", "ssdlite")
 
 
-def anchor_sizes(base_size, num_maps=6, smin=0.2, smax=0.95, first=0.1):
-    """``num_maps + 1`` anchor sizes in pixels: ``first`` then ``smin .. smax`` evenly."""
-    scales = [first] + [smin + (smax - smin) * k / (num_maps - 1) for k in range(num_maps)]
-    return [s * base_size for s in scales]
+def anchor_boxes(preset="authors", num_maps=6):
+    """Per feature map, the anchors of one position as ``(size, aspect ratio)`` pairs, sizes
+    as fractions of the input side (module doc)."""
+    if num_maps != 6:
+        raise ValueError("the anchor presets are defined for 6 feature maps, not %d" % num_maps)
+    if preset == "authors":
+        scales = [round(0.2 + (0.9 - 0.2) * k / 5, 2) for k in range(6)] + [round(0.2 + 0.14 * 6, 2)]
+        more = [(2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5),
+                (2, 0.5)]
+        return [[(scales[k], 1), (math.sqrt(scales[k] * scales[k + 1]), 1)]
+                + [(scales[k], r) for r in more[k]] for k in range(6)]
+    if preset == "ssdlite":
+        scales = [0.2 + (0.95 - 0.2) * k / 5 for k in range(6)] + [1.0]
+        boxes = [[(0.1, 1), (scales[0], 2), (scales[0], 0.5)]]
+        for k in range(1, 6):
+            boxes.append([(scales[k], r) for r in (1, 2, 0.5, 3, 1 / 3)]
+                         + [(math.sqrt(scales[k] * scales[k + 1]), 1)])
+        return boxes
+    raise ValueError("unknown anchor preset %r: choose one of %s"
+                     % (preset, ", ".join(ANCHOR_PRESETS)))
+
+
+class BoxAnchors(gluon.HybridBlock):
+    """The anchors of one feature map: ``boxes`` ((size, ratio) pairs, sizes as fractions of
+    ``im_size``) at every position of a grid with spacing ``step`` pixels, centres at
+    ``(i + 0.5) * step``; as (cx, cy, w, h) pixels, ``w = size sqrt(ratio)``, ``h = size /
+    sqrt(ratio)``. A drop-in for GluonCV's ``SSDAnchorGenerator`` (precomputed for
+    ``alloc_size`` and cut to the map's size)."""
+
+    def __init__(self, index, im_size, boxes, step, alloc_size=(128, 128), offsets=(0.5, 0.5),
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.boxes = [(float(s), float(r)) for s, r in boxes]
+        side = float(im_size[0])
+        rows, cols = np.meshgrid(np.arange(alloc_size[0]), np.arange(alloc_size[1]),
+                                 indexing="ij")
+        cy, cx = (rows + offsets[0]) * step, (cols + offsets[1]) * step
+        per_box = [np.stack([cx, cy, np.full(cx.shape, s * side * math.sqrt(r)),
+                             np.full(cx.shape, s * side / math.sqrt(r))], axis=-1)
+                   for s, r in self.boxes]
+        anchors = np.stack(per_box, axis=2).reshape(1, 1, alloc_size[0], alloc_size[1], -1)
+        self.anchors = self.params.get_constant("anchor_%d" % index, anchors)
+
+    @property
+    def num_depth(self):
+        return len(self.boxes)
+
+    def hybrid_forward(self, F, x, anchors):
+        return F.slice_like(anchors, x * 0, axes=(2, 3)).reshape((1, -1, 4))
 
 
 def feature_map_sizes(base_size, num_maps=6):
@@ -140,9 +193,12 @@ class SeparablePredictor(nn.HybridBlock):
 
 
 def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
-            extra_groups=None, prefix=None, norm_layer=None, norm_kwargs=None, **kwargs):
+            extra_groups=None, prefix=None, norm_layer=None, norm_kwargs=None,
+            anchors="authors", **kwargs):
     """An SSDLite detector (GluonCV ``SSD``) with a ``backbone`` zoo config; ``classes`` is the
-    list of class names (background excluded; default: the 80 COCO classes)."""
+    list of class names (background excluded; default: the 80 COCO classes); ``anchors`` a
+    preset of ``anchor_boxes``. ``net.backbone_config`` and ``net.backbone_multiplier`` name
+    the classifier whose ``features`` the backbone is (``train.detector.load_backbone``)."""
     from gluoncv.model_zoo.ssd import SSD
     if classes is None:
         from gluoncv.data import COCODetection
@@ -154,13 +210,17 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
                                              norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         return holder["features"]
 
-    sizes = anchor_sizes(base_size)
+    boxes = anchor_boxes(anchors)
     steps = anchor_steps(base_size)
-    ratios = [list(RATIOS_FIRST)] + [list(RATIOS_OTHER)] * 5
+
+    def generator(index, im_size, sizes, ratios, step, alloc_size):
+        return BoxAnchors(index, im_size, boxes[index], step, alloc_size)
     prefix = prefix or "ssdlite_%d_%s_" % (base_size, backbone)
+    # GluonCV's sizes/ratios only count the maps here: BoxAnchors takes the boxes
     net = SSD(network=None, base_size=base_size, features=features, num_filters=None,
-              sizes=sizes, ratios=ratios, steps=steps, classes=classes, pretrained=False,
-              prefix=prefix, **kwargs)
+              sizes=[0] * (len(boxes) + 1), ratios=[[1]] * len(boxes), steps=steps,
+              classes=classes, pretrained=False, prefix=prefix, anchor_generator=generator,
+              **kwargs)
     channels = holder["features"].channels
     num_classes = len(classes) + 1
     with net.name_scope():
@@ -170,4 +230,5 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
             net.class_predictors.add(SeparablePredictor(c, ag.num_depth * num_classes))
             net.box_predictors.add(SeparablePredictor(c, ag.num_depth * 4))
     net.channels = channels
+    net.anchor_preset, net.backbone_config, net.backbone_multiplier = anchors, backbone, multiplier
     return net

@@ -14,7 +14,7 @@ from ..data.sampler import EpochBatches, LoaderBatches
 from ..utils import progress_bar
 from .engine import Task
 
-__all__ = ["DetectorTask", "detect", "evaluate_coco", "NMS"]
+__all__ = ["DetectorTask", "detect", "evaluate_coco", "load_backbone", "NMS"]
 
 NMS = dict(nms_thresh=0.45, nms_topk=400, post_nms=100)
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -70,9 +70,51 @@ def evaluate_coco(net, val_set, contexts, size, progress=False, check_stop=None,
     return {n: float(max(v, 0.0)) for n, v in zip(COCO_METRICS, ev.stats[:6])}
 
 
+def load_backbone(net, path, contexts=None):
+    """Start the detector ``net`` from an ImageNet classifier: copy the classifier's
+    ``features`` (``train_imagenet.py``'s best/final ``.params``, an export's ``-0000.params``,
+    or the converter's output) into the detector's backbone.
+
+    By structure: a classifier of the detector's own backbone config and width is built,
+    the file is loaded into it as a whole (every tensor present, every shape fitting, or
+    ``WeightsError``), and its ``features`` are copied tensor for tensor into the backbone,
+    which is that same ``features`` block inside the detector. Returns a report: tensors
+    loaded, the classifier's classes, and the detector's parts that start fresh."""
+    from ..deploy import WeightsError, load_weights, read_params
+    from ..models import build
+    values = read_params(path)
+    fcs = [v for v in values.values() if len(v.shape) == 2]
+    if len(fcs) != 1:
+        raise WeightsError("%s is not an image classifier's weights (it holds %d FC layers, a "
+                           "classifier one): give the .params of a train_imagenet.py run or of "
+                           "the converter" % (path, len(fcs)))
+    donor = build(net.backbone_config, classes=int(fcs[0].shape[0]),
+                  multiplier=net.backbone_multiplier)
+    try:
+        load_weights(donor, path)
+    except WeightsError as err:
+        raise WeightsError("%s is not a classifier of the detector's backbone (%s, width %g): "
+                           "%s" % (path, net.backbone_config, net.backbone_multiplier,
+                                   str(err).split(": ", 1)[-1]))
+    source = list(donor.features.collect_params().values())
+    target = list(net.features.backbone.collect_params().values())
+    if [p.shape for p in source] != [p.shape for p in target]:
+        raise WeightsError("%s: the classifier's features and the detector's backbone differ "
+                           "in structure" % path)
+    for src, dst in zip(source, target):
+        dst.set_data(src.data())
+    fresh = {}
+    for part, block in (("extra layers", net.features.extras),
+                        ("class predictors", net.class_predictors),
+                        ("box predictors", net.box_predictors)):
+        params = list(block.collect_params().values())
+        fresh[part] = (len(block), sum(p.grad_req != "null" for p in params), len(params))
+    return dict(loaded=len(target), classes=int(fcs[0].shape[0]), fresh=fresh)
+
+
 class DetectorTask(Task):
     """``train_set``/``val_set``: ``data.coco.COCOFormat``; ``augment`` "ssd" or "light";
-    ``mean``/``std`` the input normalisation (``std=None``: mean subtraction on 0-255 pixels);
+    ``mean``/``std`` the input normalisation, ``(pixel - mean) / std`` on 0-255 pixels;
     ``on_fresh_start(net, contexts)`` runs once when the run starts from scratch (loading an
     ImageNet backbone)."""
     best_key = "val_AP"
