@@ -9,10 +9,11 @@ EXTRAS ?= cpu,onnx,test
 
 venv: $(STAMP)
 
-$(STAMP): setup.py
+# constraints.txt keeps numpy < 1.24 (MXNet 1.9.1) whatever an extra asks for
+$(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip<26" setuptools wheel
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -55,7 +55,9 @@ def run(args):
                            args.workers, rank, num_workers)
     val = make_loader(test_x, test_y, mean, std, EVAL_BATCH, False, workers=args.workers)
     task = ClassifierTask(train_data, val, classes, (1, 3, 32, 32), args.label_smoothing,
-                          title="%s on %s" % (args.model, args.dataset))
+                          title="%s on %s" % (args.model, args.dataset),
+                          meta=dict(model=args.model, dataset=args.dataset, **kwargs,
+                                    mean=mean.tolist(), std=std.tolist()))
     record = dict(flags_record(args), classes=classes, mean=mean.tolist(), std=std.tolist(),
                   train_images=len(train_x), test_images=len(test_x), stage="train")
     summary = fit(task, net, run_config(args, record, IDENTITY, export_name(args.model, kwargs)))

@@ -134,12 +134,17 @@ def markdown(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m igcv3_gluon.complexity",
         description="Parameters and MAdds of the zoo models beside the paper's figures.")
     parser.add_argument("models", nargs="*", help="zoo names (default: every model)")
     parser.add_argument("--json", action="store_true", help="print JSON rows instead")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     from .models import list_models
     unknown = [m for m in args.models if m not in list_models()]

@@ -230,8 +230,7 @@ def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
     return net, counts, _compare(net, theirs, net)
 
 
-@exit_on_usage_error
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", choices=SOURCES, help="whose weights")
@@ -241,6 +240,12 @@ def main(argv=None):
     parser.add_argument("--epoch", type=int, default=0, help="authors: the checkpoint epoch")
     parser.add_argument("--source-model", default=None,
                         help="imgclsmob: their model name (default: --model's counterpart)")
+    return parser
+
+
+@exit_on_usage_error
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)
     if args.source == "authors":

@@ -39,12 +39,17 @@ def _draw(images, truth, predicted, path):
     save_figure(fig, path)
 
 
-@exit_on_usage_error
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", default="runs/demo", help="where the run goes")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX check")
+    return parser
+
+
+@exit_on_usage_error
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     print("## Size of every zoo model (python -m igcv3_gluon.complexity)\n")
@@ -52,11 +57,11 @@ def main(argv=None):
     print("\n## Training on the embedded digits set\n  python train_cifar.py %s --out-dir %s\n"
           % (" ".join(TRAIN_ARGS), args.out_dir), flush=True)
 
-    from .cifar import build_parser, run
+    from .cifar import build_parser as cifar_parser, run
     from .data import channel_stats, load_digits32
     from .deploy import export_onnx, load_symbolblock
     from .train.cli import validate_common_args
-    train_args = build_parser().parse_args(TRAIN_ARGS + ["--out-dir", args.out_dir])
+    train_args = cifar_parser().parse_args(TRAIN_ARGS + ["--out-dir", args.out_dir])
     train_args.dataset = "digits"
     summary = run(validate_common_args(train_args))
 

@@ -161,6 +161,14 @@ def _backbone_loader(path, config):
     return load
 
 
+def _check_params_file(path):
+    from .deploy import WeightsError, read_params
+    try:
+        read_params(path)
+    except WeightsError as err:
+        raise UsageError(str(err))
+
+
 def _load_params(net, path, contexts):
     from .deploy import WeightsError, load_weights
     try:
@@ -172,7 +180,9 @@ def _load_params(net, path, contexts):
 def _task(args, train_set, val_set, on_fresh_start=None):
     return DetectorTask(train_set, val_set, args.data_shape, args.augment, args.workers,
                         args.seed, args.mean, args.std, on_fresh_start,
-                        title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)))
+                        title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)),
+                        meta=dict(model=args.model, multiplier=args.multiplier,
+                                  anchors=args.anchors))
 
 
 def predict_images(net, classes, paths, out_dir, size, threshold, contexts,
@@ -229,6 +239,7 @@ def main(argv=None):
     config = backbone_config = None
     if args.predict or args.eval_only:
         args.params_file, config = resolve_weights(args.params, "--params")
+        _check_params_file(args.params_file)
         adopt_run_settings(args, parser, config, ("model", "multiplier", "data_shape",
                                                   "anchors", "mean", "std"))
     elif args.backbone_params:

@@ -65,8 +65,8 @@ def build_parser():
                         "RecordIO (paper Sec. 4.1, Table 3).", DEFAULTS)
     g = parser.add_argument_group("recipe")
     g.add_argument("--recipe", default="authors", choices=sorted(RECIPES),
-                   help="authors: the authors' released pipeline (default); gluoncv: "
-                        "GluonCV-style (module doc of igcv3_gluon.imagenet)")
+                   help="authors: the authors' released pipeline; gluoncv: GluonCV-style "
+                        "(README, Training on ImageNet)")
     g.add_argument("--augment", default=None, choices=AUGMENTATIONS,
                    help="training augmentation (default: the recipe's)")
     g.add_argument("--min-random-scale", type=float, default=0.533,
@@ -203,7 +203,10 @@ def _task(args):
     val = _val_data(args, max(32, args.batch_size // max(1, _num_workers(args.kvstore))))
     return ClassifierTask(train_data, val, args.num_classes,
                           (1, 3, args.input_size, args.input_size), args.label_smoothing,
-                          topk=(1, 5), title="%s on ImageNet" % args.model)
+                          topk=(1, 5), title="%s on ImageNet" % args.model,
+                          meta=dict(model=args.model, dataset="imagenet",
+                                    **model_kwargs(args, args.model), mean=list(args.mean),
+                                    std=list(args.std)))
 
 
 def evaluate_params(args, net):

@@ -329,7 +329,7 @@ def bar_chart(results, path):
     return save_figure(fig, path)
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=int, action="append", choices=sorted(TABLES),
@@ -339,6 +339,11 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="PNG", help="with --collect: bar chart paper vs ours")
     parser.add_argument("--doc", action="store_true", help="docs/reproduction.md, whole")
     parser.add_argument("--no-commands", action="store_true")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.collect and not os.path.isdir(args.collect):
         parser.exit(2, "error: %s is not a directory of training runs\n" % args.collect)

@@ -130,3 +130,19 @@ def wait_for(path, proc, timeout=300):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "timed out waiting for %s" % path
         time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A small digits model trained by train_cifar.py, shared by the deployment, new-user
+    and README tests (about 30 s): cifar_igcv3_d_0.5 at half width, 5 epochs (>= 90% top-1,
+    which the INT8 test needs). Tests read it; none writes into it."""
+    import subprocess
+    out = str(tmp_path_factory.mktemp("digits") / "run")
+    proc = subprocess.run(
+        [sys.executable, "train_cifar.py", "--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5",
+         "--depths", "1,1,2,2,2,1,1", "--epochs", "5", "--batch-size", "32", "--lr", "0.05",
+         "--lr-mode", "cosine", "--warmup-epochs", "1", "--no-progress", "--workers", "0",
+         "--out-dir", out], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out

@@ -96,19 +96,6 @@ def test_authors_reference_graph_has_the_released_size_and_shuffles():
     assert out.shape == (1, 1000) and np.isfinite(out.asnumpy()).all()
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    """A small digits model trained by train_cifar.py (about 30 s)."""
-    out = str(tmp_path_factory.mktemp("digits") / "run")
-    proc = subprocess.run(
-        [sys.executable, "train_cifar.py", "--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5",
-         "--depths", "1,1,2,2,2,1,1", "--epochs", "5", "--batch-size", "32", "--lr", "0.05",
-         "--lr-mode", "cosine", "--warmup-epochs", "1", "--no-progress", "--workers", "0",
-         "--out-dir", out], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
-
-
 def test_quantized_digits_model_keeps_its_accuracy(digits_run, tmp_path):
     export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
     opt = str(tmp_path / "opt")
@@ -152,11 +139,15 @@ def test_deploy_command_line_errors_are_one_line(digits_run, tmp_path):
 
 
 def test_deploy_export_onnx_and_bench_commands(digits_run, tmp_path):
-    best = os.path.join(digits_run, "best.params")
+    import shutil
+    best = str(tmp_path / "best.params")                # outside its run: nothing says the
+    shutil.copy(os.path.join(digits_run, "best.params"), best)      # width it was trained at
     prefix = str(tmp_path / "digits")
     proc = deploy("export", "cifar_igcv3_d_0.5", "--params", best, "--classes", "10",
                   "--out", prefix, "--input-shape", "1,3,32,32")
     assert proc.returncode == 2 and "does not fit" in proc.stderr     # built at full width
+    proc = deploy("export", "--params", digits_run, "--out", prefix + "-run")
+    assert proc.returncode == 0, proc.stderr[-1000:]                  # the run folder knows
     proc = deploy("export", "cifar_igcv3_d_0.5", "--params", best, "--classes", "10",
                   "--multiplier", "0.5", "--depths", "1,1,2,2,2,1,1", "--out", prefix,
                   "--input-shape", "1,3,32,32")
@@ -193,4 +184,26 @@ def test_grouped_fold_keeps_group_convs_and_outputs(tmp_path, name):
     x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, shape))
     want = net(x).asnumpy()
     got = load_symbolblock(prefix + "-grp")(x).asnumpy()
+    assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("kwargs, grouped, left", [
+    (dict(p2=True), False, 0), (dict(p2=True), True, 14),
+    (dict(relu="pw1+dw"), False, 0), (dict(relu="pw1+dw"), True, 0)])
+def test_optimize_folds_p2_and_shuffles_behind_a_relu(tmp_path, kwargs, grouped, left):
+    """Issue 14: `--grouped` on a p2=True network wrote a graph that did not load (a fold
+    read a conv that an earlier fold had rewired); with relu="pw1+dw" the ReLU6 between a
+    1x1 conv and its shuffle hid the shuffle (a permutation commutes with it). With p2 and
+    --grouped, the P2 after a grouped projection stays: folding it would densify it."""
+    shape = (2, 3, 32, 32)
+    net = randomize(get_model("cifar_igcv3_d_0.5", multiplier=0.5, **kwargs), 0, shape)
+    prefix = str(tmp_path / "m")
+    export(net, prefix, shape)
+    _, report = optimize_files(prefix, prefix + "-opt", grouped=grouped)
+    shuffles = 17 * (2 if kwargs.get("p2") else 1)
+    assert report["shuffles_left"] == left
+    assert report["shuffles_folded"] == shuffles - left and report["batchnorms_left"] == 0
+    x = mx.nd.array(np.random.RandomState(1).uniform(-1, 1, shape))
+    want = net(x).asnumpy()
+    got = load_symbolblock(prefix + "-opt")(x).asnumpy()
     assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())

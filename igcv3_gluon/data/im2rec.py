@@ -120,8 +120,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
     return len(lines), classes, skipped
 
 
-@exit_on_usage_error
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.data.im2rec",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,6 +136,12 @@ def main(argv=None):
     parser.add_argument("--classes-from", default=None,
                         help="a .classes.txt to take labels from (pack val with train's labels)")
     parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+@exit_on_usage_error
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 1 <= args.quality <= 100 or args.resize < 0 or args.num_thread < 1:
         raise UsageError("--quality must be in 1..100, --resize >= 0, --num-thread >= 1")

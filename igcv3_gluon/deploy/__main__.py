@@ -1,13 +1,16 @@
 """Deployment command line.
 
-    python -m igcv3_gluon.deploy export igcv3_d_1.0 --params best.params --out exp/igcv3_d
-    python -m igcv3_gluon.deploy optimize exp/igcv3_d exp/igcv3_d-opt
-    python -m igcv3_gluon.deploy onnx exp/igcv3_d-opt exp/igcv3_d-opt.onnx
+    python -m igcv3_gluon.deploy export --params runs/demo --out exp/digits    # a run folder
+    python -m igcv3_gluon.deploy export igcv3_d_1.0 --params weights.params --out exp/igcv3_d
+    python -m igcv3_gluon.deploy optimize exp/digits exp/digits-opt
+    python -m igcv3_gluon.deploy onnx exp/digits-opt exp/digits-opt.onnx
     python -m igcv3_gluon.deploy quantize exp/digits-opt exp/digits-int8 \\
-        --input-shape 1,3,32,32 --digits-config runs/demo/config.json
-    python -m igcv3_gluon.deploy bench exp/igcv3_d exp/igcv3_d-opt --batch 1,16 --onnx
+        --digits-config runs/demo/config.json
+    python -m igcv3_gluon.deploy bench exp/digits exp/digits-opt --batch 1,16 --onnx
 
-Every sub-command checks its files and the input shape first and ends with one line
+Exports carry ``PREFIX-meta.json`` (input shape, model, classes, normalisation); every
+sub-command takes its input shape from it unless ``--input-shape`` is given. Every
+sub-command checks its files and the input shape first and ends with one line
 ``error: ...`` (exit 2) when something does not fit.
 """
 import argparse
@@ -15,21 +18,43 @@ import os
 import sys
 import warnings
 
-from ..cli import HelpFormatter, add_model_args, model_kwargs, parse_shape
+from ..cli import HelpFormatter, add_model_args, model_kwargs, parse_ints, parse_shape
 from ..errors import UsageError, exit_on_usage_error
 
 
+def _input_shape(args, prefix, batch=1):
+    """``--input-shape`` when given, else the export's ``-meta.json`` shape with ``batch``."""
+    from .export import artifact_paths, read_meta
+    if args.input_shape:
+        return parse_shape(args.input_shape)
+    shape = read_meta(prefix).get("input_shape")
+    if shape:
+        return (batch,) + tuple(shape)
+    if os.path.isfile(artifact_paths(prefix)[0]):      # (a missing export is said next)
+        sys.stderr.write("note: %s has no -meta.json: assuming %d,3,224,224 (give "
+                         "--input-shape)\n" % (prefix, batch))
+    return (batch, 3, 224, 224)
+
+
 def _check_export(prefix, shape):
-    """The export exists and accepts ``shape``; returns the symbol."""
+    """The export exists, its files are MXNet's, and it accepts ``shape``; returns the
+    symbol."""
     import mxnet as mx
 
-    from .export import artifact_paths
+    from .export import WeightsError, artifact_paths, read_params
     for path in artifact_paths(prefix):
         if not os.path.isfile(path):
             raise UsageError("%s not found: give the prefix of an export (PREFIX-symbol.json "
                              "+ PREFIX-0000.params), e.g. from `python -m igcv3_gluon.deploy "
                              "export`" % path)
-    sym = mx.sym.load(artifact_paths(prefix)[0])
+    try:
+        sym = mx.sym.load(artifact_paths(prefix)[0])
+    except mx.MXNetError:
+        raise UsageError("%s is not an MXNet symbol file" % artifact_paths(prefix)[0])
+    try:
+        read_params(artifact_paths(prefix)[1])
+    except WeightsError as err:
+        raise UsageError(str(err))
     import contextlib
     import io
     try:
@@ -56,29 +81,58 @@ def _max_diff(prefix_a, prefix_b, shape):
 
 
 def cmd_export(args):
-    from ..models import get_model, list_models
-    from . import WeightsError, export, load_weights
+    """A zoo model with trained weights (a run folder, whose config says which model, width
+    and classes, or a .params with the model named) -> symbol/params/meta."""
+    from ..models import get_model, list_models, model_info
+    from ..runs import resolve_weights
+    from . import WeightsError, export, export_detector, load_weights
+    config = None
+    if args.params:
+        args.params_file, config = resolve_weights(args.params, "--params")
+    config = config or {}
+    for key in ("multiplier", "depths", "groups", "relu", "p2"):
+        if getattr(args, key, None) in (None, False) and config.get(key) not in (None, False):
+            setattr(args, key, config[key])
+    args.model = args.model or config.get("model")
+    if not args.model:
+        raise UsageError("name the model (python -m igcv3_gluon.deploy export MODEL ...) or "
+                         "give --params a training run's folder")
     if args.model not in list_models():
         raise UsageError("unknown model %r; known: %s" % (args.model, ", ".join(list_models())))
+    info = model_info(args.model)
+    classes = args.classes or config.get("classes") or info.classes
+    meta = dict(model=args.model, classes=classes, mean=config.get("mean"),
+                std=config.get("std"), **model_kwargs(args, args.model))
     try:
-        net = get_model(args.model, classes=args.classes, **model_kwargs(args, args.model))
+        if info.task == "detection":
+            size = config.get("data_shape") or info.input_shape[2]
+            net = get_model(args.model, classes=classes, base_size=size,
+                            anchors=config.get("anchors") or "authors",
+                            **model_kwargs(args, args.model))
+        else:
+            net = get_model(args.model, classes=classes, **model_kwargs(args, args.model))
     except ValueError as err:
         raise UsageError(str(err))
     if args.params:
         try:
-            load_weights(net, args.params)
+            load_weights(net, args.params_file)
         except WeightsError as err:
             raise UsageError(str(err))
     else:
         import mxnet as mx
         net.initialize(mx.init.Xavier())
         print("note: no --params: exporting random weights")
-    sym_file, params_file = export(net, args.out, args.input_shape)
-    print("exported %s + %s" % (sym_file, params_file))
+    if info.task == "detection":
+        sym_file, params_file = export_detector(net, args.out, size, meta=meta)
+    else:
+        shape = parse_shape(args.input_shape) if args.input_shape else info.input_shape
+        sym_file, params_file = export(net, args.out, shape, meta=meta)
+    print("exported %s + %s (+ -meta.json)" % (sym_file, params_file))
 
 
 def cmd_optimize(args):
     from .optimize import optimize_files
+    args.input_shape = _input_shape(args, args.prefix)
     _check_export(args.prefix, args.input_shape)
     print("optimizing %s ..." % args.prefix, flush=True)
     (sym_file, params_file), report = optimize_files(
@@ -97,8 +151,11 @@ def cmd_onnx(args):
     import numpy as np
 
     from .export import export_onnx, load_symbolblock
+    args.input_shape = _input_shape(args, args.prefix)
     _check_export(args.prefix, args.input_shape)
-    print("converting %s to ONNX ..." % args.prefix, flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    print("converting %s to ONNX (input %s) ..." % (
+        args.prefix, "x".join(map(str, args.input_shape))), flush=True)
     path = export_onnx(args.prefix, args.output, args.input_shape)
     import mxnet as mx
     import onnxruntime as ort
@@ -143,6 +200,7 @@ def cmd_quantize(args):
 
     from .export import load_symbolblock
     from .quantize import quantize
+    args.input_shape = _input_shape(args, args.prefix, batch=32)
     _check_export(args.prefix, args.input_shape)
     test_x = test_y = None
     if args.digits_config:
@@ -180,7 +238,8 @@ def cmd_bench(args):
 
     from .bench import interleaved_medians, onnx_inference, ratio_table
     from .export import export_onnx, load_symbolblock
-    batches = [int(b) for b in args.batch.split(",")]
+    batches = parse_ints(args.batch, "--batch")
+    args.input_shape = _input_shape(args, args.prefixes[0])
     for prefix in args.prefixes:
         _check_export(prefix, (1,) + tuple(args.input_shape[1:]))
     for batch in batches:
@@ -204,22 +263,23 @@ def cmd_bench(args):
         print(ratio_table(medians, next(iter(fns))))
 
 
-@exit_on_usage_error
-def main(argv=None):
-    warnings.simplefilter("ignore", UserWarning)
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def with_shape(p, default="1,3,224,224"):
-        p.add_argument("--input-shape", default=default, help="N,C,H,W (default %(default)s)")
+    def with_shape(p):
+        p.add_argument("--input-shape", default=None,
+                       help="N,C,H,W (default: the export's -meta.json, else 1,3,224,224)")
         return p
 
     p = with_shape(sub.add_parser("export", help="zoo model (+ trained .params) -> symbol/params",
                                   formatter_class=HelpFormatter))
-    p.add_argument("model")
-    p.add_argument("--params", help="trained weights (training .params or best.params)")
-    p.add_argument("--classes", type=int, default=1000)
+    p.add_argument("model", nargs="?", help="zoo name (default: the --params run's)")
+    p.add_argument("--params", help="trained weights: a training run's folder (it names the "
+                                    "model, width and classes) or a .params file")
+    p.add_argument("--classes", type=int, default=None,
+                   help="default: the run's, else the model's (1000, or 10 for CIFAR)")
     add_model_args(p, "architecture (as in training)")
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(run=cmd_export)
@@ -239,8 +299,7 @@ def main(argv=None):
     p.add_argument("output")
     p.set_defaults(run=cmd_onnx)
 
-    p = with_shape(sub.add_parser("quantize", help="INT8 post-training quantization"),
-                   "32,3,32,32")
+    p = with_shape(sub.add_parser("quantize", help="INT8 post-training quantization"))
     p.add_argument("prefix")
     p.add_argument("out_prefix")
     p.add_argument("--digits-config", help="config.json of a digits run: calibrate on the "
@@ -260,8 +319,14 @@ def main(argv=None):
                    help="MXNet: apply oneDNN operator fusion (optimize_for('MKLDNN'))")
     p.set_defaults(run=cmd_bench)
 
+    return parser
+
+
+@exit_on_usage_error
+def main(argv=None):
+    warnings.simplefilter("ignore", UserWarning)
+    parser = build_parser()
     args = parser.parse_args(argv)
-    args.input_shape = parse_shape(args.input_shape)
     args.run(args)
     return 0
 

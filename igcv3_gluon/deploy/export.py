@@ -12,8 +12,9 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-__all__ = ["export", "load_symbolblock", "load_module", "export_onnx", "artifact_paths",
-           "load_weights", "read_params", "WeightsError"]
+__all__ = ["export", "export_detector", "load_symbolblock", "load_module", "export_onnx",
+           "artifact_paths", "load_weights", "read_params", "WeightsError", "read_meta",
+           "write_meta", "copy_meta"]
 
 
 class WeightsError(ValueError):
@@ -65,9 +66,43 @@ def _check_initialized(net):
                          "net.initialize() or load trained parameters first)" % net.name) from err
 
 
-def export(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None):
+def _meta_path(prefix):
+    return "%s-meta.json" % prefix
+
+
+def write_meta(prefix, meta):
+    """``prefix-meta.json``: what a user of the export needs besides the graph (the input
+    shape ``[C, H, W]``, the model, the class names or count, the input normalisation
+    ``(pixel - mean) / std`` on 0-255 pixels). Every ``deploy`` command reads it."""
+    import json
+    from ..utils import atomic_write_json
+    atomic_write_json(_meta_path(prefix), json.loads(json.dumps(meta)), sort_keys=True)
+
+
+def read_meta(prefix):
+    """The export's ``-meta.json`` as a dict ({} when there is none)."""
+    import json
+    path = _meta_path(prefix)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def copy_meta(prefix, out_prefix, **changes):
+    """Carry an export's metadata over to a derived export (optimised, quantized)."""
+    meta = read_meta(prefix)
+    if meta or changes:
+        write_meta(out_prefix, dict(meta, **changes))
+
+
+def export(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None, meta=None):
     """Hybridize ``net``, trace it once on zeros of ``input_shape`` and write
-    ``prefix-symbol.json`` + ``prefix-%04d.params``. Returns the two paths."""
+    ``prefix-symbol.json`` + ``prefix-%04d.params`` (and ``prefix-meta.json``: the input
+    shape and ``meta``). Returns the two paths."""
     _check_initialized(net)
     directory = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(directory, exist_ok=True)
@@ -75,7 +110,19 @@ def export(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None):
     net.hybridize()
     net(mx.nd.zeros(input_shape, ctx=ctx))
     net.export(prefix, epoch=epoch)
+    write_meta(prefix, dict(meta or {}, input_shape=list(input_shape[1:])))
     return artifact_paths(prefix, epoch)
+
+
+def export_detector(net, prefix, size, ctx=None, meta=None, nms=None):
+    """A GluonCV SSD in inference mode with NMS: traced once in that mode, then exported
+    (a hybridized SSD keeps the mode of its first trace); ``meta`` should carry the class
+    names and the normalisation."""
+    ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
+    net.set_nms(**(nms or dict(nms_thresh=0.45, nms_topk=400, post_nms=100)))
+    net.hybridize()
+    net(mx.nd.zeros((1, 3, size, size), ctx=ctx))
+    return export(net, prefix, (1, 3, size, size), ctx=ctx, meta=meta)
 
 
 def _require(paths):

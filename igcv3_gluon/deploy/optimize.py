@@ -225,8 +225,9 @@ def _single_use(g, nid, op):
     return None
 
 
-def _fold_shuffle_grouped(g, rid, lid, a, g1):
-    """Grouped form of ``A (G1 groups) -> shuffle -> Dw3x3 -> ReLU6 -> B (G2 groups)``.
+def _fold_shuffle_grouped(g, rid, lid, a, g1, a_act=None):
+    """Grouped form of ``A (G1 groups) [-> ReLU6] -> shuffle -> Dw3x3 -> ReLU6 -> B (G2
+    groups)`` (``a_act``: the activation between A and the shuffle, if any).
 
     The intermediate channels are reordered by (branch of A, branch of B): A stays a G1-group
     conv (its outputs only move inside their group), the depthwise conv and ReLU6 follow the
@@ -261,7 +262,7 @@ def _fold_shuffle_grouped(g, rid, lid, a, g1):
     wd, bd = g.conv_weight(d), g.conv_bias(d)
     bd = np.zeros(m, np.float32) if bd is None else bd
     g.set_conv(d, wd[order], bd[order])
-    g.nodes[d]["inputs"][0] = [a, 0, 0]
+    g.nodes[d]["inputs"][0] = [a_act if a_act is not None else a, 0, 0]
     per_in, per_out = m // (g1 * g2), cout // g2
     new_w = np.zeros((g1 * cout, per_in) + wb.shape[2:], np.float32)
     for p in range(g1):
@@ -297,25 +298,48 @@ def _fold_shuffle_grouped(g, rid, lid, a, g1):
     return True
 
 
+_ELEMENTWISE = ("clip", "relu", "Activation")
+
+
+def _producer(g, src, rid, lid):
+    """``(conv, activation)`` when the shuffle (reshape ``rid``, reshape_like ``lid``) reads a
+    1x1 convolution used by nothing else, directly or through one element-wise activation
+    used by nothing else: a permutation commutes with an element-wise function, so the
+    shuffle can be folded into that convolution's outputs. Else ``(None, None)``."""
+    act = None
+    if g.op(src) in _ELEMENTWISE:
+        if sorted(j for j, _ in g.consumers(src)) != sorted([rid, lid]) or g.head_uses(src):
+            return None, None
+        act, src = src, g.nodes[src]["inputs"][0][0]
+        users = [act]
+    else:
+        users = [rid, lid]
+    if (g.op(src) == "Convolution" and _tuple(g.attr(src, "kernel")) == (1, 1)
+            and sorted(j for j, _ in g.consumers(src)) == sorted(users)
+            and not g.head_uses(src)):
+        return src, act
+    return None, None
+
+
 def _fold_shuffles(g, grouped=False):
     folded = 0
-    for rid, sid, lid, src, groups in _shuffles(g):
-        if (grouped and g.op(src) == "Convolution" and _tuple(g.attr(src, "kernel")) == (1, 1)
-                and int(g.attr(src, "num_group", "1")) == groups
-                and sorted(j for j, _ in g.consumers(src)) == sorted([rid, lid])
-                and _fold_shuffle_grouped(g, rid, lid, src, groups)):
+    for rid, sid, lid, _, groups in _shuffles(g):
+        # the shuffle's input as the graph stands now: an earlier fold may have rewired it
+        src = g.nodes[rid]["inputs"][0][0]
+        if g.nodes[lid]["inputs"][1][0] != src:
+            continue
+        conv, act = _producer(g, src, rid, lid)
+        if (grouped and conv is not None and int(g.attr(conv, "num_group", "1")) == groups
+                and _fold_shuffle_grouped(g, rid, lid, conv, groups, act)):
             folded += 1
             continue
-        pulled = (g.op(src) == "Convolution" and _tuple(g.attr(src, "kernel")) == (1, 1)
-                  and sorted(j for j, _ in g.consumers(src)) == sorted([rid, lid])
-                  and not g.head_uses(src))
-        if pulled:                                   # P W: permute the conv's outputs
-            w = g.dense_weight(src)
+        if conv is not None:                         # P W: permute the conv's outputs
+            w = g.dense_weight(conv)
             perm = shuffle_permutation(w.shape[0], groups)
-            b = g.conv_bias(src)
+            b = g.conv_bias(conv)
             b = np.zeros(w.shape[0], np.float32) if b is None else b
-            g.set_conv(src, w[perm], b[perm], groups=1)
-            g.redirect(lid, src)
+            g.set_conv(conv, w[perm], b[perm], groups=1)
+            g.redirect(lid, act if act is not None else conv)
             folded += 1
             continue
         uses = g.consumers(lid)
@@ -356,9 +380,10 @@ def optimize(sym, arg_params, aux_params, fold_bn=True, fold_shuffles=True, grou
 
 def optimize_files(prefix, out_prefix, epoch=0, **kwargs):
     """``optimize`` an export ``prefix`` into ``out_prefix-symbol.json`` / ``-0000.params``."""
-    from .export import artifact_paths
+    from .export import artifact_paths, copy_meta
     sym, args, aux = mx.model.load_checkpoint(prefix, epoch)
     sym, args, aux, report = optimize(sym, args, aux, **kwargs)
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
     mx.model.save_checkpoint(out_prefix, 0, sym, args, aux)
+    copy_meta(prefix, out_prefix, optimized=True)
     return artifact_paths(out_prefix, 0), report

@@ -77,7 +77,7 @@ def quantize(prefix, out_prefix, calib_batches, preset="accurate", calib_mode="n
     Returns the two paths and the quantized SymbolBlock."""
     import os
 
-    from .export import artifact_paths, load_symbolblock
+    from .export import artifact_paths, copy_meta, load_symbolblock
     net = load_symbolblock(prefix, epoch)
     sym, _, _ = mx.model.load_checkpoint(prefix, epoch)
     with _quiet_logging():                              # the flow logs every layer at INFO
@@ -86,4 +86,5 @@ def quantize(prefix, out_prefix, calib_batches, preset="accurate", calib_mode="n
     qnet(calib_batches[0])
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
     qnet.export(out_prefix)
+    copy_meta(prefix, out_prefix, quantized="int8 (%s)" % preset)
     return artifact_paths(out_prefix, 0), qnet

@@ -61,8 +61,9 @@ class ClassifierTask(Task):
     curves = (("train_loss",), ("train_acc", "val_acc", "val_top5"))
 
     def __init__(self, make_train_data, val_data, classes, input_shape, label_smoothing=0.0,
-                 topk=(1,), title=""):
+                 topk=(1,), title="", meta=None):
         self.make_train_data, self.val_data = make_train_data, val_data
+        self.meta = dict(meta or {}, classes=classes)   # for the export's -meta.json
         self.classes, self.input_shape, self.topk, self.title = classes, input_shape, topk, title
         self.loss = (SmoothedLoss(classes, label_smoothing) if label_smoothing
                      else gluon.loss.SoftmaxCrossEntropyLoss())
@@ -102,4 +103,4 @@ class ClassifierTask(Task):
 
     def export(self, net, prefix, ctx):
         from ..deploy import export
-        return export(net, prefix, self.input_shape, ctx=ctx)
+        return export(net, prefix, self.input_shape, ctx=ctx, meta=self.meta)

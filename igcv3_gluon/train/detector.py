@@ -121,10 +121,11 @@ class DetectorTask(Task):
     curves = (("cls_loss", "box_loss", "train_loss"), ("val_AP", "val_AP50"))
 
     def __init__(self, train_set, val_set, data_shape, augment="ssd", workers=2, seed=0,
-                 mean=PIXEL_MEAN, std=PIXEL_STD, on_fresh_start=None, title=""):
+                 mean=PIXEL_MEAN, std=PIXEL_STD, on_fresh_start=None, title="", meta=None):
         self.train_set, self.val_set, self.size = train_set, val_set, data_shape
         self.augment, self.workers, self.seed = augment, workers, seed
         self.mean, self.std, self.on_fresh_start, self.title = mean, std, on_fresh_start, title
+        self.meta = dict(meta or {})
         from gluoncv.loss import SSDMultiBoxLoss
         self.loss = SSDMultiBoxLoss()
 
@@ -181,9 +182,8 @@ class DetectorTask(Task):
         return "cls %.3f  box %.3f  %s" % (row["cls_loss"], row["box_loss"], aps)
 
     def export(self, net, prefix, ctx):
-        """Inference mode with NMS; the graph is traced once in that mode, then exported."""
-        from ..deploy import export
-        net.set_nms(**NMS)
-        net.hybridize()
-        net(mx.nd.zeros((1, 3, self.size, self.size), ctx=ctx))
-        return export(net, prefix, (1, 3, self.size, self.size), ctx=ctx)
+        """Inference mode with NMS, the class names and the normalisation in the meta."""
+        from ..deploy import export_detector
+        return export_detector(net, prefix, self.size, ctx, dict(
+            self.meta, classes=list(self.val_set.classes), mean=list(self.mean),
+            std=list(self.std)), NMS)

@@ -62,7 +62,7 @@ def launch(command, num_workers=2, num_servers=1, host="127.0.0.1", port=None, t
     return [proc.returncode if code is None else code for proc, code in zip(workers, codes)]
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.train.launch",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +72,11 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=None, help="scheduler port (default: free)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds before killing")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the worker command")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
