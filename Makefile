@@ -3,7 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS ?= cpu,onnx,test
+TEST_STAMP := $(VENV)/.installed-test
+# what `make demo` needs; GPU machines: make test EXTRAS=cu112,onnx
+EXTRAS ?= cpu,onnx
+# what `make test` adds: test tools, the converter's and OpenVINO's packages, and Horovod
+TEST_EXTRAS ?= test,convert,openvino
+# Horovod compiles against the installed MXNet (Gloo for CPUs; NCCL where CUDA is found)
+HOROVOD_ENV := HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
+               HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
 
 .PHONY: venv demo test bench clean
 
@@ -16,10 +23,16 @@ $(STAMP): setup.py constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS),$(TEST_EXTRAS)]"
+	$(HOROVOD_ENV) $(PY) -m pip install --quiet --no-build-isolation -c constraints.txt \
+	    -e ".[$(EXTRAS),horovod]"
+	touch $(TEST_STAMP)
+
 demo: $(STAMP)
 	$(PY) -m igcv3_gluon.demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests
 
 clean:

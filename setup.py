@@ -36,6 +36,11 @@ setup(
         "onnx": ["onnx==1.14.1", "onnxruntime<1.20", "protobuf<4"],
         # imgclsmob's network definitions, to convert their published weights
         "convert": ["gluoncv2==0.0.64"],
+        # the fastest CPU runtime and its INT8 quantizer (python -m igcv3_gluon.deploy openvino)
+        "openvino": ["openvino==2026.4.1", "nncf==2.14.1"],
+        # the second distributed engine; it compiles against the installed MXNet: install it
+        # after MXNet, without build isolation, with HOROVOD_WITH_MXNET=1 (Makefile, README)
+        "horovod": ["horovod==0.28.1"],
         "test": ["pytest", "pytest-timeout", "gluoncv2==0.0.64"],
     },
     entry_points={

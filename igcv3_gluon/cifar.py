@@ -48,7 +48,8 @@ def run(args):
         say("note: %s is an ImageNet model (stride-2 stem); the cifar_* models are built for "
             "32x32 inputs" % args.model)
     kwargs = model_kwargs(args, args.model)
-    net = get_model(args.model, classes=classes, **kwargs, **norm_layer_for(args.contexts))
+    net = get_model(args.model, classes=classes, **kwargs,
+                    **norm_layer_for(args.contexts, args.syncbn))
 
     def train_data(rank, num_workers, global_batch):
         return make_loader(train_x, train_y, mean, std, global_batch, True, args.seed, flip,

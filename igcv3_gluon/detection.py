@@ -108,7 +108,8 @@ def _build_net(args, classes):
     from .models import get_model
     kwargs = model_kwargs(args, args.model)
     return get_model(args.model, classes=list(classes), base_size=args.data_shape,
-                     anchors=args.anchors, **kwargs, **norm_layer_for(args.contexts))
+                     anchors=args.anchors, **kwargs,
+                     **norm_layer_for(args.contexts, args.syncbn))
 
 
 def _normalisation(args, parser, backbone_config):

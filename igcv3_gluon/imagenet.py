@@ -246,7 +246,7 @@ def run(args):
     from .models import get_model
     kwargs = model_kwargs(args, args.model)
     net = get_model(args.model, classes=args.num_classes, **kwargs,
-                    **norm_layer_for(args.contexts))
+                    **norm_layer_for(args.contexts, args.syncbn))
     if args.eval_only:
         return evaluate_params(args, net)
     _check_packing(args)

@@ -181,11 +181,12 @@ class SSDLiteFeatures(nn.HybridBlock):
 class SeparablePredictor(nn.HybridBlock):
     """SSDLite prediction layer: Dw3x3 + BN + ReLU6 + 1x1 conv (with bias) to ``channels``."""
 
-    def __init__(self, in_channels, channels, **kwargs):
+    def __init__(self, in_channels, channels, norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix="")
-            add_conv_bn(self.body, in_channels, 3, 1, in_channels, True, in_channels)
+            add_conv_bn(self.body, in_channels, 3, 1, in_channels, True, in_channels,
+                        resolve_norm(norm_layer, False), norm_kwargs)
             self.body.add(nn.Conv2D(channels, 1, in_channels=in_channels))
 
     def hybrid_forward(self, F, x):
@@ -227,8 +228,10 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
         net.class_predictors = nn.HybridSequential(prefix="class_predictors_")
         net.box_predictors = nn.HybridSequential(prefix="box_predictors_")
         for c, ag in zip(channels, net.anchor_generators):
-            net.class_predictors.add(SeparablePredictor(c, ag.num_depth * num_classes))
-            net.box_predictors.add(SeparablePredictor(c, ag.num_depth * 4))
+            net.class_predictors.add(SeparablePredictor(c, ag.num_depth * num_classes,
+                                                        norm_layer, norm_kwargs))
+            net.box_predictors.add(SeparablePredictor(c, ag.num_depth * 4, norm_layer,
+                                                      norm_kwargs))
     net.channels = channels
     net.anchor_preset, net.backbone_config, net.backbone_multiplier = anchors, backbone, multiplier
     return net

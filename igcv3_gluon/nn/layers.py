@@ -148,11 +148,16 @@ class FlatBatchNorm(nn.BatchNorm):
         return F.swapaxes(F.reshape_like(out, x), 0, 0)
 
 
-def norm_layer_for(contexts):
+def norm_layer_for(contexts, sync=False):
     """``get_model`` keyword arguments choosing the BatchNorm form for ``contexts``: the
     default (``FlatBatchNorm`` in grouped blocks, where oneDNN runs) on CPUs, MXNet's plain
-    ``nn.BatchNorm`` everywhere on GPUs."""
-    if any(ctx.device_type == "gpu" for ctx in contexts):
+    ``nn.BatchNorm`` everywhere on GPUs, or with ``sync`` on several GPUs
+    ``SyncBatchNorm`` (statistics over all of them: small per-GPU batches, detection)."""
+    gpus = [ctx for ctx in contexts if ctx.device_type == "gpu"]
+    if sync and len(gpus) > 1:
+        from mxnet.gluon.contrib.nn import SyncBatchNorm
+        return {"norm_layer": SyncBatchNorm, "norm_kwargs": {"num_devices": len(gpus)}}
+    if gpus:
         return {"norm_layer": nn.BatchNorm}
     return {}
 

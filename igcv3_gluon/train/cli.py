@@ -68,6 +68,8 @@ def parser_for(description, defaults, task="classification"):
     g.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="training precision: float16 (GPUs) and bfloat16 (CPUs with AVX-512) "
                         "train with MXNet's AMP, float32 master weights")
+    g.add_argument("--syncbn", action="store_true",
+                   help="BatchNorm statistics over all GPUs of a worker (SyncBatchNorm)")
     g.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
 
     g = parser.add_argument_group("run")
@@ -106,6 +108,17 @@ def contexts_from_args(args):
     return [mx.cpu(i) for i in range(n)]
 
 
+def _horovod_device(contexts):
+    """Horovod runs one process per device: rank r of a machine takes device r of the list
+    (``horovodrun -np 4 python train_imagenet.py --gpus 0,1,2,3 --kvstore horovod``)."""
+    import os
+    local = os.environ.get("HOROVOD_LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK"))
+    if local is None:
+        raise UsageError("--kvstore horovod runs one process per device: start it with "
+                         "horovodrun -np %d (README, Distributed training)" % len(contexts))
+    return [contexts[int(local) % len(contexts)]]
+
+
 def validate_common_args(args, task="classification"):
     """Flag checks that need no data; returns ``args`` with ``args.contexts`` set."""
     from ..models import list_models
@@ -129,6 +142,11 @@ def validate_common_args(args, task="classification"):
         raise UsageError("--lr-steps must increase: %s" % args.lr_steps)
     model_kwargs(args, args.model)                      # the architecture flags fit the model
     args.contexts = contexts_from_args(args)
+    if getattr(args, "syncbn", False) and sum(c.device_type == "gpu" for c in args.contexts) < 2:
+        raise UsageError("--syncbn synchronises BatchNorm over several GPUs (--gpus 0,1,...); "
+                         "MXNet's SyncBatchNorm does not run on CPU contexts")
+    if args.kvstore == "horovod" and len(args.contexts) > 1:
+        args.contexts = _horovod_device(args.contexts)
     try:
         check_dtype(args.dtype, args.contexts)
     except ValueError as err:
