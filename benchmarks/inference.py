@@ -17,9 +17,23 @@ ONNX Runtime (after the MXNet rounds, its own interleaved rounds), ratios to our
 ``mobilenetv2_1.0`` exported the same way: the exports as trained and optimised.
 ``--profile`` adds where the time goes: MXNet's profiler per operator for ``igcv3_d_1.0`` as
 trained, and ONNX Runtime's per operator type for the optimised IGCV3-D and MobileNetV2.
+
+OpenVINO (issue 16; ``--runtimes`` picks the sections), ratios to GluonCV's
+``mobilenetv2_1.0`` optimised and run the same way: every optimised export converted by
+``deploy.openvino.to_openvino`` and compiled at float32 (``f32``) and at the CPU plugin's
+default precision (``default``: bfloat16 where the CPU has AVX512-BF16/AMX); IGCV3-D with the
+``--grouped`` fold; the same ONNX files in ONNX Runtime (OpenVINO / ONNX Runtime ratio); NNCF
+INT8 (``quantize_ir``, calibrated on random images: speed only) of IGCV3-D and MobileNetV2;
+and a bound that no fold can beat: IGCV3-D built without P1 (``p1=False``: both 1x1
+convolutions grouped and nothing to fold; the same MAdds, not the same function).
+Each round times ``--repeat`` consecutive calls of a network (default 10) after 3 untimed
+ones: OpenVINO's threads keep spinning after a call, and on 2 cores a network timed right
+after another one shares the cores with them (without it every batch-1 time grows by about
+0.5-1 ms and the ratios shrink toward 1).
 """
 import argparse
 import collections
+import logging
 import json
 import os
 import sys
@@ -36,7 +50,7 @@ import numpy as np  # noqa: E402
 import igcv3_gluon  # noqa: E402
 from igcv3_gluon.deploy import export, export_onnx, load_symbolblock  # noqa: E402
 from igcv3_gluon.deploy.bench import (gluoncv_mobilenetv2, interleaved_medians,  # noqa: E402
-                                      onnx_inference, ratio_table)
+                                      onnx_inference, openvino_inference, ratio_table)
 from igcv3_gluon.deploy.optimize import optimize_files  # noqa: E402
 from igcv3_gluon.deploy.reference import authors_net  # noqa: E402
 from igcv3_gluon.nn import init_like_trained  # noqa: E402
@@ -130,16 +144,85 @@ def ort_profile(path, batch, label):
         label, batch, ", ".join("%s %.2f" % kv for kv in ops.most_common(6))))
 
 
+def prepare_openvino(tmp, prefixes):
+    """IRs (and their ONNX files) of the optimised exports, GluonCV's MobileNetV2, the
+    grouped fold, the no-P1 bound, and INT8 IRs; returns ``{label: xml}``."""
+    from igcv3_gluon.deploy.openvino import quantize_ir, to_openvino
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    sources = {name + " optimised": prefixes[name] for name in OURS}
+    gcv = os.path.join(tmp, "gluoncv_mobilenetv2_1.0")
+    export(gluoncv_mobilenetv2(like_trained=True), gcv)
+    sources[BASE + " optimised"] = gcv
+    bound = os.path.join(tmp, "igcv3_d_1.0-no-p1")
+    export(init_like_trained(igcv3_gluon.get_model("igcv3_d_1.0", p1=False)), bound)
+    sources["igcv3_d_1.0 without P1 (bound)"] = bound
+    xmls = {}
+    for k, (label, prefix) in enumerate(sources.items()):
+        (xmls[label], _), _ = to_openvino(prefix, os.path.join(tmp, "ov%d" % k))
+    (xmls["igcv3_d_1.0 --grouped"], _), _ = to_openvino(
+        prefixes["igcv3_d_1.0"], os.path.join(tmp, "ov-grouped"), grouped=True)
+    calib = [np.random.RandomState(k).uniform(-1, 1, (32, 3, 224, 224)).astype(np.float32)
+             for k in range(10)]
+    for label in ("igcv3_d_1.0 optimised", BASE + " optimised"):
+        out = xmls[label][:-len(".xml")] + "-int8"
+        xmls[label + " INT8"], _ = quantize_ir(xmls[label][:-len(".xml")] + ".onnx", out, calib)
+    return xmls
+
+
+OV_BASE = "openvino f32 " + BASE + " optimised"
+
+
+def openvino_section(xmls, batch, rounds, repeat):
+    fns = {}
+    for label, xml in xmls.items():
+        for precision in (("default",) if label.endswith("INT8") else ("f32", "default")):
+            fns["openvino %s %s" % (precision, label)] = openvino_inference(
+                xml, batch, precision=precision)
+    for label in ("igcv3_d_1.0 optimised", BASE + " optimised"):
+        fns["onnxruntime " + label] = onnx_inference(xmls[label][:-len(".xml")] + ".onnx",
+                                                     batch)
+    medians = interleaved_medians(fns, rounds=rounds, warmup=3, repeat=repeat, settle=3)
+    table(medians, OV_BASE, "OpenVINO, batch %d (%d rounds of %d calls)" % (
+        batch, rounds, repeat))
+    d = "igcv3_d_1.0 optimised"
+    print("targets (issue 16), batch %d:" % batch)
+    for precision in ("f32", "default"):
+        print("  OpenVINO %s: igcv3_d_1.0 / GluonCV MobileNetV2 %.2fx (target <= 1.2); "
+              "bound without P1 %.2fx" % (
+                  precision, medians["openvino %s %s" % (precision, d)]
+                  / medians["openvino %s %s optimised" % (precision, BASE)],
+                  medians["openvino %s igcv3_d_1.0 without P1 (bound)" % precision]
+                  / medians["openvino %s %s optimised" % (precision, BASE)]))
+    print("  igcv3_d_1.0: OpenVINO f32 / ONNX Runtime %.2fx, default / ONNX Runtime %.2fx "
+          "(target <= 0.55)" % (medians["openvino f32 " + d] / medians["onnxruntime " + d],
+                                medians["openvino default " + d] / medians["onnxruntime " + d]))
+    for label in (d, BASE + " optimised"):
+        int8 = medians["openvino default %s INT8" % label]
+        print("  %s INT8 speed: %.2fx FP32 (f32), %.2fx FP32 (default precision) "
+              "(target >= 1.5)" % (label, medians["openvino f32 " + label] / int8,
+                                   medians["openvino default " + label] / int8))
+    return medians
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-sizes", default="1,16")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=10,
+                        help="OpenVINO: consecutive calls timed per network and round")
+    parser.add_argument("--runtimes", default="mxnet,openvino",
+                        help="sections: mxnet (MXNet then ONNX Runtime), openvino")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    runtimes = args.runtimes.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         prefixes = prepare(tmp)
-        for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        if "openvino" in runtimes:
+            xmls = prepare_openvino(tmp, {n: p + "-opt" for n, p in prefixes.items()})
+            for batch in [int(b) for b in args.batch_sizes.split(",")]:
+                openvino_section(xmls, batch, args.rounds, args.repeat)
+        for batch in [int(b) for b in args.batch_sizes.split(",")] * ("mxnet" in runtimes):
             mx_medians = {}
             for fused in (False, True):
                 fns = mxnet_candidates(prefixes, batch, fused)

@@ -128,7 +128,7 @@ def test_readme_commands_that_need_no_data_run_as_written(sandbox):
     assert any("igcv3_gluon.reproduce" in r for r in ran)
     for path in ("exp/digits-opt-symbol.json", "exp/onnx/digits-opt.onnx",
                  "exp/digits-int8-symbol.json", "igcv3_d_1.0.params", "igcv3_d_0.5.params",
-                 "exp/igcv3_d-symbol.json"):
+                 "exp/igcv3_d-symbol.json", "exp/ov/digits.xml", "exp/ov/digits-int8.xml"):
         assert os.path.isfile(os.path.join(sandbox, path)), path
 
 

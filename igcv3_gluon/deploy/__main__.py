@@ -80,6 +80,9 @@ def _max_diff(prefix_a, prefix_b, shape):
     return float(np.abs(a - b).max())
 
 
+RUNTIMES = ("mxnet", "onnxruntime", "openvino")
+
+
 def cmd_export(args):
     """A zoo model with trained weights (a run folder, whose config says which model, width
     and classes, or a .params with the model named) -> symbol/params/meta."""
@@ -195,28 +198,11 @@ def _digits_batches(config_path, shape):
 
 
 def cmd_quantize(args):
-    import mxnet as mx
-    import numpy as np
-
     from .export import load_symbolblock
     from .quantize import quantize
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _check_export(args.prefix, args.input_shape)
-    test_x = test_y = None
-    if args.digits_config:
-        calib, test_x, test_y = _digits_batches(args.digits_config, args.input_shape)
-    elif args.calib_npy:
-        if not os.path.isfile(args.calib_npy):
-            raise UsageError("--calib-npy %s does not exist" % args.calib_npy)
-        data = np.load(args.calib_npy).astype(np.float32)
-        if data.ndim != 4 or data.shape[1:] != tuple(args.input_shape[1:]):
-            raise UsageError("--calib-npy holds shape %s; expected (N,%s)" % (
-                data.shape, ",".join(map(str, args.input_shape[1:]))))
-        b = args.input_shape[0]
-        calib = [mx.nd.array(data[i:i + b]) for i in range(0, len(data) - b + 1, b)]
-    else:
-        raise UsageError("give calibration data: --digits-config RUN/config.json or "
-                         "--calib-npy FILE.npy (N,C,H,W float32, preprocessed)")
+    calib, test_x, test_y = _calibration(args, args.input_shape)
     calib = calib[:args.calib_batches]
     if not calib:
         raise UsageError("no calibration batch: fewer images than --input-shape's batch")
@@ -233,34 +219,173 @@ def cmd_quantize(args):
             100 * acc["fp32"], 100 * acc["int8"], 100 * (acc["int8"] - acc["fp32"])))
 
 
+def _baseline_export(folder, size):
+    """GluonCV's MobileNetV2 1.0 (random weights) exported and optimised, the speed
+    baseline of every runtime."""
+    from .bench import gluoncv_mobilenetv2
+    from .export import export
+    from .optimize import optimize_files
+    prefix = os.path.join(folder, "gluoncv-mobilenetv2_1.0")
+    export(gluoncv_mobilenetv2(like_trained=True), prefix + "-trained", (1, 3, size, size))
+    optimize_files(prefix + "-trained", prefix)
+    return prefix
+
+
 def cmd_bench(args):
+    """Latency of exports side by side, in MXNet, ONNX Runtime and OpenVINO."""
+    import tempfile
+
     import mxnet as mx
 
-    from .bench import interleaved_medians, onnx_inference, ratio_table
+    from .bench import interleaved_medians, onnx_inference, openvino_inference, ratio_table
     from .export import export_onnx, load_symbolblock
     batches = parse_ints(args.batch, "--batch")
+    runtimes = [r for r in args.runtime.split(",") if r]
+    if args.onnx and "onnxruntime" not in runtimes:
+        runtimes.append("onnxruntime")
+    bad = [r for r in runtimes if r not in RUNTIMES]
+    if bad:
+        raise UsageError("--runtime: unknown %s; choose from %s" % (bad, ", ".join(RUNTIMES)))
+    precisions = [p for p in args.ov_precision.split(",") if p]
     args.input_shape = _input_shape(args, args.prefixes[0])
+    size = args.input_shape[2]
     for prefix in args.prefixes:
         _check_export(prefix, (1,) + tuple(args.input_shape[1:]))
-    for batch in batches:
-        shape = (batch,) + tuple(args.input_shape[1:])
-        x = mx.nd.random.uniform(-1, 1, shape)
-        fns = {}
-        for prefix in args.prefixes:
-            net = load_symbolblock(prefix)
-            if args.fuse:
-                net.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
-            else:
-                net.hybridize(static_alloc=True, static_shape=True)
-            fns["mxnet " + os.path.basename(prefix)] = (lambda n=net: n(x).wait_to_read())
-            if args.onnx:
-                path = export_onnx(prefix, "%s-b%d.onnx" % (prefix, batch), shape)
-                fns["onnxruntime " + os.path.basename(prefix)] = onnx_inference(
-                    path, batch, shape[2])
-        print("\nbatch %d (%s), median of %d interleaved rounds:" % (
-            batch, "x".join(map(str, shape[1:])), args.rounds), flush=True)
-        medians = interleaved_medians(fns, rounds=args.rounds)
-        print(ratio_table(medians, next(iter(fns))))
+    with tempfile.TemporaryDirectory() as tmp:
+        prefixes = list(args.prefixes)
+        if args.baseline:
+            prefixes.append(_baseline_export(tmp, size))
+        converted = {}
+        for k, prefix in enumerate(prefixes):
+            if "onnxruntime" in runtimes:
+                converted[("onnx", prefix)] = export_onnx(
+                    prefix, os.path.join(tmp, "%d.onnx" % k), (1,) + args.input_shape[1:])
+            if "openvino" in runtimes:
+                from .openvino import to_openvino
+                (xml, _), _ = to_openvino(prefix, os.path.join(tmp, "ov%d" % k),
+                                          (1,) + args.input_shape[1:], optimize_first=False)
+                converted[("openvino", prefix)] = xml
+        for batch in batches:
+            shape = (batch,) + tuple(args.input_shape[1:])
+            x = mx.nd.random.uniform(-1, 1, shape)
+            fns = {}
+            for prefix in prefixes:
+                name = os.path.basename(prefix)
+                if "mxnet" in runtimes:
+                    net = load_symbolblock(prefix)
+                    if args.fuse:
+                        net.optimize_for(x, backend="MKLDNN", static_alloc=True,
+                                         static_shape=True)
+                    else:
+                        net.hybridize(static_alloc=True, static_shape=True)
+                    fns["mxnet " + name] = (lambda n=net: n(x).wait_to_read())
+                if "onnxruntime" in runtimes:
+                    fns["onnxruntime " + name] = onnx_inference(converted[("onnx", prefix)],
+                                                                batch, size)
+                if "openvino" in runtimes:
+                    for precision in precisions:
+                        fns["openvino %s %s" % (precision, name)] = openvino_inference(
+                            converted[("openvino", prefix)], batch, size, precision)
+            print("\nbatch %d (%s), median of %d interleaved rounds:" % (
+                batch, "x".join(map(str, shape[1:])), args.rounds), flush=True)
+            medians = interleaved_medians(fns, rounds=args.rounds, repeat=args.repeat, settle=2)
+            print(ratio_table(medians, next(iter(fns))))
+
+
+def _calibration(args, shape):
+    """Calibration batches (and digits test data when a digits run's config is given)."""
+    import numpy as np
+    if args.digits_config:
+        return _digits_batches(args.digits_config, shape)
+    if args.calib_npy:
+        if not os.path.isfile(args.calib_npy):
+            raise UsageError("--calib-npy %s does not exist" % args.calib_npy)
+        try:
+            data = np.load(args.calib_npy).astype(np.float32)
+        except (ValueError, OSError, EOFError) as err:
+            raise UsageError("--calib-npy %s is not a NumPy array file (%s): save the images "
+                             "with numpy.save" % (args.calib_npy, str(err).split("\n")[0]))
+        if data.ndim != 4 or data.shape[1:] != tuple(shape[1:]):
+            raise UsageError("--calib-npy holds shape %s; expected (N,%s)" % (
+                data.shape, ",".join(map(str, shape[1:]))))
+        import mxnet as mx
+        b = shape[0]
+        return [mx.nd.array(data[i:i + b]) for i in range(0, len(data) - b + 1, b)], None, None
+    raise UsageError("give calibration data: --digits-config RUN/config.json or "
+                     "--calib-npy FILE.npy (N,C,H,W float32, preprocessed)")
+
+
+def _require_openvino(int8=False):
+    import importlib.util
+    missing = [m for m in (("openvino", "nncf") if int8 else ("openvino",))
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError("%s not installed: pip install -e '.[openvino]'" % " and ".join(missing))
+
+
+def cmd_openvino(args):
+    """Export -> optimised -> ONNX (free batch axis) -> OpenVINO IR, checked against MXNet
+    at two batch sizes; optionally NNCF INT8."""
+    import mxnet as mx
+    import numpy as np
+
+    from .export import load_symbolblock, read_meta
+    from .openvino import (DetectorIR, compile_ir, detection_difference, quantize_ir,
+                           to_openvino)
+    _require_openvino(args.int8)
+    args.input_shape = _input_shape(args, args.prefix)
+    _check_export(args.prefix, args.input_shape)
+    check_batches = parse_ints(args.check_batches, "--check-batches")
+    calib = test_x = test_y = None
+    if args.int8:                     # calibration data first: fail before the slow work
+        shape = (args.input_shape[0] if args.input_shape[0] > 1 else 32,) + \
+            tuple(args.input_shape[1:])
+        calib, test_x, test_y = _calibration(args, shape)
+        calib = [c.asnumpy() for c in calib[:args.calib_batches]]
+        if not calib:
+            raise UsageError("no calibration batch: fewer than %d images" % shape[0])
+    print("converting %s to OpenVINO IR ..." % args.prefix, flush=True)
+    (xml, bin_file), report = to_openvino(args.prefix, args.out, args.input_shape,
+                                          grouped=args.grouped)
+    if report:
+        print("folded %(batchnorms_folded)d BatchNorms and %(shuffles_folded)d shuffles first"
+              % report)
+    meta = read_meta(args.out)
+    reference = load_symbolblock(args.prefix)
+    reference.hybridize()
+    detector = "nms" in meta
+    ir = DetectorIR(xml, meta["nms"]) if detector else compile_ir(xml, "f32")
+    worst = 0.0
+    for batch in check_batches:
+        x = np.random.RandomState(batch).uniform(-1, 1, (batch,) + tuple(args.input_shape[1:]))
+        x = x.astype(np.float32)
+        want = reference(mx.nd.array(x))
+        if detector:
+            worst = max(worst, detection_difference(want, ir(x), scale=x.shape[-1]))
+        else:
+            want, got = want.asnumpy(), ir(x)[0]
+            worst = max(worst, float(np.abs(want - got).max())
+                        / max(1.0, float(np.abs(want).max())))
+    print("wrote %s + %s (+ %s.onnx, its ONNX with a free batch axis); OpenVINO (f32) vs "
+          "MXNet at batch %s: max relative |diff| %.1e" % (xml, bin_file, args.out,
+                                                          args.check_batches, worst))
+    if worst > 1e-3:
+        raise UsageError("the IR differs from the MXNet export by %.1e" % worst, 1)
+    if args.int8:
+        print("quantizing on %d images (NNCF, preset %s) ..." % (
+            sum(len(c) for c in calib), args.preset), flush=True)
+        qxml, _ = quantize_ir(args.out + ".onnx", args.out + "-int8", calib, args.preset)
+        print("wrote %s" % qxml)
+        if test_x is not None:
+            acc = {}
+            for label, path in (("fp32", xml), ("int8", qxml)):
+                net = compile_ir(path, "f32")
+                scores = np.concatenate([net(test_x.asnumpy()[i:i + 64])[0]
+                                         for i in range(0, test_x.shape[0], 64)])
+                acc[label] = float((scores.argmax(1) == test_y).mean())
+            print("digits test top-1 in OpenVINO: fp32 %.2f%%, int8 %.2f%% (change %+.2f "
+                  "points)" % (100 * acc["fp32"], 100 * acc["int8"],
+                               100 * (acc["int8"] - acc["fp32"])))
 
 
 def build_parser():
@@ -310,10 +435,34 @@ def build_parser():
     p.add_argument("--preset", default="accurate", choices=["accurate", "fast"])
     p.set_defaults(run=cmd_quantize)
 
+    p = with_shape(sub.add_parser("openvino", help="export -> OpenVINO IR (checked), INT8"))
+    p.add_argument("prefix")
+    p.add_argument("out", help="output prefix: writes OUT.xml + OUT.bin (+ -meta.json)")
+    p.add_argument("--grouped", action="store_true", help="as optimize --grouped")
+    p.add_argument("--check-batches", default="1,5",
+                   help="batch sizes at which the IR is compared with MXNet")
+    p.add_argument("--int8", action="store_true",
+                   help="also NNCF post-training INT8 quantization: OUT-int8.xml")
+    p.add_argument("--digits-config", help="config.json of a digits run: calibrate on the "
+                                           "digits training images, report test accuracy")
+    p.add_argument("--calib-npy", help="calibration images, (N,C,H,W) float32 .npy")
+    p.add_argument("--calib-batches", type=int, default=10)
+    p.add_argument("--preset", default="mixed", choices=["mixed", "performance"])
+    p.set_defaults(run=cmd_openvino)
+
     p = with_shape(sub.add_parser("bench", help="latency of exports, side by side"))
     p.add_argument("prefixes", nargs="+")
     p.add_argument("--batch", default="1,16")
     p.add_argument("--rounds", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=1,
+                   help="consecutive calls timed per export and round (after 2 untimed ones)")
+    p.add_argument("--runtime", default="mxnet",
+                   help="comma-separated: mxnet, onnxruntime, openvino")
+    p.add_argument("--ov-precision", default="f32",
+                   help="OpenVINO inference precision(s): f32, bf16, default (the plugin's: "
+                        "bf16 on CPUs that have it)")
+    p.add_argument("--baseline", action="store_true",
+                   help="add GluonCV's MobileNetV2 1.0 (optimised) in every runtime")
     p.add_argument("--onnx", action="store_true", help="also time them in ONNX Runtime")
     p.add_argument("--fuse", action="store_true",
                    help="MXNet: apply oneDNN operator fusion (optimize_for('MKLDNN'))")

@@ -10,19 +10,23 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ["interleaved_medians", "mxnet_inference", "mxnet_training", "onnx_inference",
-           "gluoncv_mobilenetv2", "ratio_table"]
+           "openvino_inference", "gluoncv_mobilenetv2", "ratio_table"]
 
 
-def interleaved_medians(candidates, rounds=20, warmup=3, repeat=1):
+def interleaved_medians(candidates, rounds=20, warmup=3, repeat=1, settle=0):
     """``{name: median seconds per call}`` for ``candidates`` (``{name: fn}``; each ``fn()``
     must block until its work is done), timed in ``rounds`` interleaved rounds after
-    ``warmup`` calls each; each round times ``repeat`` consecutive calls."""
+    ``warmup`` calls each; each round times ``repeat`` consecutive calls, after ``settle``
+    untimed ones (they absorb the switch from the previous candidate: its threads still
+    spinning, its weights in the caches; OpenVINO needs it on a 2-core machine)."""
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
+            for _ in range(settle):
+                fn()
             tic = time.perf_counter()
             for _ in range(repeat):
                 fn()
@@ -85,12 +89,31 @@ def onnx_inference(path, batch, size=224, threads=None, level="all", spin=False)
     return run
 
 
-def gluoncv_mobilenetv2(classes=1000, ctx=None):
-    """GluonCV's ``mobilenetv2_1.0`` (random weights), the speed baseline of the paper's
-    comparison."""
+def openvino_inference(xml, batch, size=224, precision="f32", threads=None):
+    """A forward of the OpenVINO IR ``xml`` (CPU plugin, ``precision`` "f32", "bf16" or
+    "default") on a random batch."""
+    from .openvino import compile_ir
+    compiled = compile_ir(xml, precision, threads)
+    request = compiled.create_infer_request()
+    x = np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+
+    def run():
+        request.infer({0: x})
+    return run
+
+
+def gluoncv_mobilenetv2(classes=1000, ctx=None, like_trained=False):
+    """GluonCV's ``mobilenetv2_1.0`` (random weights, shapes known so that it exports), the
+    speed baseline of the paper's comparison; ``like_trained``: non-trivial BatchNorm
+    statistics as ``nn.init_like_trained`` gives ours (for folding and output checks)."""
     from gluoncv.model_zoo import get_model
+    ctx = ctx or mx.cpu()
     net = get_model("mobilenetv2_1.0", pretrained=False, classes=classes)
-    net.initialize(mx.init.Xavier(), ctx=ctx or mx.cpu())
+    net.initialize(mx.init.Xavier(), ctx=ctx)
+    net(mx.nd.zeros((1, 3, 32, 32), ctx=ctx))            # resolve deferred shapes
+    if like_trained:
+        from ..nn import init_like_trained
+        init_like_trained(net, ctx=ctx)
     return net
 
 

@@ -173,14 +173,19 @@ def load_module(prefix, epoch=0, input_shape=(1, 3, 224, 224), ctx=None, fuse=Tr
     return mod
 
 
-def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0):
-    """Convert an export (``prefix``) to ONNX at ``onnx_path``; returns the path."""
+def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynamic=True):
+    """Convert an export (``prefix``) to ONNX at ``onnx_path``; returns the path. With
+    ``dynamic`` (the default) the batch axis is free: one file serves every batch size."""
     import onnx
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
+    os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
+    extra = {}
+    if dynamic:
+        extra = dict(dynamic=True, dynamic_input_shapes=[(None,) + tuple(input_shape[1:])])
     path = mx.onnx.export_model(sym_file, params_file, in_shapes=[tuple(input_shape)],
                                 in_types=[np.float32], onnx_file_path=onnx_path,
-                                verbose=False)
+                                verbose=False, **extra)
     # mx2onnx lists every weight as a graph input too; ONNX Runtime then treats them as
     # overridable and skips constant folding. Keep only the real input.
     model = onnx.load(path)

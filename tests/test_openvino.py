@@ -1,0 +1,184 @@
+"""OpenVINO deployment (issue 16): IR equal to MXNet at two batch sizes, ONNX with a free
+batch axis, NNCF INT8 (every convolution INT8, digits accuracy kept), the detector with
+MXNet's NMS, and the command line."""
+import os
+import re
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import onnx
+import pytest
+from mxnet import autograd
+
+from conftest import ROOT, randomize
+from igcv3_gluon import get_model
+from igcv3_gluon.deploy import export, export_onnx, load_symbolblock
+from igcv3_gluon.deploy.openvino import (DetectorIR, compile_ir, detection_difference,
+                                         quantize_ir, to_openvino)
+
+
+def deploy(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "igcv3_gluon.deploy"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ir_op_types(xml):
+    import openvino as ov
+    return [op.get_type_name() for op in ov.Core().read_model(xml).get_ordered_ops()]
+
+
+@pytest.fixture(scope="module")
+def small_igcv3(tmp_path_factory):
+    """igcv3_d_1.0 at quarter width, 64x64, exported as trained (BN + shuffles)."""
+    net = randomize(get_model("igcv3_d_1.0", multiplier=0.25, classes=20), 0, (4, 3, 64, 64))
+    prefix = str(tmp_path_factory.mktemp("ov") / "igcv3_d")
+    export(net, prefix, (1, 3, 64, 64))
+    return prefix
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_ir_folds_the_export_and_equals_mxnet_at_two_batch_sizes(small_igcv3, tmp_path,
+                                                                 grouped):
+    (xml, bin_file), report = to_openvino(small_igcv3, str(tmp_path / "ir"), grouped=grouped)
+    assert os.path.isfile(bin_file) and os.path.isfile(str(tmp_path / "ir.onnx"))
+    # the as-trained graph never reaches OpenVINO: 32 blocks' P1, 3 BNs per block + 2
+    assert report["shuffles_folded"] == 32 and report["shuffles_left"] == 0
+    assert report["batchnorms_left"] == 0
+    ops = ir_op_types(xml)
+    assert "Transpose" not in ops and "BatchNormInference" not in ops
+    # 32 depthwise + the projections (+ the expansions with --grouped)
+    assert ops.count("GroupConvolution") == 32 + (64 if grouped else 32)
+    reference = load_symbolblock(small_igcv3)
+    compiled = compile_ir(xml, "f32")
+    for batch in (1, 5):                                     # one IR, any batch size
+        x = np.random.RandomState(batch).uniform(-1, 1, (batch, 3, 64, 64)).astype(np.float32)
+        want = reference(mx.nd.array(x)).asnumpy()
+        got = compiled(x)[0]
+        assert got.shape == (batch, 20)
+        assert np.abs(got - want).max() <= 1e-3 * max(1.0, np.abs(want).max())
+
+
+def test_onnx_export_has_a_free_batch_axis(small_igcv3, tmp_path):
+    import onnxruntime as ort
+    path = export_onnx(small_igcv3, str(tmp_path / "sub" / "m.onnx"), (1, 3, 64, 64))
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert not dims[0].HasField("dim_value") and [d.dim_value for d in dims[1:]] == [3, 64, 64]
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    reference = load_symbolblock(small_igcv3)
+    for batch in (1, 3):
+        x = np.random.RandomState(batch).uniform(-1, 1, (batch, 3, 64, 64)).astype(np.float32)
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        np.testing.assert_allclose(got, reference(mx.nd.array(x)).asnumpy(), rtol=1e-4,
+                                   atol=1e-4)
+
+
+def test_int8_quantizes_every_convolution_including_the_grouped_projections(small_igcv3,
+                                                                           tmp_path):
+    (xml, _), _ = to_openvino(small_igcv3, str(tmp_path / "ir"))
+    rng = np.random.RandomState(0)
+    calib = [rng.uniform(-1, 1, (8, 3, 64, 64)).astype(np.float32) for _ in range(2)]
+    qxml, _ = quantize_ir(str(tmp_path / "ir.onnx"), str(tmp_path / "int8"), calib)
+    import openvino as ov
+    model = ov.Core().read_model(qxml)
+    convs = [op for op in model.get_ordered_ops()
+             if op.get_type_name() in ("Convolution", "GroupConvolution")]
+    assert len(convs) == 1 + 32 * 3 + 1
+
+    def weight_is_int8(op):              # Constant(i8) -> Convert -> ... -> Multiply -> conv
+        seen, todo = set(), [op.input_value(1).get_node()]
+        while todo:
+            node = todo.pop()
+            if node.get_type_name() in ("Constant",) and node.get_element_type() == ov.Type.i8:
+                return True
+            if node.get_type_name() == "FakeQuantize" or id(node) in seen:
+                return node.get_type_name() == "FakeQuantize"
+            seen.add(id(node))
+            todo.extend(v.get_node() for v in node.input_values())
+        return False
+    # NNCF alone leaves the 31 grouped (not depthwise) projections' weights in float32
+    assert all(weight_is_int8(op) for op in convs)
+    x = calib[0][:2]
+    a, b = compile_ir(xml, "f32")(x)[0], compile_ir(qxml, "f32")(x)[0]
+    assert np.isfinite(b).all() and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.5
+
+
+def test_openvino_command_checks_the_ir_and_int8_keeps_digits_accuracy(digits_run, tmp_path):
+    prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
+    out = str(tmp_path / "ov" / "digits")
+    proc = deploy("openvino", prefix, out, "--int8", "--digits-config",
+                  os.path.join(digits_run, "config.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    diff = float(re.search(r"max relative \|diff\| ([\d.e+-]+)", proc.stdout).group(1))
+    assert diff <= 1e-3
+    assert "folded 32 BatchNorms and 10 shuffles first" in proc.stdout
+    for suffix in (".xml", ".bin", ".onnx", "-meta.json", "-int8.xml", "-int8.bin"):
+        assert os.path.isfile(out + suffix), suffix
+    fp32, int8 = map(float, re.search(r"fp32 ([\d.]+)%, int8 ([\d.]+)%", proc.stdout).groups())
+    assert fp32 >= 90.0 and int8 >= fp32 - 1.5, proc.stdout
+
+
+def test_openvino_command_line_errors_are_one_line(digits_run, tmp_path):
+    prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
+    bad = str(tmp_path / "bad.npy")
+    open(bad, "w").write("not an array")
+    small = str(tmp_path / "small.npy")
+    np.save(small, np.zeros((40, 3, 28, 28), np.float32))
+    cases = [
+        (["openvino", str(tmp_path / "none"), str(tmp_path / "o")], "none-symbol.json not found"),
+        (["openvino", prefix, str(tmp_path / "o"), "--int8"], "give calibration data"),
+        (["openvino", prefix, str(tmp_path / "o"), "--int8", "--calib-npy", bad],
+         "is not a NumPy array file"),
+        (["openvino", prefix, str(tmp_path / "o"), "--int8", "--calib-npy", small],
+         "expected (N,3,32,32)"),
+        (["openvino", prefix, str(tmp_path / "o"), "--check-batches", "1,x"], "--check-batches"),
+        (["bench", prefix, "--runtime", "tensorrt"], "--runtime: unknown"),
+    ]
+    for args, message in cases:
+        proc = deploy(*args, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr[-1000:])
+        assert "Traceback" not in proc.stderr and message in proc.stderr, (args, proc.stderr)
+    assert not os.path.exists(str(tmp_path / "o.xml"))          # refused before converting
+
+
+def test_bench_times_every_runtime_with_the_mobilenetv2_baseline(digits_run):
+    prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
+    proc = deploy("bench", prefix, "--batch", "1,3", "--rounds", "2", "--baseline",
+                  "--runtime", "mxnet,onnxruntime,openvino", "--ov-precision", "f32,default")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for batch in (1, 3):
+        table = proc.stdout.split("batch %d " % batch)[1].split("\n\n")[0]
+        for runtime in ("mxnet", "onnxruntime", "openvino f32", "openvino default"):
+            for name in ("cifar_igcv3_d_0.5-w0.5", "gluoncv-mobilenetv2_1.0"):
+                assert re.search(r"\| %s %s \| [\d.]+ \| [\d.]+x \|" % (runtime, name), table), \
+                    (runtime, name, table)
+
+
+def test_detector_ir_with_mxnet_nms_gives_mxnet_detections(tmp_path):
+    net = get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.5, base_size=128)
+    net.initialize(mx.init.Xavier())
+    with autograd.train_mode():
+        net(mx.nd.zeros((1, 3, 128, 128)))
+    randomize(net, 0)
+    prefix = str(tmp_path / "det")
+    export(net, prefix, (1, 3, 128, 128))
+    (xml, _), report = to_openvino(prefix, str(tmp_path / "ir"))
+    assert report["shuffles_left"] == 0 and report["batchnorms_left"] == 0
+    ops = ir_op_types(xml)
+    assert not [o for o in ops if "NonMaxSuppression" in o]           # NMS stays in MXNet
+    from igcv3_gluon.deploy.export import read_meta
+    nms = read_meta(str(tmp_path / "ir"))["nms"]
+    assert nms == dict(nms_thresh=0.45, nms_topk=400, post_nms=100, valid_thresh=0.01,
+                       force_suppress=False)
+    detector = DetectorIR(xml, nms)
+    reference = load_symbolblock(prefix)
+    for batch in (1, 2):
+        x = np.random.RandomState(batch).uniform(-1, 1, (batch, 3, 128, 128)).astype(np.float32)
+        want, got = reference(mx.nd.array(x)), detector(x)
+        assert [g.shape for g in got] == [w.shape for w in want]
+        assert (want[0].asnumpy() >= 0).sum() > 0
+        assert detection_difference(want, got, scale=128) < 1e-3
+    # and the measure does see a wrong detection
+    wrong = [want[0], want[1], want[2] + 5.0]
+    assert detection_difference(want, wrong, scale=128) > 1e-2
