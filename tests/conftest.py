@@ -133,16 +133,21 @@ def wait_for(path, proc, timeout=300):
 
 
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory):
-    """A small digits model trained by train_cifar.py, shared by the deployment, new-user
-    and README tests (about 30 s): cifar_igcv3_d_0.5 at half width, 5 epochs (>= 90% top-1,
-    which the INT8 test needs). Tests read it; none writes into it."""
+def demo_run(tmp_path_factory):
+    """`make demo`'s job, run once for the whole suite (about 2 minutes):
+    ``python -m igcv3_gluon.demo`` trains cifar_igcv3_d_0.5 at half width on digits for 8
+    epochs, exports, reloads and checks ONNX. Returns ``(run folder, stdout)``; the demo
+    test checks the run, the deployment, new-user and README tests read it (none writes
+    into it)."""
     import subprocess
-    out = str(tmp_path_factory.mktemp("digits") / "run")
-    proc = subprocess.run(
-        [sys.executable, "train_cifar.py", "--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5",
-         "--depths", "1,1,2,2,2,1,1", "--epochs", "5", "--batch-size", "32", "--lr", "0.05",
-         "--lr-mode", "cosine", "--warmup-epochs", "1", "--no-progress", "--workers", "0",
-         "--out-dir", out], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
+    out = str(tmp_path_factory.mktemp("demo") / "demo")
+    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.demo", "--out-dir", out],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def digits_run(demo_run):
+    """The demo's run folder: a digits model trained by train_cifar.py (>= 95% top-1)."""
+    return demo_run[0]

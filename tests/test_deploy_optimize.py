@@ -149,7 +149,7 @@ def test_deploy_export_onnx_and_bench_commands(digits_run, tmp_path):
     proc = deploy("export", "--params", digits_run, "--out", prefix + "-run")
     assert proc.returncode == 0, proc.stderr[-1000:]                  # the run folder knows
     proc = deploy("export", "cifar_igcv3_d_0.5", "--params", best, "--classes", "10",
-                  "--multiplier", "0.5", "--depths", "1,1,2,2,2,1,1", "--out", prefix,
+                  "--multiplier", "0.5", "--out", prefix,
                   "--input-shape", "1,3,32,32")
     assert proc.returncode == 0, proc.stderr[-1000:]
     run_export = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")

@@ -48,7 +48,7 @@ def test_bfloat16_trains_like_float32_with_float32_master_weights(tmp_path):
         return
     out32 = str(tmp_path / "fp32")
     for out, dtype in ((out32, "float32"), (out16, "bfloat16")):
-        proc = run("train_cifar.py", *TINY, "--epochs", "3", "--dtype", dtype, "--out-dir", out)
+        proc = run("train_cifar.py", *TINY, "--epochs", "2", "--dtype", dtype, "--out-dir", out)
         assert proc.returncode == 0, proc.stderr[-2000:]
     rows32, rows16 = log(out32), log(out16)
     assert rows16[-1]["train_loss"] < 0.7 * rows16[0]["train_loss"]
@@ -60,10 +60,10 @@ def test_bfloat16_trains_like_float32_with_float32_master_weights(tmp_path):
     nodes = json.load(open(os.path.join(out16, "export", "cifar_igcv3_d_0.5-w0.5-symbol.json")))
     assert not [n for n in nodes["nodes"] if "amp" in n["op"] or "cast" in n["op"].lower()]
     # a float32 run continued in bfloat16: the checkpoint is float32 whatever the dtype
-    proc = run("train_cifar.py", *TINY, "--epochs", "4", "--dtype", "bfloat16",
+    proc = run("train_cifar.py", *TINY, "--epochs", "3", "--dtype", "bfloat16",
                "--out-dir", out32)
     assert proc.returncode == 0 and "resuming" in proc.stderr, proc.stderr[-2000:]
-    assert [r["epoch"] for r in log(out32)] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in log(out32)] == [1, 2, 3]
 
 
 def test_mixed_precision_that_cannot_run_is_one_line(tmp_path):

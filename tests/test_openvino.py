@@ -112,7 +112,7 @@ def test_openvino_command_checks_the_ir_and_int8_keeps_digits_accuracy(digits_ru
     assert proc.returncode == 0, proc.stderr[-2000:]
     diff = float(re.search(r"max relative \|diff\| ([\d.e+-]+)", proc.stdout).group(1))
     assert diff <= 1e-3
-    assert "folded 32 BatchNorms and 10 shuffles first" in proc.stdout
+    assert "folded 53 BatchNorms and 17 shuffles first" in proc.stdout    # 17 blocks x 3 + 2
     for suffix in (".xml", ".bin", ".onnx", "-meta.json", "-int8.xml", "-int8.bin"):
         assert os.path.isfile(out + suffix), suffix
     fp32, int8 = map(float, re.search(r"fp32 ([\d.]+)%, int8 ([\d.]+)%", proc.stdout).groups())
@@ -140,19 +140,6 @@ def test_openvino_command_line_errors_are_one_line(digits_run, tmp_path):
         assert proc.returncode == 2, (args, proc.stderr[-1000:])
         assert "Traceback" not in proc.stderr and message in proc.stderr, (args, proc.stderr)
     assert not os.path.exists(str(tmp_path / "o.xml"))          # refused before converting
-
-
-def test_bench_times_every_runtime_with_the_mobilenetv2_baseline(digits_run):
-    prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
-    proc = deploy("bench", prefix, "--batch", "1,3", "--rounds", "2", "--baseline",
-                  "--runtime", "mxnet,onnxruntime,openvino", "--ov-precision", "f32,default")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    for batch in (1, 3):
-        table = proc.stdout.split("batch %d " % batch)[1].split("\n\n")[0]
-        for runtime in ("mxnet", "onnxruntime", "openvino f32", "openvino default"):
-            for name in ("cifar_igcv3_d_0.5-w0.5", "gluoncv-mobilenetv2_1.0"):
-                assert re.search(r"\| %s %s \| [\d.]+ \| [\d.]+x \|" % (runtime, name), table), \
-                    (runtime, name, table)
 
 
 def test_detector_ir_with_mxnet_nms_gives_mxnet_detections(tmp_path):

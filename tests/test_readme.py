@@ -112,7 +112,7 @@ def sandbox(tmp_path_factory, digits_run):
 
 
 def test_readme_commands_that_need_no_data_run_as_written(sandbox):
-    ran = []
+    ran, timed = [], []
     env = dict(os.environ, PYTHONPATH=ROOT)
     for _, argv in COMMANDS:
         point = entry_point(argv)
@@ -122,14 +122,34 @@ def test_readme_commands_that_need_no_data_run_as_written(sandbox):
                               capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0, (" ".join(argv), proc.stderr[-2000:])
         ran.append(" ".join(argv[1:4]))
+        if "--runtime" in argv:
+            timed.append(assert_every_runtime_timed_with_the_baseline(argv, proc.stdout))
     # the deployment chain, both converters, the report
     assert sum("igcv3_gluon.deploy" in r for r in ran) >= 6
     assert sum("igcv3_gluon.convert" in r for r in ran) == 2
     assert any("igcv3_gluon.reproduce" in r for r in ran)
+    assert {"mxnet", "onnxruntime", "openvino f32", "openvino default"} <= set(sum(timed, []))
     for path in ("exp/digits-opt-symbol.json", "exp/onnx/digits-opt.onnx",
                  "exp/digits-int8-symbol.json", "igcv3_d_1.0.params", "igcv3_d_0.5.params",
                  "exp/igcv3_d-symbol.json", "exp/ov/digits.xml", "exp/ov/digits-int8.xml"):
         assert os.path.isfile(os.path.join(sandbox, path)), path
+
+
+def assert_every_runtime_timed_with_the_baseline(argv, stdout):
+    """`deploy bench --runtime ... --baseline` (issue 16): a row for every runtime (OpenVINO
+    at each precision) and network, GluonCV's MobileNetV2 included, at every batch size."""
+    batches = argv[argv.index("--batch") + 1].split(",")
+    runtimes = argv[argv.index("--runtime") + 1].split(",")
+    if "openvino" in runtimes:
+        runtimes.remove("openvino")
+        runtimes += ["openvino " + p for p in argv[argv.index("--ov-precision") + 1].split(",")]
+    for batch in batches:
+        table = stdout.split("batch %s " % batch)[1].split("\n\n")[0]
+        for runtime in runtimes:
+            for name in ("digits-opt", "gluoncv-mobilenetv2_1.0"):
+                assert re.search(r"\| %s %s \| [\d.]+ \| [\d.]+x \|" % (runtime, name), table), \
+                    (runtime, name, table)
+    return runtimes
 
 
 def test_the_readme_python_example_runs(tmp_path):

@@ -35,20 +35,18 @@ def epochs_logged(out_dir):
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def test_demo_reaches_95_percent_on_digits(tmp_path):
-    """`make demo`'s job: cifar_igcv3_d_0.5 (half width) on digits, 8 epochs, 2 CPU cores."""
-    out = str(tmp_path / "demo")
-    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.demo", "--out-dir", out],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    accuracy = float(re.search(r"test accuracy ([\d.]+)%", proc.stdout).group(1))
-    assert accuracy >= 95.0, proc.stdout[-2000:]
+def test_demo_reaches_95_percent_on_digits(demo_run):
+    """`make demo`'s job: cifar_igcv3_d_0.5 (half width) on digits, 8 epochs, 2 CPU cores
+    (the suite's shared run, conftest.demo_run)."""
+    out, stdout = demo_run
+    accuracy = float(re.search(r"test accuracy ([\d.]+)%", stdout).group(1))
+    assert accuracy >= 95.0, stdout[-2000:]
     records = epochs_logged(out)
     assert [r["epoch"] for r in records] == list(range(1, 9))
     assert records[-1]["val_acc"] == pytest.approx(accuracy / 100, abs=1e-4)
     for name in ("curves.png", "predictions.png"):
         assert open(os.path.join(out, name), "rb").read(4) == b"\x89PNG"
-    assert "same predictions: True" in proc.stdout
+    assert "same predictions: True" in stdout
     summary = json.load(open(os.path.join(out, "summary.json")))
     net = mx.gluon.SymbolBlock.imports(summary["export"]["symbol"], ["data"],
                                        summary["export"]["params"])
