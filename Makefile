@@ -32,8 +32,13 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) -m igcv3_gluon.demo
 
+# most tests train small models, which keep one core busy: two workers use both cores;
+# the tests that read the demo's run share one worker (tests/conftest.py)
+TEST_WORKERS ?= 2
+
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning tests
+	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning \
+	    -n $(TEST_WORKERS) --dist loadgroup tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -132,6 +132,17 @@ def wait_for(path, proc, timeout=300):
         time.sleep(0.05)
 
 
+DEMO_FIXTURES = {"demo_run", "digits_run", "sandbox"}
+
+
+def pytest_collection_modifyitems(items):
+    """`make test` runs the suite on 2 workers (pytest-xdist, ``--dist loadgroup``): every
+    test that reads the demo's run goes to one worker, so the run is trained once."""
+    for item in items:
+        if DEMO_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("demo"))
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """`make demo`'s job, run once for the whole suite (about 2 minutes):

@@ -75,9 +75,18 @@ def test_deploy_one_line_errors(digits_run, tmp_path):
         assert "bad-0000.params is not an MXNet parameter file" in line, (cmd, line)
     line = one_line(run("-m", "igcv3_gluon.deploy", "bench", export, "--batch", "0"))
     assert "--batch takes numbers >= 1" in line
-    proc = run("-m", "igcv3_gluon.deploy", "onnx", export, str(tmp_path / "new" / "m.onnx"))
+    # a run folder stands for its best model's export (the way `deploy export` takes it)
+    proc = run("-m", "igcv3_gluon.deploy", "onnx", digits_run, str(tmp_path / "new" / "m.onnx"))
     assert proc.returncode == 0, proc.stderr[-1500:]
+    assert "is a run: using its best model's export %s" % export in proc.stderr
     assert "(input 1x3x32x32)" in proc.stdout            # from the export's -meta.json
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text(open(os.path.join(digits_run, "config.json")).read())
+    for folder, message in ((unfinished, "is a run that has not finished"),
+                            (tmp_path / "new", "is a folder, not an export")):
+        line = one_line(run("-m", "igcv3_gluon.deploy", "openvino", str(folder), str(tmp_path / "v")))
+        assert message in line, line
 
 
 def test_a_corrupt_params_file_is_named_as_not_a_parameter_file(digits_run, tmp_path, tiny_rec):

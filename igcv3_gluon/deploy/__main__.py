@@ -36,6 +36,29 @@ def _input_shape(args, prefix, batch=1):
     return (batch, 3, 224, 224)
 
 
+def _run_export(path):
+    """``path`` itself when it is an export prefix; for a training run's folder, the prefix
+    of its best-model export (``RUN/export/<name>``, named in the run's ``summary.json``)."""
+    import json
+    if not os.path.isdir(path):
+        return path
+    summary = os.path.join(path, "summary.json")
+    if not os.path.isfile(summary):
+        if os.path.isfile(os.path.join(path, "config.json")):
+            raise UsageError("%s is a run that has not finished (no summary.json, no export): "
+                             "finish it, or `python -m igcv3_gluon.deploy export --params %s "
+                             "--out PREFIX` and give PREFIX" % (path, path))
+        raise UsageError("%s is a folder, not an export: give PREFIX of PREFIX-symbol.json, "
+                         "or a training run's folder" % path)
+    try:
+        symbol = json.load(open(summary))["export"]["symbol"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError("%s names no export: give the export's prefix" % summary)
+    prefix = os.path.join(path, "export", os.path.basename(symbol)[:-len("-symbol.json")])
+    sys.stderr.write("note: %s is a run: using its best model's export %s\n" % (path, prefix))
+    return prefix
+
+
 def _check_export(prefix, shape):
     """The export exists, its files are MXNet's, and it accepts ``shape``; returns the
     symbol."""
@@ -81,6 +104,8 @@ def _max_diff(prefix_a, prefix_b, shape):
 
 
 RUNTIMES = ("mxnet", "onnxruntime", "openvino")
+PREFIX_HELP = ("an export: PREFIX of PREFIX-symbol.json + PREFIX-0000.params, or a training "
+               "run's folder (its best model's export)")
 
 
 def cmd_export(args):
@@ -410,7 +435,7 @@ def build_parser():
     p.set_defaults(run=cmd_export)
 
     p = with_shape(sub.add_parser("optimize", help="fold BatchNorms and shuffles"))
-    p.add_argument("prefix")
+    p.add_argument("prefix", help=PREFIX_HELP)
     p.add_argument("out_prefix")
     p.add_argument("--keep-shuffles", action="store_true",
                    help="fold BatchNorms only (group convs and shuffles stay)")
@@ -420,12 +445,12 @@ def build_parser():
     p.set_defaults(run=cmd_optimize)
 
     p = with_shape(sub.add_parser("onnx", help="export -> ONNX (checked in ONNX Runtime)"))
-    p.add_argument("prefix")
+    p.add_argument("prefix", help=PREFIX_HELP)
     p.add_argument("output")
     p.set_defaults(run=cmd_onnx)
 
     p = with_shape(sub.add_parser("quantize", help="INT8 post-training quantization"))
-    p.add_argument("prefix")
+    p.add_argument("prefix", help=PREFIX_HELP)
     p.add_argument("out_prefix")
     p.add_argument("--digits-config", help="config.json of a digits run: calibrate on the "
                                            "digits training images, report test accuracy")
@@ -436,7 +461,7 @@ def build_parser():
     p.set_defaults(run=cmd_quantize)
 
     p = with_shape(sub.add_parser("openvino", help="export -> OpenVINO IR (checked), INT8"))
-    p.add_argument("prefix")
+    p.add_argument("prefix", help=PREFIX_HELP)
     p.add_argument("out", help="output prefix: writes OUT.xml + OUT.bin (+ -meta.json)")
     p.add_argument("--grouped", action="store_true", help="as optimize --grouped")
     p.add_argument("--check-batches", default="1,5",
@@ -451,7 +476,7 @@ def build_parser():
     p.set_defaults(run=cmd_openvino)
 
     p = with_shape(sub.add_parser("bench", help="latency of exports, side by side"))
-    p.add_argument("prefixes", nargs="+")
+    p.add_argument("prefixes", nargs="+", help="exports (PREFIX or a run folder), side by side")
     p.add_argument("--batch", default="1,16")
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--repeat", type=int, default=1,
@@ -476,6 +501,10 @@ def main(argv=None):
     warnings.simplefilter("ignore", UserWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "prefix", None):                # a run folder stands for its export
+        args.prefix = _run_export(args.prefix)
+    if getattr(args, "prefixes", None):
+        args.prefixes = [_run_export(p) for p in args.prefixes]
     args.run(args)
     return 0
 
