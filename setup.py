@@ -41,7 +41,8 @@ setup(
         # the second distributed engine; it compiles against the installed MXNet: install it
         # after MXNet, without build isolation, with HOROVOD_WITH_MXNET=1 (Makefile, README)
         "horovod": ["horovod==0.28.1"],
-        "test": ["pytest", "pytest-timeout", "pytest-xdist", "gluoncv2==0.0.64"],
+        # pytest < 9: pytest 9 renamed the node id that pytest-xdist's --dist loadgroup sets
+        "test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist>=3", "gluoncv2==0.0.64"],
     },
     entry_points={
         "console_scripts": [

@@ -135,12 +135,12 @@ def wait_for(path, proc, timeout=300):
 DEMO_FIXTURES = {"demo_run", "digits_run", "sandbox"}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_itemcollected(item):
     """`make test` runs the suite on 2 workers (pytest-xdist, ``--dist loadgroup``): every
-    test that reads the demo's run goes to one worker, so the run is trained once."""
-    for item in items:
-        if DEMO_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.xdist_group("demo"))
+    test that reads the demo's run goes to one worker, so the run is trained once. (Marked
+    as each test is collected: xdist reads the groups in its collection_modifyitems.)"""
+    if DEMO_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.xdist_group("demo"))
 
 
 @pytest.fixture(scope="session")
