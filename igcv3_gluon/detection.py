@@ -24,7 +24,8 @@ from .models import list_models, model_info
 from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
 from .runs import adopt_run_settings, record_evaluation, resolve_weights
-from .train.cli import flags_record, model_kwargs, parser_for, run_config, validate_common_args
+from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
+                        validate_common_args)
 from .train.detector import NMS, DetectorTask, detect, evaluate_coco
 from .train.engine import fit
 from .utils import save_figure, say
@@ -292,7 +293,8 @@ def main(argv=None):
     loader = (_backbone_loader(args.backbone_file, backbone_config) if args.backbone_params
               else None)
     summary = fit(_task(args, train_set, val_set, loader), net,
-                  run_config(args, record, IDENTITY, args.model))
+                  run_config(args, record, IDENTITY,
+                             export_name(args.model, vars(args), args.data_shape)))
     if summary.get("export"):
         print("best AP %.1f (epoch %d); exported %s" % (100 * (summary["best_val_AP"] or 0),
                                                        summary["best_epoch"],

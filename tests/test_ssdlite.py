@@ -190,7 +190,9 @@ def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert {"val_AP", "val_AP50", "val_AP75", "val_APs", "val_APm", "val_APl"} <= set(rows[-1])
     assert rows[-1]["cls_loss"] < rows[0]["cls_loss"]
-    assert os.path.isfile(os.path.join(out, "export", "ssdlite_320_igcv3_w_coco-symbol.json"))
+    # the export says the width and input size built (issue 14)
+    assert os.path.isfile(os.path.join(out, "export",
+                                       "ssdlite_320_igcv3_w_coco-w0.5-128-symbol.json"))
     best = os.path.join(out, "best.params")
     ev = run(*shapes, *TINY, "--eval-only", "--params", best, "--out-dir", out)
     assert ev.returncode == 0, ev.stderr[-1500:]

@@ -118,13 +118,14 @@ def compile_ir(xml, precision="f32", threads=None):
     return core.compile_model(core.read_model(xml), "CPU", config)
 
 
-def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=300):
+def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None):
     """NNCF post-training INT8 quantization (issue 16): the float ONNX file ``to_openvino``
     kept (``OUT.onnx``) is quantized with ``calibration`` (a list of float32 NCHW arrays,
     preprocessed as the model's inputs) into a QDQ graph, which OpenVINO compiles to INT8
     kernels (VNNI where the CPU has it); written as ``out.xml``/``.bin``. ``preset``
     "mixed" (symmetric weights, asymmetric activations: the linear, ReLU-free projections
     of the inverted blocks are signed) or "performance" (symmetric everywhere).
+    ``subset_size``: how many of the images NNCF collects statistics on (default: all).
     NNCF quantizes ONNX models rather than OpenVINO ones because NNCF 2.14 does not
     recognise OpenVINO 2026's model objects."""
     import logging
@@ -152,7 +153,7 @@ def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=300):
         # NNCF's range tuning evaluates both branches of a where(): 0 * inf in the unused one
         warnings.simplefilter("ignore", RuntimeWarning)
         quantized = nncf.quantize(model, dataset, preset=presets[preset],
-                                  subset_size=min(subset_size, len(images)))
+                                  subset_size=min(subset_size or len(images), len(images)))
     _quantize_conv_weights(quantized)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "int8.onnx")

@@ -182,12 +182,16 @@ def flags_record(args):
     return {k: v for k, v in vars(args).items() if k not in ("contexts", "lr_step_list")}
 
 
-def export_name(model, kwargs):
+def export_name(model, kwargs, input_size=None):
     """The name exports carry: the zoo name, plus the width when ``--multiplier`` changed
-    it (``cifar_igcv3_d_0.5-w0.5``)."""
-    if "multiplier" in kwargs:
-        return "%s-w%g" % (model, kwargs["multiplier"])
-    return model
+    it (``cifar_igcv3_d_0.5-w0.5``), plus the input size when it is not the one the zoo
+    name says (``ssdlite_320_igcv3_w_coco-w0.5-128``)."""
+    name = model
+    if kwargs.get("multiplier") is not None:
+        name += "-w%g" % kwargs["multiplier"]
+    if input_size is not None and "_%d_" % input_size not in "_%s_" % model:
+        name += "-%d" % input_size
+    return name
 
 
 def run_seeds(args, run_one):
