@@ -1,6 +1,7 @@
 """SSDLite / SSDLite2 detectors, COCO-format data checks, train_ssdlite.py end to end."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -377,6 +378,45 @@ def test_backbone_loads_from_an_imagenet_run_tensor_for_tensor(tiny_backbone):
         assert report["classes"] == 4
         assert report["fresh"]["extra layers"] == (4, 36, 60)
         assert report["fresh"]["class predictors"][0] == 6
+
+
+def test_non_finite_detector_loss_names_the_last_good_checkpoint(tmp_path, shapes):
+    """Issue 13: the detector's non-finite guard is the engine's (it used to name nothing)."""
+    out = str(tmp_path / "nan")
+    proc = run(*shapes, *TINY, "--epochs", "1", "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run(*shapes, *TINY, "--epochs", "2", "--lr", "1e30", "--warmup-epochs", "0",
+               "--out-dir", out)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    found = re.search(r"error: loss is (nan|inf) at epoch 2, batch \d+: stopped; the last good "
+                      r"checkpoint is (\S+) \(lower --lr", proc.stderr)
+    assert found, proc.stderr[-2000:]
+    assert "ckpt-0001-00000" in found.group(2) and os.path.isfile(found.group(2))
+
+
+def test_taps_and_backbone_do_not_depend_on_the_classifier_head(tmp_path):
+    """Issue 13: the detector reads its taps from the builder's feature_info, not from
+    positions in ``features``; a classifier trained with dropout (one more layer in its
+    ``features``) has the same body, taps and tensors, and starts a detector exactly."""
+    from igcv3_gluon.models import build
+    from igcv3_gluon.train.detector import load_backbone
+    plain = build("igcv3_w", classes=4, multiplier=0.5)
+    dropped = build("igcv3_w", classes=4, multiplier=0.5, dropout=0.2)
+    assert len(dropped.features) == len(plain.features) + 1
+    assert dropped.body_layers == plain.body_layers
+    assert dropped.feature_info == plain.feature_info
+    dropped.initialize(mx.init.Xavier())
+    dropped(mx.nd.zeros((1, 3, 64, 64)))
+    path = str(tmp_path / "dropout.params")
+    dropped.save_parameters(path)
+    det = get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.5, base_size=128)
+    det.initialize()
+    report = load_backbone(det, path)
+    want = [p.data().asnumpy() for p in dropped.features.collect_params().values()]
+    got = [p.data().asnumpy() for p in det.features.backbone.collect_params().values()]
+    assert report["loaded"] == len(got) == len(want) > 200
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_train_ssdlite_starts_from_the_backbone_once_and_refuses_wrong_ones(tmp_path, shapes,

@@ -339,7 +339,8 @@ class _Loop:
                         "loss is %s at %s %d, batch %d: stopped; the last good checkpoint is %s "
                         "(lower --lr or add --warmup-epochs, then re-run to resume from it)"
                         % (numbers["loss"], run.stage, epoch + 1, done + 1,
-                           last["files"]["params"] if last else "none yet"), code=3)
+                           os.path.join(self.ckpts.directory, last["files"]["params"])
+                           if last else "none yet"), code=3)
                 for key, value in numbers.items():
                     sums[key] = sums.get(key, 0.0) + value
                 sums["batches"] = sums.get("batches", 0) + 1
