@@ -125,6 +125,8 @@ def test_openvino_command_line_errors_are_one_line(digits_run, tmp_path):
     open(bad, "w").write("not an array")
     small = str(tmp_path / "small.npy")
     np.save(small, np.zeros((40, 3, 28, 28), np.float32))
+    few = str(tmp_path / "few.npy")
+    np.save(few, np.zeros((3, 3, 32, 32), np.float32))
     cases = [
         (["openvino", str(tmp_path / "none"), str(tmp_path / "o")], "none-symbol.json not found"),
         (["openvino", prefix, str(tmp_path / "o"), "--int8"], "give calibration data"),
@@ -132,6 +134,10 @@ def test_openvino_command_line_errors_are_one_line(digits_run, tmp_path):
          "is not a NumPy array file"),
         (["openvino", prefix, str(tmp_path / "o"), "--int8", "--calib-npy", small],
          "expected (N,3,32,32)"),
+        (["openvino", prefix, str(tmp_path / "o"), "--int8", "--calib-npy", few],
+         "no calibration batch: fewer than 32 images"),
+        (["quantize", prefix, str(tmp_path / "q"), "--calib-npy", few],
+         "no calibration batch: fewer than 32 images"),
         (["openvino", prefix, str(tmp_path / "o"), "--check-batches", "1,x"], "--check-batches"),
         (["bench", prefix, "--runtime", "tensorrt"], "--runtime: unknown"),
     ]

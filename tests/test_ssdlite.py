@@ -169,13 +169,13 @@ def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path
     reference = run(*args, "--out-dir", ref)
     assert reference.returncode == 0, reference.stderr[-2000:]
     proc = start_script("train_ssdlite.py", args + ["--out-dir", out])
-    wait_for(os.path.join(out, "checkpoints", "ckpt-0001-00000.json"), proc, 400)
+    wait_for(os.path.join(out, "checkpoints", "ckpt-0001-00000.json"), proc)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=200)
     assert proc.returncode == 130 and "run the same command again" in err, err[-2000:]
     proc = start_script("train_ssdlite.py", args + ["--out-dir", out])
-    wait_for(os.path.join(out, "checkpoints", "ckpt-0003-00000.json"), proc, 400)
+    wait_for(os.path.join(out, "checkpoints", "ckpt-0003-00000.json"), proc)
     time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

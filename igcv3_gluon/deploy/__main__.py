@@ -228,9 +228,6 @@ def cmd_quantize(args):
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _check_export(args.prefix, args.input_shape)
     calib, test_x, test_y = _calibration(args, args.input_shape)
-    calib = calib[:args.calib_batches]
-    if not calib:
-        raise UsageError("no calibration batch: fewer images than --input-shape's batch")
     print("calibrating on %d images (%s, preset %s) ..." % (
         sum(c.shape[0] for c in calib), args.calib_mode, args.preset), flush=True)
     (sym_file, params_file), qnet = quantize(args.prefix, args.out_prefix, calib, args.preset,
@@ -318,7 +315,17 @@ def cmd_bench(args):
 
 
 def _calibration(args, shape):
-    """Calibration batches (and digits test data when a digits run's config is given)."""
+    """Up to ``--calib-batches`` calibration batches of ``shape`` (and the digits test data
+    when a digits run's config is given, else None, None); one line when there is none."""
+    calib, test_x, test_y = _calibration_source(args, shape)
+    calib = calib[:args.calib_batches]
+    if not calib:
+        raise UsageError("no calibration batch: fewer than %d images (one batch); give "
+                         "more" % shape[0])
+    return calib, test_x, test_y
+
+
+def _calibration_source(args, shape):
     import numpy as np
     if args.digits_config:
         return _digits_batches(args.digits_config, shape)
@@ -366,9 +373,7 @@ def cmd_openvino(args):
         shape = (args.input_shape[0] if args.input_shape[0] > 1 else 32,) + \
             tuple(args.input_shape[1:])
         calib, test_x, test_y = _calibration(args, shape)
-        calib = [c.asnumpy() for c in calib[:args.calib_batches]]
-        if not calib:
-            raise UsageError("no calibration batch: fewer than %d images" % shape[0])
+        calib = [c.asnumpy() for c in calib]
     print("converting %s to OpenVINO IR ..." % args.prefix, flush=True)
     (xml, bin_file), report = to_openvino(args.prefix, args.out, args.input_shape,
                                           grouped=args.grouped)
@@ -402,11 +407,11 @@ def cmd_openvino(args):
         qxml, _ = quantize_ir(args.out + ".onnx", args.out + "-int8", calib, args.preset)
         print("wrote %s" % qxml)
         if test_x is not None:
-            acc = {}
+            acc, images = {}, test_x.asnumpy()
             for label, path in (("fp32", xml), ("int8", qxml)):
                 net = compile_ir(path, "f32")
-                scores = np.concatenate([net(test_x.asnumpy()[i:i + 64])[0]
-                                         for i in range(0, test_x.shape[0], 64)])
+                scores = np.concatenate([net(images[i:i + 64])[0]
+                                         for i in range(0, len(images), 64)])
                 acc[label] = float((scores.argmax(1) == test_y).mean())
             print("digits test top-1 in OpenVINO: fp32 %.2f%%, int8 %.2f%% (change %+.2f "
                   "points)" % (100 * acc["fp32"], 100 * acc["int8"],
