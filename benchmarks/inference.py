@@ -165,7 +165,9 @@ def prepare_openvino(tmp, prefixes):
              for k in range(10)]
     for label in ("igcv3_d_1.0 optimised", BASE + " optimised"):
         out = xmls[label][:-len(".xml")] + "-int8"
-        xmls[label + " INT8"], _ = quantize_ir(xmls[label][:-len(".xml")] + ".onnx", out, calib)
+        # random images: speed only (the accuracy gate has nothing to measure)
+        xmls[label + " INT8"] = quantize_ir(xmls[label][:-len(".xml")] + ".onnx", out, calib,
+                                            max_drop=100.0, max_restore=0).xml
     return xmls
 
 

@@ -17,9 +17,9 @@ from igcv3_gluon.nn.layers import shuffle_permutation
 from igcv3_gluon.nn.layers import ChannelShuffle
 
 
-def deploy(*args, timeout=600):
+def deploy(*args, timeout=600, env=None):
     return subprocess.run([sys.executable, "-m", "igcv3_gluon.deploy"] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def op_counts(sym_file):
@@ -96,18 +96,32 @@ def test_authors_reference_graph_has_the_released_size_and_shuffles():
     assert out.shape == (1, 1000) and np.isfinite(out.asnumpy()).all()
 
 
-def test_quantized_digits_model_keeps_its_accuracy(digits_run, tmp_path):
+@pytest.mark.parametrize("isa", ["native", "AVX2"])
+def test_quantized_digits_model_keeps_its_accuracy(digits_run, tmp_path, isa):
+    """The `accurate` preset on this CPU and with MXNet's oneDNN capped to AVX2 (no VNNI);
+    the `fast` preset loses far more than a point on either kind and is refused (exit 1)."""
     export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
     opt = str(tmp_path / "opt")
     proc = deploy("optimize", export_prefix, opt, "--input-shape", "1,3,32,32")
     assert proc.returncode == 0, proc.stderr
     assert "0 BatchNorms and 0 shuffles left" in proc.stdout
+    env = dict(os.environ, DNNL_MAX_CPU_ISA="AVX2") if isa == "AVX2" else None
     proc = deploy("quantize", opt, str(tmp_path / "int8"), "--digits-config",
-                  os.path.join(digits_run, "config.json"))
+                  os.path.join(digits_run, "config.json"), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    if isa == "AVX2":
+        assert "int8 kernels here: AVX2 (capped by DNNL_MAX_CPU_ISA)" in proc.stdout
     fp32, int8 = map(float, __import__("re").search(
-        r"fp32 ([\d.]+)%, int8 ([\d.]+)%", proc.stdout).groups())
-    assert fp32 >= 90.0 and int8 >= fp32 - 1.5, proc.stdout
+        r"digits test top-1 \(360 images\): fp32 ([\d.]+)%, int8 ([\d.]+)%",
+        proc.stdout).groups())
+    assert fp32 >= 90.0 and int8 >= fp32 - 1.0, proc.stdout
+    if isa == "native":
+        proc = deploy("quantize", opt, str(tmp_path / "fast"), "--preset", "fast",
+                      "--digits-config", os.path.join(digits_run, "config.json"))
+        assert proc.returncode == 1 and "--max-drop 1.00" in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert os.path.isfile(str(tmp_path / "fast-REJECTED-symbol.json"))
+        assert not os.path.exists(str(tmp_path / "fast-symbol.json"))
     # the saved graph really is INT8 (oneDNN quantized convolutions) and reloads
     sym = json.load(open(str(tmp_path / "int8-symbol.json")))
     quantized = [n for n in sym["nodes"] if n["op"] == "_sg_mkldnn_conv"

@@ -195,50 +195,65 @@ def cmd_onnx(args):
 
 
 def _digits_batches(config_path, shape):
-    """Digits train images (calibration) and test images + labels, preprocessed with the
-    mean/std of the training run's ``config.json``."""
-    import json
-
+    """Digits train images in batches of ``shape`` (calibration) and the test images and
+    labels, preprocessed with the mean/std of the training run's ``config.json``."""
     import mxnet as mx
-    import numpy as np
 
-    from ..data import load_dataset
-    if not os.path.isfile(config_path):
-        raise UsageError("--digits-config %s does not exist (the config.json of a digits run, "
-                         "e.g. runs/demo/config.json)" % config_path)
-    config = json.load(open(config_path))
-    if config.get("dataset") != "digits" or "mean" not in config:
-        raise UsageError("%s is not the config of a digits run" % config_path)
-    train_x, _, test_x, test_y, _ = load_dataset("digits")
-    mean, std = np.array(config["mean"], np.float32), np.array(config["std"], np.float32)
-
-    def prep(x):
-        return mx.nd.array(((x.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2))
-    if shape[1:] != (3, 32, 32):
+    from ..data.digits import digits_arrays
+    if tuple(shape[1:]) != (3, 32, 32):
         raise UsageError("the digits set is 3x32x32; --input-shape %s does not fit"
                          % ",".join(map(str, shape)))
+    try:
+        (train_x, _), (test_x, test_y) = digits_arrays(config_path)
+    except ValueError as err:
+        raise UsageError("--digits-config %s" % err)
     batch = shape[0]
-    calib = [prep(train_x[i:i + batch]) for i in range(0, len(train_x) - batch + 1, batch)]
-    return calib, prep(test_x), test_y
+    calib = [mx.nd.array(train_x[i:i + batch])
+             for i in range(0, len(train_x) - batch + 1, batch)]
+    return calib, mx.nd.array(test_x), test_y
 
 
 def cmd_quantize(args):
-    from .export import load_symbolblock
+    """MXNet's oneDNN INT8 flow, behind the same accuracy gate as ``openvino --int8``."""
+    import mxnet as mx
+    import numpy as np
+
+    from .cpu import isa_label
+    from .export import artifact_paths, load_symbolblock
+    from .int8 import REJECTED_SUFFIX
     from .quantize import quantize
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _check_export(args.prefix, args.input_shape)
     calib, test_x, test_y = _calibration(args, args.input_shape)
-    print("calibrating on %d images (%s, preset %s) ..." % (
-        sum(c.shape[0] for c in calib), args.calib_mode, args.preset), flush=True)
+    validation = _int8_validation(args, test_x, test_y)
+    print("calibrating on %d images (%s, preset %s; int8 kernels here: %s) ..." % (
+        sum(c.shape[0] for c in calib), args.calib_mode, args.preset, isa_label("mxnet")),
+        flush=True)
     (sym_file, params_file), qnet = quantize(args.prefix, args.out_prefix, calib, args.preset,
                                              args.calib_mode)
+    fp32 = load_symbolblock(args.prefix)
+    if validation is None:                       # the float model's own top-1 as labels
+        x = np.concatenate([c.asnumpy() for c in calib])
+        validation = (x, fp32(mx.nd.array(x)).asnumpy().argmax(1))
+        what = "agreement with the float model"
+    else:
+        what = "digits test top-1" if args.digits_config and not args.val_npz else "top-1"
+    x, y = mx.nd.array(validation[0]), np.asarray(validation[1])
+    acc = {name: float((net(x).asnumpy().argmax(1) == y).mean())
+           for name, net in (("fp32", fp32), ("int8", qnet))}
+    drop = 100 * (acc["fp32"] - acc["int8"])
+    print("%s (%d images): fp32 %.2f%%, int8 %.2f%% (change %+.2f points)" % (
+        what, len(y), 100 * acc["fp32"], 100 * acc["int8"], 0.0 - drop + 0.0))
+    if drop > args.max_drop + 1e-9:
+        rejected = args.out_prefix + REJECTED_SUFFIX
+        for src, dst in zip((sym_file, params_file, args.out_prefix + "-meta.json"),
+                            artifact_paths(rejected) + (rejected + "-meta.json",)):
+            if os.path.isfile(src):
+                os.replace(src, dst)
+        raise UsageError("INT8 lost %.2f points (> --max-drop %.2f): not a usable model, kept "
+                         "as %s for inspection; try --preset accurate (linear layers in "
+                         "FP32) or --calib-mode entropy" % (drop, args.max_drop, rejected), 1)
     print("wrote %s + %s" % (sym_file, params_file))
-    if test_x is not None:
-        fp32 = load_symbolblock(args.prefix)
-        acc = {name: float((net(test_x).asnumpy().argmax(1) == test_y).mean())
-               for name, net in (("fp32", fp32), ("int8", qnet))}
-        print("digits test top-1: fp32 %.2f%%, int8 %.2f%% (change %+.2f points)" % (
-            100 * acc["fp32"], 100 * acc["int8"], 100 * (acc["int8"] - acc["fp32"])))
 
 
 def _baseline_export(folder, size):
@@ -362,18 +377,21 @@ def cmd_openvino(args):
     import numpy as np
 
     from .export import load_symbolblock, read_meta
-    from .openvino import (DetectorIR, compile_ir, detection_difference, quantize_ir,
-                           to_openvino)
+    from .openvino import DetectorIR, compile_ir, detection_difference, to_openvino
     _require_openvino(args.int8)
     args.input_shape = _input_shape(args, args.prefix)
     _check_export(args.prefix, args.input_shape)
     check_batches = parse_ints(args.check_batches, "--check-batches")
-    calib = test_x = test_y = None
+    calib = test_x = test_y = validation = None
+    if args.int8 and _is_detector(args.prefix):
+        raise UsageError("--int8 takes classifiers: %s is a detector (its accuracy gate would "
+                         "need COCO mAP); convert it without --int8" % args.prefix)
     if args.int8:                     # calibration data first: fail before the slow work
         shape = (args.input_shape[0] if args.input_shape[0] > 1 else 32,) + \
             tuple(args.input_shape[1:])
         calib, test_x, test_y = _calibration(args, shape)
         calib = [c.asnumpy() for c in calib]
+        validation = _int8_validation(args, test_x, test_y)
     print("converting %s to OpenVINO IR ..." % args.prefix, flush=True)
     (xml, bin_file), report = to_openvino(args.prefix, args.out, args.input_shape,
                                           grouped=args.grouped)
@@ -402,20 +420,94 @@ def cmd_openvino(args):
     if worst > 1e-3:
         raise UsageError("the IR differs from the MXNet export by %.1e" % worst, 1)
     if args.int8:
-        print("quantizing on %d images (NNCF, preset %s) ..." % (
-            sum(len(c) for c in calib), args.preset), flush=True)
-        qxml, _ = quantize_ir(args.out + ".onnx", args.out + "-int8", calib, args.preset)
-        print("wrote %s" % qxml)
-        if test_x is not None:
-            acc, images = {}, test_x.asnumpy()
-            for label, path in (("fp32", xml), ("int8", qxml)):
-                net = compile_ir(path, "f32")
-                scores = np.concatenate([net(images[i:i + 64])[0]
-                                         for i in range(0, len(images), 64)])
-                acc[label] = float((scores.argmax(1) == test_y).mean())
-            print("digits test top-1 in OpenVINO: fp32 %.2f%%, int8 %.2f%% (change %+.2f "
-                  "points)" % (100 * acc["fp32"], 100 * acc["int8"],
-                               100 * (acc["int8"] - acc["fp32"])))
+        _quantize_openvino(args, calib, validation, meta)
+
+
+def _is_detector(prefix):
+    import mxnet as mx
+
+    from .export import artifact_paths
+    return "_contrib_box_nms" in mx.sym.load(artifact_paths(prefix)[0]).tojson()
+
+
+def _validation_npz(path):
+    """``--val-npz``: (images, labels) from arrays ``x`` (N,C,H,W float32, preprocessed) and
+    ``y`` (N integer labels)."""
+    import numpy as np
+    if not os.path.isfile(path):
+        raise UsageError("--val-npz %s does not exist" % path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise ValueError("a single array, not an .npz archive")
+        x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+    except (ValueError, OSError, EOFError, KeyError, TypeError, IndexError) as err:
+        raise UsageError("--val-npz %s is not an .npz with arrays x (N,C,H,W) and y (N labels)"
+                         " (%s): numpy.savez(FILE, x=images, y=labels)"
+                         % (path, str(err).split("\n")[0]))
+    if x.ndim != 4 or y.shape != (len(x),):
+        raise UsageError("--val-npz %s: x has shape %s and y %s; expected (N,C,H,W) and (N,)"
+                         % (path, x.shape, y.shape))
+    return x, y
+
+
+def _int8_validation(args, test_x, test_y):
+    """The labelled images of the INT8 gate (--val-npz, else the digits test set, else None:
+    the float model's predictions), checked before the slow work."""
+    if args.max_drop < 0:
+        raise UsageError("--max-drop must be >= 0 points, got %s" % args.max_drop)
+    validation = None
+    if args.val_npz:
+        validation = _validation_npz(args.val_npz)
+    elif test_x is not None:
+        validation = (test_x.asnumpy(), test_y)
+    if validation is not None and validation[0].shape[1:] != tuple(args.input_shape[1:]):
+        raise UsageError("validation images are %s; the model takes %s" % (
+            "x".join(map(str, validation[0].shape[1:])),
+            "x".join(map(str, args.input_shape[1:]))))
+    return validation
+
+
+def _quantize_openvino(args, calib, validation, meta):
+    """NNCF INT8 behind the accuracy gate; a rejected model exits 1."""
+    from .cpu import has_vnni, isa_label
+    from .int8 import quantize_ir
+    print("quantizing on %d images (NNCF, preset %s, weights for %s CPUs, at most %.2f points "
+          "lost on %s; int8 kernels here: %s) ..." % (
+              sum(len(c) for c in calib), args.preset,
+              "all x86" if args.int8_target == "any" else "VNNI", args.max_drop,
+              "%d labelled images" % len(validation[1]) if validation is not None
+              else "the float model's predictions", isa_label()), flush=True)
+    result = quantize_ir(args.out + ".onnx", args.out + "-int8", calib, args.preset,
+                         target=args.int8_target, validation=validation,
+                         max_drop=args.max_drop, max_restore=args.max_restore, meta=meta)
+    if args.digits_config and not args.val_npz:
+        what = "digits test top-1"
+    else:
+        what = "top-1" if result.labelled else "agreement with the float model"
+    print("%s in OpenVINO (%d images): fp32 %.2f%%, int8 %.2f%% (change %+.2f points); %d-bit "
+          "weights" % (what, result.images, 100 * result.fp32_accuracy,
+                       100 * result.int8_accuracy, 0.0 - result.drop + 0.0, result.weight_bits))
+    print("layers kept in float: %s" % (", ".join(result.float_layers) or "none"))
+    if not result.accepted:
+        raise UsageError("INT8 lost %.2f points (> --max-drop %.2f): not a usable model, kept "
+                         "as %s for inspection; %s" % (
+                             result.drop, args.max_drop, result.xml,
+                             "use --int8-target any (7-bit weights)"
+                             if args.int8_target == "vnni" and not has_vnni() else
+                             "allow more float layers (--max-restore) or calibrate on more "
+                             "representative images"), 1)
+    print("wrote %s" % result.xml)
+
+
+def add_gate_args(p):
+    """The INT8 accuracy gate's flags (quantize, openvino --int8)."""
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="POINTS",
+                   help="largest top-1 loss accepted (on --val-npz, the digits test set, "
+                        "else agreement with the float model on the calibration images); "
+                        "beyond it the model is kept as OUT-REJECTED and the command exits 1")
+    p.add_argument("--val-npz", help="labelled validation set for the gate: .npz with x "
+                                     "(N,C,H,W float32, preprocessed) and y (N labels)")
 
 
 def build_parser():
@@ -463,6 +555,7 @@ def build_parser():
     p.add_argument("--calib-batches", type=int, default=20)
     p.add_argument("--calib-mode", default="naive", choices=["naive", "entropy"])
     p.add_argument("--preset", default="accurate", choices=["accurate", "fast"])
+    add_gate_args(p)
     p.set_defaults(run=cmd_quantize)
 
     p = with_shape(sub.add_parser("openvino", help="export -> OpenVINO IR (checked), INT8"))
@@ -478,6 +571,13 @@ def build_parser():
     p.add_argument("--calib-npy", help="calibration images, (N,C,H,W) float32 .npy")
     p.add_argument("--calib-batches", type=int, default=10)
     p.add_argument("--preset", default="mixed", choices=["mixed", "performance"])
+    p.add_argument("--int8-target", default="any", choices=["any", "vnni"],
+                   help="any: 7-bit weights, the same results on CPUs with and without VNNI "
+                        "(AVX2, AVX-512); vnni: 8-bit weights, only for VNNI/AMX CPUs")
+    add_gate_args(p)
+    p.add_argument("--max-restore", type=int, default=None, metavar="N",
+                   help="at most N layers returned to float by NNCF's accuracy control "
+                        "(default: as many as needed; 0: plain quantization)")
     p.set_defaults(run=cmd_openvino)
 
     p = with_shape(sub.add_parser("bench", help="latency of exports, side by side"))

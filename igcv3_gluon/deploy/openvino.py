@@ -8,7 +8,9 @@ as ``out.onnx``) and read by OpenVINO; the weights stay float32 in the file.
 ``compile_ir`` compiles it for the CPU at a chosen inference precision: OpenVINO's CPU
 plugin computes in bfloat16 by default on CPUs that have it (AVX512-BF16, AMX), which
 changes the digits model's logits by 1e-2 relative; ``"f32"`` is exact to float rounding.
-``quantize_ir`` is NNCF's post-training INT8 quantization, every convolution's weights INT8.
+``quantize_ir`` (``deploy/int8.py``) is NNCF's post-training INT8 quantization, every
+convolution INT8, weights in 7 bits so that CPUs without VNNI compute the same, behind an
+accuracy gate.
 
 Detectors: the IR holds the network up to the per-class decoded candidates (ids, scores,
 boxes, no NMS), and ``DetectorIR`` applies MXNet's own ``box_nms`` to them, with the
@@ -19,6 +21,8 @@ import os
 import tempfile
 
 import numpy as np
+
+from .int8 import quantize_ir  # noqa: F401  (re-exported: the INT8 step of this module)
 
 __all__ = ["PRECISIONS", "to_openvino", "strip_nms", "compile_ir", "quantize_ir", "DetectorIR",
            "detection_difference", "ir_paths"]
@@ -114,84 +118,10 @@ def compile_ir(xml, precision="f32", threads=None):
         config["INFERENCE_PRECISION_HINT"] = precision
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    from .int8 import warn_if_vnni_ir_on_this_cpu
+    warn_if_vnni_ir_on_this_cpu(xml)
     core = ov.Core()
     return core.compile_model(core.read_model(xml), "CPU", config)
-
-
-def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None):
-    """NNCF post-training INT8 quantization (issue 16): the float ONNX file ``to_openvino``
-    kept (``OUT.onnx``) is quantized with ``calibration`` (a list of float32 NCHW arrays,
-    preprocessed as the model's inputs) into a QDQ graph, which OpenVINO compiles to INT8
-    kernels (VNNI where the CPU has it); written as ``out.xml``/``.bin``. ``preset``
-    "mixed" (symmetric weights, asymmetric activations: the linear, ReLU-free projections
-    of the inverted blocks are signed) or "performance" (symmetric everywhere).
-    ``subset_size``: how many of the images NNCF collects statistics on (default: all).
-    NNCF quantizes ONNX models rather than OpenVINO ones because NNCF 2.14 does not
-    recognise OpenVINO 2026's model objects."""
-    import logging
-    import warnings
-
-    import onnx
-    import openvino as ov
-    logging.disable(logging.INFO)            # NNCF's import and its notes on dynamic shapes
-    try:
-        import nncf
-    finally:
-        logging.disable(logging.NOTSET)
-    logging.getLogger("nncf").setLevel(logging.WARNING)
-    model = onnx.load(onnx_path)
-    name = model.graph.input[0].name
-    presets = {"mixed": nncf.QuantizationPreset.MIXED,
-               "performance": nncf.QuantizationPreset.PERFORMANCE}
-    # one image per item: NNCF's statistics (and its subset_size) count items
-    images = [np.asarray(image, dtype=np.float32)[None] for batch in calibration
-              for image in batch]
-    if not images:
-        raise ValueError("no calibration images")
-    dataset = nncf.Dataset(images, lambda x: {name: x})
-    with warnings.catch_warnings():
-        # NNCF's range tuning evaluates both branches of a where(): 0 * inf in the unused one
-        warnings.simplefilter("ignore", RuntimeWarning)
-        quantized = nncf.quantize(model, dataset, preset=presets[preset],
-                                  subset_size=min(subset_size or len(images), len(images)))
-    _quantize_conv_weights(quantized)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "int8.onnx")
-        onnx.save(quantized, path)
-        _save_ir(ov.convert_model(path), out)
-    return ir_paths(out)
-
-
-def _quantize_conv_weights(model):
-    """Give every convolution whose weights NNCF left in float32 symmetric per-output-channel
-    INT8 weights (QuantizeLinear -> DequantizeLinear on axis 0, scale max|w| / 127, as NNCF
-    writes the others). NNCF's ONNX backend skips the weights of group convolutions that
-    are not depthwise, i.e. IGCV3's grouped projections; OpenVINO then runs those in
-    bfloat16 between INT8 layers (the INT8 IGCV3-D took 2.08 ms instead of 1.36 ms at
-    batch 1, docs/benchmarks.md). Returns how many were quantized."""
-    from onnx import helper, numpy_helper
-    weights = {t.name: t for t in model.graph.initializer}
-    nodes, count = [], 0
-    for node in model.graph.node:
-        if node.op_type == "Conv" and node.input[1] in weights:
-            name = node.input[1]
-            w = numpy_helper.to_array(weights[name])
-            scale = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / 127.0
-            scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-            names = ["%s_%s" % (name, k) for k in ("int8_scale", "int8_zero", "int8", "dq")]
-            model.graph.initializer.extend([
-                numpy_helper.from_array(scale, names[0]),
-                numpy_helper.from_array(np.zeros(w.shape[0], np.int8), names[1])])
-            nodes.append(helper.make_node("QuantizeLinear", [name, names[0], names[1]],
-                                          [names[2]], axis=0))
-            nodes.append(helper.make_node("DequantizeLinear", [names[2], names[0], names[1]],
-                                          [names[3]], axis=0))
-            node.input[1] = names[3]
-            count += 1
-        nodes.append(node)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    return count
 
 
 def detection_difference(want, got, scale=1.0):
