@@ -6,8 +6,11 @@ Sec. 4.3 and their MXNet SSD scripts): a global batch of 32 (8 per GPU on their 
 conv/FC weights and BN gamma (MXNet's Module rule), 320x320 input, mean subtraction
 (123, 117, 104), their anchors (``models.ssdlite.anchor_boxes("authors")``), and a backbone
 trained on ImageNet first (``--backbone-params``); GluonCV's SSD train transform
-(photometric distortion, random expansion, random crop, flip) and ``SSDMultiBoxLoss``
-(hard negative mining 3:1, loss normalised by the positives). The run itself (devices,
+(photometric distortion, random expansion, random crop, flip) and the loss normalised as the
+authors' symbol normalises it (``train.ssd_loss.AuthorsMultiBoxLoss``: class term over the
+positives + mined negatives, box term over its non-zero smooth-L1 elements, averaged over
+devices). ``--recipe gluoncv`` takes GluonCV's ``SSDMultiBoxLoss`` (both terms over the
+positives, about 4x the authors' loss) with GluonCV's lr 0.001. The run itself (devices,
 resume, logs, curves, progress, export) is the shared engine's driving
 ``train.detector.DetectorTask``.
 """
@@ -30,14 +33,20 @@ from .train.detector import NMS, DetectorTask, detect, evaluate_coco
 from .train.engine import fit
 from .utils import save_figure, say
 
-__all__ = ["DEFAULTS", "IDENTITY", "build_parser", "main", "predict_images"]
+__all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "predict_images"]
 
 # Sec. 4.3 and the authors' SSD scripts: global batch 32, lr 0.004 /10 at 60, 120, 180,
 # 240 epochs, wd 4e-5 (Module rule), 320x320.
-DEFAULTS = dict(model="ssdlite_320_igcv3_w_coco", epochs=240, batch_size=32, lr=0.004,
+DEFAULTS = dict(model="ssdlite_320_igcv3_w_coco", epochs=240, batch_size=32, lr=None,
                 lr_mode="step", lr_steps="60,120,180", lr_factor=0.1, wd=4e-5, wd_on="module",
-                out_dir="runs/ssdlite", kvstore="device")
-IDENTITY = ("model", "multiplier", "batch_size", "data_shape", "classes", "anchors")
+                out_dir="runs/ssdlite", kvstore="device",
+                lr_help="initial lr (default: the recipe's: 0.004 for authors, the authors' "
+                        "train.py:47; 0.001 for gluoncv, GluonCV's train_ssd.py)")
+# the loss and its lr: the authors' (symbol_builder.py:85-97, train.py:47) or GluonCV's
+# (gluoncv.loss.SSDMultiBoxLoss, scripts/detection/ssd/train_ssd.py --lr 0.001)
+RECIPES = {"authors": dict(loss="authors", lr=0.004),
+           "gluoncv": dict(loss="gluoncv", lr=0.001)}
+IDENTITY = ("model", "multiplier", "batch_size", "data_shape", "classes", "anchors", "recipe")
 
 
 def build_parser():
@@ -63,6 +72,9 @@ def build_parser():
                    help="R,G,B pixel std (default: the backbone run's, else 1,1,1: mean "
                         "subtraction only)")
     g = parser.add_argument_group("detector")
+    g.add_argument("--recipe", default="authors", choices=sorted(RECIPES),
+                   help="authors: the authors' loss normalisation and lr 0.004; gluoncv: "
+                        "GluonCV's SSDMultiBoxLoss and lr 0.001")
     g.add_argument("--anchors", default="authors", choices=list(ANCHOR_PRESETS),
                    help="authors: their SSDLite2 anchors (4,6,6,6,4,4 per position); "
                         "ssdlite: the MobileNetV2 paper's (3,6,6,6,6,6)")
@@ -182,9 +194,10 @@ def _load_params(net, path, contexts):
 def _task(args, train_set, val_set, on_fresh_start=None):
     return DetectorTask(train_set, val_set, args.data_shape, args.augment, args.workers,
                         args.seed, args.mean, args.std, on_fresh_start,
+                        loss=RECIPES[args.recipe]["loss"],
                         title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)),
                         meta=dict(model=args.model, multiplier=args.multiplier,
-                                  anchors=args.anchors))
+                                  anchors=args.anchors, recipe=args.recipe))
 
 
 def predict_images(net, classes, paths, out_dir, size, threshold, contexts,
@@ -247,6 +260,8 @@ def main(argv=None):
     elif args.backbone_params:
         args.backbone_file, backbone_config = resolve_weights(args.backbone_params,
                                                               "--backbone-params")
+    if args.lr is None:
+        args.lr = RECIPES[args.recipe]["lr"]
     validate_common_args(args, task="detection")
     norm_source = _normalisation(args, parser, backbone_config)
     if args.data_shape < 64 or args.data_shape % 32:

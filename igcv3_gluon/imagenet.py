@@ -235,10 +235,17 @@ def _check_packing(args):
     if args.augment != "authors":
         return
     sides = short_sides(args.rec_train, args.rec_train_idx)
-    if sides and max(sides) < 400:
-        say("note: %s holds images of short side %s; the authors' augmentation rescales "
-            "records packed at short side 480 (im2rec --resize 480) by %g-1"
-            % (args.rec_train, "/".join(map(str, sorted(set(sides)))), args.min_random_scale))
+    off = [s for s in sides if s != 480]
+    if off:
+        low = int(min(sides) * args.min_random_scale)
+        say("note: %d of the first %d records of %s are not packed at short side 480 (seen: "
+            "%s): the authors' augmentation rescales records packed at exactly 480 by %g-1 "
+            "(short sides 256-480); with these it gives %d-%d, and crops below 224 are "
+            "enlarged. Pack with `python -m igcv3_gluon.data.im2rec ... --resize 480` (it "
+            "enlarges smaller images, as MXNet's im2rec)"
+            % (len(off), len(sides), args.rec_train,
+               "/".join(map(str, sorted(set(sides))[:6])), args.min_random_scale, low,
+               max(sides)))
 
 
 def run(args):

@@ -46,10 +46,13 @@ def test_detector_maps_anchors_and_separable_heads(name, expansion, preset, dept
     assert [ag.num_depth for ag in net.anchor_generators] == depths
     heads = list(net.class_predictors) + list(net.box_predictors)
     assert len(heads) == 12 and all(isinstance(h, SeparablePredictor) for h in heads)
-    for head, depth in zip(heads, depths * 2):      # Dw3x3 + BN + ReLU6 + 1x1
+    for head, depth in zip(heads, depths * 2):      # Dw3x3 + BN + ReLU6 + 1x1 + BN
         conv = head.body[0]
         assert conv.weight.shape[1:] == (1, 3, 3)
-        assert head.body[-1].weight.shape[0] in (depth * 81, depth * 4)
+        assert head.body[-2].weight.shape[0] in (depth * 81, depth * 4)
+        assert head.body[-2].bias is not None            # common.py:314-316: with a bias
+        assert isinstance(head.body[-1], mx.gluon.nn.BatchNorm)
+        assert head.body[1]._kwargs["eps"] == head.body[-1]._kwargs["eps"] == 1e-3
     net.initialize()
     with autograd.train_mode():
         cls, box, anchors = net(mx.nd.zeros((1, 3, 320, 320)))
@@ -330,8 +333,8 @@ def test_ssdlite2_optimises_to_a_graph_without_shuffles_or_batchnorms(tmp_path):
     want = net(x)
     export(net, str(tmp_path / "d"), (1, 3, 128, 128))
     _, report = optimize_files(str(tmp_path / "d"), str(tmp_path / "o"))
-    # 17 IGCV3-W blocks + the interleaved last conv + 4 extra layers
-    assert report["shuffles_folded"] == 22 and report["shuffles_left"] == 0
+    # 17 IGCV3-W blocks + the interleaved last conv + 2 in each of the 4 extra layers
+    assert report["shuffles_folded"] == 26 and report["shuffles_left"] == 0
     assert report["batchnorms_left"] == 0
     got = load_symbolblock(str(tmp_path / "o"))(x)
     # the same detections up to float rounding (order-free: near-equal scores may swap)

@@ -51,18 +51,32 @@ def list_images(root, classes=None):
     return items, list(classes)
 
 
-def _encode(root, rel, resize, quality):
-    """JPEG bytes of one image, its short side resized to ``resize`` (0 keeps the size)."""
+RESIZE_MODES = ("both", "shrink")
+
+
+def resized_shape(h, w, resize, mode="both"):
+    """``(h, w)`` after setting the short side to ``resize`` as MXNet's ``tools/im2rec.py``
+    does (``image_encode``: the short side becomes ``resize`` and the long side
+    ``long * resize // short``, smaller images enlarged); ``mode="shrink"`` leaves images
+    whose short side is already at most ``resize`` as they are."""
+    if not resize or (mode == "shrink" and min(h, w) <= resize):
+        return h, w
+    if h > w:
+        return h * resize // w, resize
+    return resize, w * resize // h
+
+
+def _encode(root, rel, resize, quality, mode="both"):
+    """JPEG bytes of one image, its short side set to ``resize`` (``resized_shape``; 0 keeps
+    the size), with cv2.resize's default (bilinear) interpolation, as MXNet's im2rec."""
     import cv2
     img = cv2.imread(os.path.join(root, rel), cv2.IMREAD_COLOR)
     if img is None:
         return None
-    if resize:
-        h, w = img.shape[:2]
-        scale = resize / min(h, w)
-        if scale < 1:
-            img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))),
-                             interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    nh, nw = resized_shape(h, w, resize, mode)
+    if (nh, nw) != (h, w):
+        img = cv2.resize(img, (nw, nh))
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buf.tobytes() if ok else None
 
@@ -73,7 +87,7 @@ def _write_text(path, text):
 
 
 def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, seed=0,
-                classes=None, progress=True):
+                classes=None, progress=True, resize_mode="both"):
     """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
     skipped paths). Images are shuffled once (``seed``) as im2rec does for training sets."""
     import random
@@ -92,8 +106,8 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
     skipped, lines = [], []
     pool = ThreadPool(max(1, threads))               # OpenCV releases the GIL while coding
     try:
-        encoded = pool.imap(lambda it: _encode(root, it[0], resize, quality), items,
-                            chunksize=8)
+        encoded = pool.imap(lambda it: _encode(root, it[0], resize, quality, resize_mode),
+                            items, chunksize=8)
         bar = tqdm(total=len(items), desc="packing %s" % os.path.basename(prefix),
                    unit="img", disable=not progress, dynamic_ncols=True)
         n = 0
@@ -128,8 +142,12 @@ def build_parser():
     parser.add_argument("prefix", help="output prefix: writes PREFIX.rec, .idx, .lst, "
                                        ".classes.txt")
     parser.add_argument("--resize", type=int, default=0,
-                        help="resize the short side to this many pixels (0: keep); 480 for "
-                             "training sets as in the authors' pipeline, 256 for val")
+                        help="set the short side to this many pixels, enlarging smaller "
+                             "images as MXNet's im2rec does (0: keep); 480 for training sets "
+                             "as in the authors' pipeline")
+    parser.add_argument("--resize-mode", default="both", choices=RESIZE_MODES,
+                        help="both: MXNet's im2rec (every image gets the short side "
+                             "--resize); shrink: only larger images are resized")
     parser.add_argument("--quality", type=int, default=95, help="JPEG quality")
     parser.add_argument("--num-thread", type=int, default=4, help="encoding threads")
     parser.add_argument("--no-shuffle", action="store_true", help="keep folder order")
@@ -152,7 +170,8 @@ def main(argv=None):
         classes = [l.strip() for l in open(args.classes_from) if l.strip()]
     n, classes, skipped = pack_folder(args.root, args.prefix, args.resize, args.quality,
                                       args.num_thread, not args.no_shuffle, classes=classes,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress,
+                                      resize_mode=args.resize_mode)
     for rel in skipped[:10]:
         sys.stderr.write("skipped (not decodable): %s\n" % rel)
     print("%s.rec: %d images, %d classes%s" % (args.prefix, n, len(classes),

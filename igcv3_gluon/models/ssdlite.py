@@ -1,17 +1,33 @@
 """SSDLite (MobileNetV2 paper, Sec. 6.3) and SSDLite2 (IGCV3 paper, Sec. 4.3, Table 4) on
 GluonCV's SSD machinery (anchors, target generator, box decoding, NMS).
 
-What GluonCV lacks and this module adds:
+Every structural default follows the authors' detection code (homles11/IGCV3,
+``detection/symbol/``), which is what produced Table 4's 22.2 mAP; file and line are cited
+where each is used. What GluonCV lacks and this module adds:
 
-* ``SSDLiteFeatures``: six feature maps from a zoo backbone. Map 1 is the *expansion* of the
-  last stride-16 block (576 channels for MobileNetV2 1.0: after its expand conv, before its
-  Dw3x3), map 2 the last 1x1 conv (1280), maps 3-6 extra layers of 512, 256, 256, 128
-  channels at strides 64-512. An extra layer of SSDLite is 1x1 conv to half depth -> Dw3x3
-  stride 2 -> 1x1 conv up, each + BN + ReLU6; in SSDLite2 (IGCV3 backbone) the extra
-  layers are IGCV3-style too: both 1x1 convs are group convolutions (G = the backbone's
-  G1), interleaved by a channel shuffle (P1) so the pair stays dense (Condition 2).
-* ``SeparablePredictor``: every prediction conv is separable: Dw3x3 + BN + ReLU6 + 1x1 conv
-  (with bias), as SSDLite prescribes.
+* ``SSDLiteFeatures``: six feature maps from a zoo backbone, each after ReLU6
+  (``common.py:172-173``, ``multi_layer_feature`` applies ``Relu6`` to every map it takes
+  from the body). Map 1 is the *expansion* (W1 -> BN) of the first block of the 1/32 stage,
+  still at 1/16 because that block's stride sits after it (``symbol_factory.py:102``
+  ``blk13nl_1_bn``: block 13 of IGCV3-W; ``:90`` ``blk13_nl`` for MobileNetV2; TF's
+  ``layer_15/expansion_output``): 1152 channels for IGCV3-W, 576 for MobileNetV2. In
+  IGCV3 blocks the tap follows P1 (``IGCV3Block.tap_index``): the authors' blob in another
+  channel order, the same detector (the head's Dw3x3 and BN work per channel and its 1x1
+  conv reads all of them), and the optimised graph stays free of shuffles (a tap before P1
+  would give W1 two consumers, and P1 could no longer fold into it). Map 2 is
+  the last 1x1 conv (1280, ``final_conv_nl_1_bn`` / ``finalconv``); maps 3-6 extra layers
+  of 512, 256, 256, 128 channels (``symbol_factory.py:103``).
+* ``_ExtraLayer`` (``common.py:180-185``, ``conv_act_layer`` :43-49 and
+  ``conv_act_layer_dw`` :80-88, the same for both backbones): 2-group 1x1 conv to
+  ``max(128, C/2)`` (``symbol_builder.py:14`` ``min_filter=128``, which
+  ``symbol_factory.get_config`` does not override) + shuffle of 2 groups + BN + ReLU6 ->
+  Dw3x3 stride 2 + BN (no ReLU) -> 2-group 1x1 conv to C + shuffle of C/2 groups + BN +
+  ReLU6. Every BatchNorm of the extras and heads has eps 1e-3 (``DETECTION_BN_EPS``). Each
+  BN here sits right after its conv and the shuffle after the BN: a permutation commutes
+  with a per-channel BN (its parameters permute along), so it is the same function, and
+  ``deploy.optimize`` folds both.
+* ``SeparablePredictor`` (``common.py:307-318`` box, ``:325-336`` class): Dw3x3 + BN +
+  ReLU6 + 1x1 conv (with bias) + BN.
 * Anchors as data (``anchor_boxes``): per map, the (size, aspect ratio) of every anchor at
   each position, ``BoxAnchors`` lays them on the map's grid. Two presets:
 
@@ -33,9 +49,13 @@ from ..nn import ChannelShuffle, ReLU6, add_conv_bn, resolve_norm
 from .builder import build, resolve_config
 
 __all__ = ["SSDLiteFeatures", "SeparablePredictor", "BoxAnchors", "ssdlite", "SSDLITE_EXTRAS",
-           "ANCHOR_PRESETS", "anchor_boxes", "anchor_steps", "feature_map_sizes"]
+           "ANCHOR_PRESETS", "anchor_boxes", "anchor_steps", "feature_map_sizes",
+           "DETECTION_BN_EPS", "EXTRA_MIN_FILTER", "EXTRA_GROUPS"]
 
-SSDLITE_EXTRAS = (512, 256, 256, 128)
+SSDLITE_EXTRAS = (512, 256, 256, 128)     # symbol_factory.py:103 num_filters[2:]
+DETECTION_BN_EPS = 1e-3                   # common.py:47, 82, 87, 311, 317, 329, 335
+EXTRA_MIN_FILTER = 128                    # symbol_builder.py:14 (get_symbol_train default)
+EXTRA_GROUPS = 2                          # common.py:44, 84 (num_group=2, both backbones)
 ANCHOR_PRESETS = ("authors", "ssdlite")
 
 
@@ -107,28 +127,39 @@ def anchor_steps(base_size, num_maps=6):
 
 
 class _ExtraLayer(nn.HybridBlock):
-    """1x1 to ``mid`` -> Dw3x3 stride 2 -> 1x1 to ``channels``, each + BN + ReLU6; with
-    ``groups > 1`` the 1x1 convs are group convs interleaved by a shuffle (SSDLite2)."""
+    """The authors' extra layer (module doc): G1x1 (``groups``) -> BN -> P(groups) -> ReLU6
+    -> Dw3x3 stride 2 -> BN -> G1x1 (``groups``) -> BN -> P(C / 2) -> ReLU6; the middle
+    width is ``max(min_filter, C / 2)``."""
 
-    def __init__(self, in_channels, channels, groups=1, norm_layer=None, norm_kwargs=None,
-                 **kwargs):
+    def __init__(self, in_channels, channels, groups=EXTRA_GROUPS, min_filter=EXTRA_MIN_FILTER,
+                 norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
-        mid = channels // 2
+        mid = max(min_filter, channels // 2)
         norm = resolve_norm(norm_layer, groups > 1)
+        eps = DETECTION_BN_EPS
         with self.name_scope():
             self.body = nn.HybridSequential(prefix="")
-            # ReLU6 after the shuffle: the same function (a permutation commutes with an
-            # element-wise activation), and deploy.optimize can fold a shuffle that directly
-            # follows its convolution
-            add_conv_bn(self.body, mid, 1, 1, groups, False, in_channels, norm, norm_kwargs)
+            add_conv_bn(self.body, mid, 1, 1, groups, False, in_channels, norm, norm_kwargs, eps)
             if groups > 1:
-                self.body.add(ChannelShuffle(groups, mid))
+                self.body.add(ChannelShuffle(groups, mid))          # common.py:45
             self.body.add(ReLU6())
-            add_conv_bn(self.body, mid, 3, 2, mid, True, mid, norm, norm_kwargs)
-            add_conv_bn(self.body, channels, 1, 1, groups, True, mid, norm, norm_kwargs)
+            add_conv_bn(self.body, mid, 3, 2, mid, False, mid, norm, norm_kwargs, eps)
+            add_conv_bn(self.body, channels, 1, 1, groups, False, mid, norm, norm_kwargs, eps)
+            if groups > 1:
+                self.body.add(ChannelShuffle(channels // 2, channels))  # common.py:85
+            self.body.add(ReLU6())
 
     def hybrid_forward(self, F, x):
         return self.body(x)
+
+
+def expansion_tap(feature_info):
+    """The ``feature_info`` entry of the block whose expansion is SSDLite's first map: the
+    first block whose output is at 1/32 (its expansion is still at 1/16)."""
+    for f in feature_info:
+        if f["kind"] == "block" and f["reduction"] == 32 and f["expansion"]:
+            return f
+    return None
 
 
 class SSDLiteFeatures(nn.HybridBlock):
@@ -136,8 +167,9 @@ class SSDLiteFeatures(nn.HybridBlock):
 
     ``backbone`` holds the classification network's ``features`` whole (same layers, same
     structure), so weights trained by ``train_imagenet.py`` map onto it name for name; the
-    tap points come from the builder's ``feature_info``: map 1 is the expansion of the last
-    block with reduction 16, map 2 the output of the last body layer (the 1x1 conv)."""
+    tap points come from the builder's ``feature_info``: map 1 is the expansion of the first
+    block with reduction 32, map 2 the output of the last body layer (the 1x1 conv); every
+    map goes through ReLU6."""
 
     def __init__(self, backbone="mobilenetv2", multiplier=1.0, extras=SSDLITE_EXTRAS,
                  extra_groups=None, norm_layer=None, norm_kwargs=None, **kwargs):
@@ -148,22 +180,21 @@ class SSDLiteFeatures(nn.HybridBlock):
                              "conv; %s is not one" % backbone)
         net = build(backbone, classes=1, multiplier=multiplier, prefix="",
                     norm_layer=norm_layer, norm_kwargs=norm_kwargs)
-        taps = [f for f in net.feature_info
-                if f["kind"] == "block" and f["reduction"] == 16 and f["expansion"]]
-        if not taps:
-            raise ValueError("%s has no inverted block at stride 16 to tap" % backbone)
+        tap = expansion_tap(net.feature_info)
+        if tap is None:
+            raise ValueError("%s has no inverted block entering stride 32 to tap" % backbone)
         last = net.feature_info[-1]
-        self.tap_layer, self.body_layers = taps[-1]["index"], net.body_layers
-        groups = cfg["groups"][0] if cfg["block"] == "igcv3" else 1
-        groups = groups if extra_groups is None else extra_groups
+        self.tap_layer, self.body_layers = tap["index"], net.body_layers
+        groups = EXTRA_GROUPS if extra_groups is None else extra_groups
         with self.name_scope():
             self.backbone = net.features
             self.extras = nn.HybridSequential(prefix="extras_")
             in_c = last["channels"]
             for channels in extras:
-                self.extras.add(_ExtraLayer(in_c, channels, groups, norm_layer, norm_kwargs))
+                self.extras.add(_ExtraLayer(in_c, channels, groups, norm_layer=norm_layer,
+                                            norm_kwargs=norm_kwargs))
                 in_c = channels
-        self.channels = [taps[-1]["expansion"], last["channels"]] + list(extras)
+        self.channels = [tap["expansion"], last["channels"]] + list(extras)
 
     def hybrid_forward(self, F, x):
         for i in range(self.tap_layer):
@@ -171,7 +202,9 @@ class SSDLiteFeatures(nn.HybridBlock):
         y, expanded = self.backbone[self.tap_layer].forward_with_expansion(F, x)
         for i in range(self.tap_layer + 1, self.body_layers):
             y = self.backbone[i](y)
-        outputs = [expanded, y]
+        # common.py:172-173: Relu6 on every map taken from the body (map 2 already ends with
+        # one; ReLU6 is idempotent)
+        outputs = [F.clip(expanded, 0, 6), F.clip(y, 0, 6)]
         for layer in self.extras:
             y = layer(y)
             outputs.append(y)
@@ -179,15 +212,19 @@ class SSDLiteFeatures(nn.HybridBlock):
 
 
 class SeparablePredictor(nn.HybridBlock):
-    """SSDLite prediction layer: Dw3x3 + BN + ReLU6 + 1x1 conv (with bias) to ``channels``."""
+    """SSDLite2 prediction layer (``common.py:307-318``): Dw3x3 + BN + ReLU6 + 1x1 conv (with
+    bias) + BN, every BN with eps 1e-3."""
 
     def __init__(self, in_channels, channels, norm_layer=None, norm_kwargs=None, **kwargs):
         super().__init__(**kwargs)
+        norm = resolve_norm(norm_layer, False)
         with self.name_scope():
             self.body = nn.HybridSequential(prefix="")
-            add_conv_bn(self.body, in_channels, 3, 1, in_channels, True, in_channels,
-                        resolve_norm(norm_layer, False), norm_kwargs)
+            add_conv_bn(self.body, in_channels, 3, 1, in_channels, True, in_channels, norm,
+                        norm_kwargs, DETECTION_BN_EPS)
             self.body.add(nn.Conv2D(channels, 1, in_channels=in_channels))
+            self.body.add(norm(epsilon=DETECTION_BN_EPS, in_channels=channels,
+                               **(norm_kwargs or {})))
 
     def hybrid_forward(self, F, x):
         return self.body(x)

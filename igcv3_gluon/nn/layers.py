@@ -172,16 +172,18 @@ def resolve_norm(norm_layer, grouped):
 
 
 def add_conv_bn(seq, channels, kernel=1, stride=1, groups=1, act=False, in_channels=0,
-                norm=nn.BatchNorm, norm_kwargs=None):
+                norm=nn.BatchNorm, norm_kwargs=None, eps=None):
     """Append Conv2D (no bias) -> BatchNorm [-> ReLU6] to the HybridSequential ``seq``.
 
     ``kernel`` 3 gets padding 1; ``groups`` is the number of branches G of eq. (2)/(8)
     (``groups == channels == in_channels`` is the channel-wise convolution W^0).
-    ``norm`` is the BatchNorm class (``resolve_norm``), ``norm_kwargs`` its extra arguments.
+    ``norm`` is the BatchNorm class (``resolve_norm``), ``norm_kwargs`` its extra arguments,
+    ``eps`` its epsilon (default ``BN_EPS``).
     """
     seq.add(nn.Conv2D(channels, kernel, strides=stride, padding=kernel // 2, groups=groups,
                       use_bias=False, in_channels=in_channels))
-    seq.add(norm(epsilon=BN_EPS, in_channels=channels, **(norm_kwargs or {})))
+    seq.add(norm(epsilon=BN_EPS if eps is None else eps, in_channels=channels,
+                 **(norm_kwargs or {})))
     if act:
         seq.add(ReLU6())
     return seq

@@ -1,6 +1,7 @@
 """The detection task for the run engine (SSDLite / SSDLite2, paper Table 4): GluonCV's SSD
-targets and ``SSDMultiBoxLoss`` (hard negative mining 3:1, loss normalised by the positives
-of the worker's batch), COCO mAP evaluation with pycocotools, inference-mode export."""
+targets, the loss normalised as the authors' (``ssd_loss.AuthorsMultiBoxLoss``, hard negative
+mining 3:1) or GluonCV's ``SSDMultiBoxLoss``, COCO mAP evaluation with pycocotools,
+inference-mode export."""
 import contextlib
 import io
 
@@ -121,13 +122,14 @@ class DetectorTask(Task):
     curves = (("cls_loss", "box_loss", "train_loss"), ("val_AP", "val_AP50"))
 
     def __init__(self, train_set, val_set, data_shape, augment="ssd", workers=2, seed=0,
-                 mean=PIXEL_MEAN, std=PIXEL_STD, on_fresh_start=None, title="", meta=None):
+                 mean=PIXEL_MEAN, std=PIXEL_STD, on_fresh_start=None, title="", meta=None,
+                 loss="authors"):
+        from .ssd_loss import make_loss
         self.train_set, self.val_set, self.size = train_set, val_set, data_shape
         self.augment, self.workers, self.seed = augment, workers, seed
         self.mean, self.std, self.on_fresh_start, self.title = mean, std, on_fresh_start, title
         self.meta = dict(meta or {})
-        from gluoncv.loss import SSDMultiBoxLoss
-        self.loss = SSDMultiBoxLoss()
+        self.loss_kind, self.loss = loss, make_loss(loss)
 
     def train_data(self, net, rank, num_workers, global_batch, contexts):
         from gluoncv.data.batchify import Stack, Tuple
@@ -165,7 +167,9 @@ class DetectorTask(Task):
         return {"loss": cls + box, "cls": cls, "box": box, "images": images}
 
     def gradient_divisor(self, global_batch, num_workers):
-        return num_workers                   # each worker's loss is normalised already: mean
+        # each worker's loss is normalised already (per device and averaged over its
+        # devices: authors; over its positives: gluoncv): the mean over workers
+        return num_workers
 
     def row(self, sums):
         steps = max(sums.get("batches", 0), 1)

@@ -1,0 +1,70 @@
+"""Packing as the authors packed (MXNet's tools/im2rec.py `image_encode`: the short side set
+to --resize, smaller images enlarged, the long side long * resize // short), and the note a
+training run prints when records are not packed at the size the recipe assumes."""
+import os
+import subprocess
+import sys
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+
+def folder(root, sizes):
+    rng = np.random.RandomState(0)
+    for k, (h, w) in enumerate(sizes):
+        d = os.path.join(str(root), "class%d" % (k % 2))
+        os.makedirs(d, exist_ok=True)
+        cv2.imwrite(os.path.join(d, "%d.jpg" % k), rng.randint(0, 255, (h, w, 3), np.uint8))
+    return str(root)
+
+
+def packed_shapes(prefix):
+    rec = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    shapes = sorted(mx.recordio.unpack_img(rec.read_idx(i))[1].shape[:2] for i in rec.keys)
+    rec.close()
+    return shapes
+
+
+SIZES = [(375, 500), (500, 333), (30, 41), (64, 48), (96, 96)]
+
+
+@pytest.mark.parametrize("mode", [None, "shrink"])
+def test_resize_sets_the_short_side_both_ways_like_mxnet_im2rec(tmp_path, mode):
+    root = folder(tmp_path / "img", SIZES)
+    prefix = str(tmp_path / "rec" / "train")
+    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.data.im2rec", root, prefix,
+                           "--resize", "64", "--no-progress"]
+                          + (["--resize-mode", mode] if mode else []),
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    want = []
+    for h, w in SIZES:               # MXNet's im2rec, written out: (w, h) for cv2.resize
+        if mode == "shrink" and min(h, w) <= 64:
+            want.append((h, w))
+        elif h > w:
+            want.append((h * 64 // w, 64))
+        else:
+            want.append((64, w * 64 // h))
+    assert packed_shapes(prefix) == sorted(want)
+    if mode is None:
+        assert (64, 85) in want and (96, 64) in want and (64, 87) in want   # 30x41 enlarged
+
+
+def test_training_says_plainly_when_records_are_not_packed_at_480(tmp_path):
+    root = folder(tmp_path / "img", [(40, 56)] * 8)
+    prefix = str(tmp_path / "rec" / "train")
+    subprocess.run([sys.executable, "-m", "igcv3_gluon.data.im2rec", root, prefix,
+                    "--no-progress"], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "train_imagenet.py", "--rec-train", prefix + ".rec", "--rec-val",
+         prefix + ".rec", "--model", "igcv3_d_0.25", "--batch-size", "4", "--epochs", "1",
+         "--retrain-epochs", "0", "--input-size", "32", "--no-progress",
+         "--out-dir", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True,
+        timeout=600)
+    assert "8 of the first 8 records" in proc.stderr and "not packed at short side 480" \
+        in proc.stderr, proc.stderr[-2000:]
+    assert "(seen: 40)" in proc.stderr and "gives 21-40" in proc.stderr
