@@ -214,8 +214,13 @@ def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
     except ImportError:
         raise UsageError("converting imgclsmob weights needs their network definitions: "
                          "pip install gluoncv2")
+    from .deploy import read_params
     try:
-        theirs = imgclsmob_model(source)
+        fcs = [v.shape[0] for v in read_params(path).values() if len(v.shape) == 2]
+    except WeightsError as err:
+        raise UsageError(str(err))
+    try:           # the file's own class count (fine-tuned weights need not have 1000)
+        theirs = imgclsmob_model(source, **({"classes": fcs[-1]} if len(fcs) == 1 else {}))
     except ValueError as err:
         raise UsageError("--source %s: %s" % (source, err))
     theirs.initialize()
@@ -228,6 +233,27 @@ def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
     net = _our_net(model, _classes(sym))
     counts = transfer(sym, values, net, "imgclsmob's %s" % source)
     return net, counts, _compare(net, theirs, net)
+
+
+# How each publisher's weights expect their input (0-255 pixels, (x - mean) / std), written
+# beside the converted weights so that evaluation and deployment use it without flags.
+PREPROCESSING = {
+    # the authors' train_imagenet.py / common/data.py: mean subtraction only (rgb mean
+    # 123.68,116.779,103.939, no std); validation: the 480 records rescaled to 256, centre 224
+    "authors": dict(mean=[123.68, 116.779, 103.939], std=[1.0, 1.0, 1.0], input_size=224,
+                    crop_ratio=0.875),
+    # imgclsmob (gluoncv2): ToTensor ([0, 1]) then Normalize((0.485, 0.456, 0.406),
+    # (0.229, 0.224, 0.225)), i.e. these x 255 on 0-255 pixels; validation: resize to
+    # ceil(224 / 0.875) = 256, centre crop 224
+    "imgclsmob": dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                      input_size=224, crop_ratio=0.875),
+}
+
+
+def weights_description(source, model, classes, src):
+    """What travels with converted weights (``runs.read_weights_meta`` reads it)."""
+    return dict(PREPROCESSING[source], model=model, classes=int(classes),
+                input_shape=[3, 224, 224], source="%s %s" % (source, os.path.basename(src)))
 
 
 def build_parser():
@@ -252,14 +278,21 @@ def main(argv=None):
         net, counts, (diff, scale) = convert_authors(args.src, args.model, args.epoch)
     else:
         net, counts, (diff, scale) = convert_imgclsmob(args.src, args.model, args.source_model)
-    from .utils import atomic_write
+    from .runs import weights_meta_path
+    from .utils import atomic_write, atomic_write_json
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, net.save_parameters)
+    meta = weights_description(args.source, args.model, net.output.weight.shape[0], args.src)
+    atomic_write_json(weights_meta_path(args.out), meta, sort_keys=True)
     print("%s: %d convolutions, %d BatchNorms, %d FC from %s; logits equal to the source's "
           "within %.1e (scale %.1f)" % (args.out, counts["conv"], counts["bn"], counts["fc"],
                                         args.src, diff, scale))
-    print("evaluate: python train_imagenet.py --eval-only --model %s --params %s --rec-val VAL.rec"
-          % (args.model, args.out))
+    print("%s: input (pixel - %s) / %s, evaluated at %d after a resize to %d"
+          % (weights_meta_path(args.out), ",".join("%g" % v for v in meta["mean"]),
+             ",".join("%g" % v for v in meta["std"]), meta["input_size"],
+             round(meta["input_size"] / meta["crop_ratio"])))
+    print("evaluate: python train_imagenet.py --eval-only --params %s --rec-val VAL.rec"
+          % args.out)
     return 0
 
 

@@ -126,8 +126,11 @@ def resolve_args(args):
     recipe = RECIPES[args.recipe]
     args.augment = args.augment or recipe["augment"]
     args.wd_on = args.wd_on or recipe["wd_on"]
-    args.mean = parse_floats(args.mean, "--mean") if args.mean else recipe["mean"]
-    args.std = parse_floats(args.std, "--std") if args.std else recipe["std"]
+    # a string from the command line, a list from the weights' description, else the recipe's
+    args.mean = (parse_floats(args.mean, "--mean") if isinstance(args.mean, str)
+                 else tuple(args.mean) if args.mean else recipe["mean"])
+    args.std = (parse_floats(args.std, "--std") if isinstance(args.std, str)
+                else tuple(args.std) if args.std else recipe["std"])
     args.hsl = parse_ints(args.hsl, "--hsl", count=3, minimum=0)
     if args.batch_per_device < 1:
         raise UsageError("--batch-per-device must be >= 1")
@@ -217,6 +220,9 @@ def evaluate_params(args, net):
     except WeightsError as err:
         raise UsageError(str(err))
     net.hybridize(static_alloc=True, static_shape=True)
+    say("evaluating with input (pixel - %s) / %s, short side %d, centre crop %d" % (
+        ",".join("%g" % v for v in args.mean), ",".join("%g" % v for v in args.std),
+        int(round(args.input_size / args.crop_ratio)), args.input_size))
     result = topk_accuracy(net, _val_data(args, 32 * len(args.contexts)), args.contexts, (1, 5),
                            not args.no_progress)
     print("%s on %s (%d images): top-1 %.2f%%  top-5 %.2f%%" % (
@@ -304,7 +310,8 @@ def main(argv=None):
         args.params_file, found = resolve_weights(args.params, "--params")
         args.weights_config = found
         adopt_run_settings(args, parser, found, ("model", "multiplier", "depths", "groups",
-                                                 "relu", "p2", "input_size", "recipe"))
+                                                 "relu", "p2", "input_size", "recipe", "mean",
+                                                 "std", "crop_ratio"))
         if found and args.num_classes is None:
             args.num_classes = found.get("classes")
     resolve_args(args)

@@ -3,7 +3,7 @@
 
     resolve_weights("runs/demo")              -> ("runs/demo/best.params", {config})
     resolve_weights("runs/demo/final.params") -> ("runs/demo/final.params", {config})
-    resolve_weights("converted.params")       -> ("converted.params", None)
+    resolve_weights("converted.params")       -> ("converted.params", {its -meta.json} or None)
 """
 import json
 import os
@@ -11,7 +11,29 @@ import os
 from .errors import UsageError
 
 __all__ = ["resolve_weights", "run_config_of", "run_folder_of", "adopt_run_settings",
-           "record_evaluation"]
+           "record_evaluation", "weights_meta_path", "read_weights_meta"]
+
+
+def weights_meta_path(params_file):
+    """The description written beside a weights file that has no run folder (converted
+    weights): ``NAME.params`` -> ``NAME-meta.json``, as an export's ``PREFIX-meta.json``."""
+    base = params_file[:-len(".params")] if params_file.endswith(".params") else params_file
+    return base + "-meta.json"
+
+
+def read_weights_meta(params_file):
+    """That description as a dict (the model, the classes, the normalisation ``mean``/``std``
+    on 0-255 pixels, ``input_size`` and ``crop_ratio`` of its evaluation, where the weights
+    came from), or None."""
+    path = weights_meta_path(params_file)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        raise UsageError("%s is not a readable description of %s" % (path, params_file))
+    return meta if isinstance(meta, dict) else None
 
 
 def run_config_of(folder):
@@ -43,7 +65,9 @@ def resolve_weights(path, flag="--params"):
     if not os.path.isfile(path):
         raise UsageError("%s %s does not exist" % (flag, path))
     folder = run_folder_of(path)
-    return path, None if folder is None else run_config_of(folder)
+    if folder is None:
+        return path, read_weights_meta(path)
+    return path, run_config_of(folder)
 
 
 def run_folder_of(params_file):
