@@ -125,3 +125,23 @@ def test_a_run_records_the_recipe_its_loss_and_lr(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         config = json.load(open(os.path.join(out, "config.json")))
         assert config["recipe"] == (recipe or "authors") and config["lr"] == lr, config
+        # the rest of the authors' recipe as the run wrote it down (train.py:47-61)
+        assert config["mean"] == [123, 117, 104] and config["std"] == [1, 1, 1]
+        assert config["wd"] == 4e-5 and config["momentum"] == 0.9 and config["anchors"] == \
+            "authors" and config["lr_steps"] == "60,120,180" and config["lr_factor"] == 0.1
+        # the export: the same normalisation, and the NMS of the authors' evaluate.py
+        # (:42 --nms 0.45, :46 --force False; symbol_builder.py:15 nms_topk=400), 100 kept
+        import glob
+        symbol = [p for p in glob.glob(os.path.join(out, "export", "*-symbol.json"))
+                  if "-final-" not in p][0]
+        meta = json.load(open(symbol[:-len("-symbol.json")] + "-meta.json"))
+        assert meta["mean"] == [123, 117, 104] and meta["std"] == [1, 1, 1]
+        assert meta["recipe"] == (recipe or "authors") and meta["anchors"] == "authors"
+        nodes = json.load(open(symbol))["nodes"]
+        nms = [n for n in nodes if n["op"] == "_contrib_box_nms"]
+        assert len(nms) == 1, [n["op"] for n in nodes][-10:]
+        attrs = nms[0]["attrs"]
+        assert float(attrs["overlap_thresh"]) == 0.45 and int(attrs["topk"]) == 400
+        assert attrs.get("force_suppress", "False") in ("False", "false", "0")
+        cut = [n for n in nodes if n["op"] == "slice_axis" and n["attrs"].get("end") == "100"]
+        assert cut, "the 100 detections kept after NMS"
