@@ -179,7 +179,7 @@ def convert_authors(prefix, model="igcv3_d_1.0", epoch=0):
                              "symbol.json + PREFIX-%04d.params)" % (path, epoch))
     try:
         sym = mx.sym.load(sym_file)
-    except mx.MXNetError:
+    except (mx.MXNetError, UnicodeDecodeError, ValueError):
         raise UsageError("%s is not an MXNet symbol file" % sym_file)
     try:
         loaded = read_params(params_file)

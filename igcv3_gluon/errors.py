@@ -1,4 +1,6 @@
 """Errors that end a command line with one line of text (no traceback)."""
+import errno
+import os
 import sys
 
 __all__ = ["UsageError", "exit_on_usage_error"]
@@ -11,6 +13,27 @@ class UsageError(Exception):
     def __init__(self, message, code=2):
         super().__init__(message)
         self.code = code
+
+
+def _file_error(err):
+    """One line for an output path that cannot be written (a parent that is a file, no
+    permission, a read-only or full disk); None for other errors."""
+    path = err.filename or ""
+    if err.errno in (errno.ENOTDIR, errno.EEXIST) and path:
+        parent = os.path.abspath(path)
+        while parent != os.path.dirname(parent) and not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if os.path.isfile(parent):
+            return ("cannot write under %s: it is a file, not a folder; choose another output "
+                    "path" % parent)
+        return "cannot write %s (%s); choose another output path" % (path, err.strerror)
+    if err.errno in (errno.EACCES, errno.EROFS, errno.EISDIR):
+        return "cannot write %s (%s); choose another output path" % (path, err.strerror)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        folder = os.path.dirname(os.path.abspath(path)) if path else "the output folder"
+        return ("no space left on the device of %s (%s): free some space and run the same "
+                "command again (finished checkpoints are intact)" % (folder, err.strerror))
+    return None
 
 
 def exit_on_usage_error(main):
@@ -28,6 +51,15 @@ def exit_on_usage_error(main):
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
             return 130
+        except OSError as err:
+            message = _file_error(err)
+            if message is None:
+                raise
+            prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
+            if prog == "__main__.py":
+                prog = sys.argv[0].rsplit("/", 2)[-2]
+            sys.stderr.write("%s: error: %s\n" % (prog, message))
+            return 1 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 2
     wrapper.__name__ = main.__name__
     wrapper.__doc__ = main.__doc__
     return wrapper

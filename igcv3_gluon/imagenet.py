@@ -23,9 +23,11 @@ tenth of the training lr) x0.98 per epoch, in ``OUT_DIR/retrain``).
 import os
 import sys
 
+import numpy as np
+
 from .cli import parse_floats, parse_ints
 from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
-                            check_record_pair, read_labels, short_sides, train_augmentation)
+                            check_record_pair, scan_records, short_sides, train_augmentation)
 from .errors import UsageError, exit_on_usage_error
 from .nn import norm_layer_for
 from .runs import adopt_run_settings, record_evaluation, resolve_weights
@@ -168,10 +170,15 @@ def resolve_args(args):
                             if os.path.isfile(names) else 1000)
     checked = [] if args.eval_only else [(args.rec_train, args.rec_train_idx, "--rec-train")]
     for rec, idx, flag in checked + [(args.rec_val, args.rec_val_idx, "--rec-val")]:
-        bad = [l for l in read_labels(rec, idx) if not 0 <= l < args.num_classes]
-        if bad:
-            raise UsageError("%s has label %g but --num-classes is %d" % (
-                flag, bad[0], args.num_classes))
+        labels, problem = scan_records(rec, idx)        # every record's header
+        if problem:
+            raise UsageError("%s %s: %s; repack it (python -m igcv3_gluon.data.im2rec)"
+                             % (flag, rec, problem))
+        bad = np.flatnonzero((labels < 0) | (labels >= args.num_classes))
+        if len(bad):
+            raise UsageError("%s %s: record %d has label %g but --num-classes is %d (%d "
+                             "records out of range)" % (flag, rec, bad[0], labels[bad[0]],
+                                                        args.num_classes, len(bad)))
     if args.data_nthreads < 1 or args.input_size < 32:
         raise UsageError("--data-nthreads must be >= 1, --input-size >= 32")
     if not 0 < args.crop_ratio <= 1:

@@ -11,7 +11,8 @@ import sys
 import threading
 
 __all__ = ["say", "atomic_write", "atomic_write_json", "sha256", "save_figure", "progress_bar",
-           "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl"]
+           "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
+           "remove_stale_temp_files"]
 
 
 def say(message):
@@ -40,6 +41,37 @@ def atomic_write(path, write):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder):
+    """Remove the temporary files (``NAME.tmpPID``, ``atomic_write``'s) that processes which
+    no longer exist left under ``folder`` (a run killed while writing a checkpoint); returns
+    their paths. Files of a living process are left alone."""
+    import re
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for root, _, files in os.walk(folder):
+        for name in files:
+            match = re.search(r"\.tmp(\d+)$", name)
+            if match and not _alive(int(match.group(1))):
+                path = os.path.join(root, name)
+                try:
+                    os.remove(path)
+                    removed.append(path)
+                except OSError:
+                    pass
+    return removed
 
 
 def atomic_write_json(path, obj, **dump_kwargs):

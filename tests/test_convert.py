@@ -203,3 +203,18 @@ def test_converted_imgclsmob_weights_evaluate_with_imgclsmob_preprocessing(tmp_p
     exported = json.load(open(str(tmp_path / "exp" / "m-meta.json")))
     assert exported["model"] == "igcv3_d_0.25" and exported["classes"] == 10
     assert exported["mean"] == meta["mean"] and exported["std"] == meta["std"]
+
+
+def test_a_symbol_file_of_random_bytes_is_one_line(tmp_path):
+    """Not JSON, not even UTF-8: one line naming the file, from convert and from deploy."""
+    prefix = str(tmp_path / "junk")
+    for suffix in ("-symbol.json", "-0000.params"):
+        with open(prefix + suffix, "wb") as fh:
+            fh.write(np.random.RandomState(0).bytes(300))
+    for cmd in (["-m", "igcv3_gluon.convert", "authors", prefix, str(tmp_path / "o.params")],
+                ["-m", "igcv3_gluon.deploy", "optimize", prefix, str(tmp_path / "o")]):
+        proc = subprocess.run([sys.executable] + cmd, cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1000:]
+        assert "junk-symbol.json is not an MXNet symbol file" in proc.stderr
+    assert not os.path.exists(str(tmp_path / "o.params"))

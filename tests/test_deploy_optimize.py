@@ -221,3 +221,25 @@ def test_optimize_folds_p2_and_shuffles_behind_a_relu(tmp_path, kwargs, grouped,
     want = net(x).asnumpy()
     got = load_symbolblock(prefix + "-opt")(x).asnumpy()
     assert np.abs(got - want).max() < 1e-4 * max(1.0, np.abs(want).max())
+
+
+def test_an_output_path_under_a_regular_file_is_one_line(digits_run, tmp_path):
+    """Any command given an output whose parent is a file: one line, exit 2, nothing left."""
+    blocker = str(tmp_path / "afile")
+    open(blocker, "w").write("a file, not a folder")
+    prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
+    import cv2
+    os.makedirs(str(tmp_path / "imgs" / "c0"))
+    cv2.imwrite(str(tmp_path / "imgs" / "c0" / "a.jpg"), np.zeros((20, 20, 3), np.uint8))
+    cases = [["-m", "igcv3_gluon.deploy", "export", "cifar_igcv3_d_0.5", "--out",
+              blocker + "/x"],
+             ["-m", "igcv3_gluon.deploy", "optimize", prefix, blocker + "/y/z"],
+             ["-m", "igcv3_gluon.deploy", "onnx", prefix, blocker + "/m.onnx"],
+             ["-m", "igcv3_gluon.data.im2rec", str(tmp_path / "imgs"), blocker + "/rec",
+              "--no-progress"]]
+    for args in cases:
+        proc = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert ("cannot write under %s: it is a file, not a folder" % blocker) in proc.stderr
+    assert open(blocker).read() == "a file, not a folder"

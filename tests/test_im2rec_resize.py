@@ -68,3 +68,45 @@ def test_training_says_plainly_when_records_are_not_packed_at_480(tmp_path):
     assert "8 of the first 8 records" in proc.stderr and "not packed at short side 480" \
         in proc.stderr, proc.stderr[-2000:]
     assert "(seen: 40)" in proc.stderr and "gives 21-40" in proc.stderr
+
+
+def write_rec(prefix, labels, cut_last=0):
+    """A .rec/.idx pair of tiny JPEG records with ``labels``; the last record cut short by
+    ``cut_last`` bytes."""
+    rng = np.random.RandomState(0)
+    rec = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "w")
+    for i, label in enumerate(labels):
+        img = rng.randint(0, 255, (40, 40, 3)).astype(np.uint8)
+        rec.write_idx(i, mx.recordio.pack_img(mx.recordio.IRHeader(0, float(label), i, 0), img))
+    rec.close()
+    if cut_last:
+        size = os.path.getsize(prefix + ".rec")
+        with open(prefix + ".rec", "r+b") as fh:
+            fh.truncate(size - cut_last)
+
+
+def test_every_label_and_every_record_is_checked_before_training(tmp_path):
+    """A label beyond the class count at record 300 (after the first 256) and a last record
+    cut inside: one line each, naming the file and the record, before any training."""
+    from igcv3_gluon.data.recordio import scan_records
+    good = str(tmp_path / "good")
+    write_rec(good, [i % 4 for i in range(40)])
+    late = str(tmp_path / "late")
+    write_rec(late, [i % 4 for i in range(300)] + [7] + [0] * 9)
+    labels, problem = scan_records(late + ".rec", late + ".idx")
+    assert problem is None and len(labels) == 310 and labels[300] == 7
+    cut = str(tmp_path / "cut")
+    write_rec(cut, [i % 4 for i in range(40)], cut_last=100)
+    labels, problem = scan_records(cut + ".rec", cut + ".idx")
+    assert len(labels) == 39 and problem.startswith("record 39 ") and "is cut" in problem
+    for prefix, message in ((late, "record 300 has label 7 but --num-classes is 4 (1 records"),
+                            (cut, "record 39 (offset")):
+        proc = subprocess.run(
+            [sys.executable, "train_imagenet.py", "--rec-train", prefix + ".rec", "--rec-val",
+             good + ".rec", "--num-classes", "4", "--model", "igcv3_d_0.25", "--batch-size",
+             "4", "--epochs", "1", "--input-size", "32", "--no-progress",
+             "--out-dir", str(tmp_path / "run")], cwd=ROOT, capture_output=True, text=True,
+            timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+        assert message in proc.stderr and os.path.basename(prefix) + ".rec" in proc.stderr
+        assert not os.path.exists(str(tmp_path / "run" / "checkpoints"))

@@ -154,3 +154,14 @@ def test_hybridized_training_step_matches_imperative():
                       if p.grad_req != "null"])
     for a, b in zip(*grads):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_unknown_keywords_are_a_type_error_naming_the_accepted_ones():
+    """A typo in a Table 7 ablation or a GluonCV habit must not build the plain network."""
+    with pytest.raises(TypeError, match=r"unknown keyword grops; the architecture takes "
+                                        r"groups, relu"):
+        igcv3_gluon.get_model("cifar_igcv3_d_1.0", grops=(2, 4))
+    with pytest.raises(TypeError, match="pretrained.*igcv3_gluon.convert"):
+        igcv3_gluon.get_model("igcv3_d_1.0", pretrained=True)
+    net = igcv3_gluon.get_model("cifar_igcv3_d_1.0", groups=(2, 4))
+    assert net.features[3].groups == (2, 4)

@@ -213,3 +213,24 @@ def test_defaults_are_the_papers_cifar_recipe():
         "cifar_igcv3_d_1.0", 400, 64, 0.1, "step", "200,300,350", 0.1, 1e-4, 0.9)
     from igcv3_gluon.nn import he_normal
     assert he_normal()._kwargs == {"rnd_type": "gaussian", "factor_type": "in", "magnitude": 2}
+
+
+def test_a_start_cleans_what_killed_runs_left_before_their_first_checkpoint(tmp_path):
+    """Killed during its first checkpoint write, a run leaves log rows of an epoch no
+    checkpoint holds and a ckpt-*.tmpPID of a dead process: the next start removes both."""
+    out = str(tmp_path / "run")
+    os.makedirs(os.path.join(out, "checkpoints"))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                        # a pid that no longer runs
+    stale = os.path.join(out, "checkpoints", "ckpt-0001.params.tmp%d" % dead.pid)
+    alive = os.path.join(out, "checkpoints", "other.params.tmp%d" % os.getpid())
+    for path in (stale, alive):
+        open(path, "wb").write(b"\0" * 1000)
+    with open(os.path.join(out, "log.jsonl"), "w") as fh:
+        fh.write(json.dumps({"epoch": 1, "train_loss": 9.0}) + "\n")
+    proc = train(*TINY, "--epochs", "1", "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "removed 1 temporary file(s)" in proc.stderr
+    assert not os.path.exists(stale) and os.path.exists(alive)     # a living writer's stays
+    rows = epochs_logged(out)
+    assert [r["epoch"] for r in rows] == [1] and rows[0]["train_loss"] != 9.0

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import UsageError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_record_pair",
-           "part_sizes", "read_labels", "short_sides", "train_augmentation"]
+           "part_sizes", "read_labels", "scan_records", "short_sides", "train_augmentation"]
 
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 IMAGENET_STD = (58.393, 57.12, 57.375)
@@ -78,6 +78,35 @@ def check_record_pair(rec_path, idx_path, flag="--rec"):
                                  "rebuild the pair or pass the matching .idx"
                                  % (flag, idx_path, rec_path, off))
     return len(offsets)
+
+
+def scan_records(rec_path, idx_path):
+    """Every record the ``.idx`` lists, read only as far as its header (cheap: 32 bytes a
+    record): ``(labels, problem)``, the label of each record (``IRHeader.label``, or the first
+    value of a label array when ``flag > 0``) and a description of the first record that is
+    not whole (no record magic at its offset, or its length runs past the end of the file),
+    None when every record is. MXNet's RecordIO: ``uint32 magic, uint32 lrecord`` (length in
+    the low 29 bits), then the data, whose first 24 bytes are ``IRHeader(flag, label, id,
+    id2)``."""
+    offsets = _read_index(idx_path)
+    size = os.path.getsize(rec_path)
+    labels = np.zeros(len(offsets), np.float64)
+    with open(rec_path, "rb") as fh:
+        for n, off in enumerate(offsets):
+            fh.seek(off)
+            head = fh.read(36)
+            if len(head) < 8 or struct.unpack("<I", head[:4])[0] != _MAGIC:
+                return labels[:n], "record %d (offset %d) is not a record" % (n, off)
+            lrec = struct.unpack("<I", head[4:8])[0]
+            length, cflag = lrec & ((1 << 29) - 1), lrec >> 29
+            if (cflag == 0 and off + 8 + length > size) or len(head) < 32:
+                return labels[:n], ("record %d (offset %d) is cut: %d bytes of %d present"
+                                    % (n, off, max(0, size - off - 8), length))
+            flag, label = struct.unpack("<If", head[8:16])
+            if flag > 0 and len(head) >= 36:
+                label = struct.unpack("<f", head[32:36])[0]
+            labels[n] = label
+    return labels, None
 
 
 def _first_records(rec_path, idx_path, limit, read):

@@ -72,7 +72,7 @@ def _check_export(prefix, shape):
                              "export`" % path)
     try:
         sym = mx.sym.load(artifact_paths(prefix)[0])
-    except mx.MXNetError:
+    except (mx.MXNetError, UnicodeDecodeError, ValueError):
         raise UsageError("%s is not an MXNet symbol file" % artifact_paths(prefix)[0])
     try:
         read_params(artifact_paths(prefix)[1])

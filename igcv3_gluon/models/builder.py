@@ -24,11 +24,25 @@ def scale_channels(channels, multiplier, divisor):
     return scaled
 
 
+# the keys a caller may override (Table 6 relu=, Table 7 groups=, Sec. 3.2/3.3 inverted=,
+# p1=/p2=, strict=, and the plan itself)
+OVERRIDES = ("groups", "relu", "p1", "p2", "inverted", "strict", "expand_t1", "divisor",
+             "last_groups", "stages", "stem", "last", "block", "branch", "cifar_strides")
+
+
 def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
     """The config ``name`` with the width multiplier applied and ``overrides`` merged in;
     returns a fresh dict (a copy: the tables stay untouched)."""
     if name not in CONFIGS:
         raise ValueError("unknown network config %r; known: %s" % (name, ", ".join(CONFIGS)))
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        hint = (" (published weights: python -m igcv3_gluon.convert, then load_parameters)"
+                if "pretrained" in unknown else "")
+        raise TypeError("unknown keyword%s %s; the architecture takes %s, and classes, "
+                        "multiplier, depths, cifar, dropout, prefix, norm_layer, "
+                        "norm_kwargs%s" % ("s" if len(unknown) > 1 else "",
+                                           ", ".join(unknown), ", ".join(OVERRIDES), hint))
     cfg = copy.deepcopy(CONFIGS[name])
     cfg.update(overrides)
     groups = tuple(cfg["groups"])

@@ -34,7 +34,7 @@ from mxnet import autograd
 from ..errors import UsageError
 from ..nn import he_normal
 from ..utils import (FolderBusy, FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
-                     progress_bar, say)
+                     progress_bar, remove_stale_temp_files, say)
 from . import precision
 from .checkpoint import CheckpointManager
 from .context import make_cluster
@@ -233,6 +233,11 @@ def _fit(task, net, run, cluster, worker_batch, initialize, session):
         raise UsageError("the training set has fewer images per worker than the global batch "
                          "of %d allows (%d per worker)" % (run.batch_size, worker_batch))
 
+    if cluster.is_main:                    # what killed runs left half-written
+        stale = remove_stale_temp_files(run.out_dir)
+        if stale:
+            say("removed %d temporary file(s) of an interrupted write: %s"
+                % (len(stale), ", ".join(os.path.basename(p) for p in stale[:3])))
     record = ckpts.latest(log=say) if run.resume else None
     if record is None and not run.resume and ckpts.any():
         raise UsageError("%s already holds checkpoints and resuming was refused (--no-resume); "
@@ -254,6 +259,7 @@ def _fit(task, net, run, cluster, worker_batch, initialize, session):
             ", %d batch(es) into the next" % state["start"] if state["start"] else
             (", its evaluation pending" if state["pending"] else "")))
     else:
+        log.truncate(0)         # no checkpoint: rows of an earlier start describe nothing
         if not initialize and session.get("fresh_states"):
             _restore(trainer, session["fresh_states"])        # a new stage: fresh momentum
         task.start_fresh(net, contexts)
