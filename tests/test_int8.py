@@ -59,15 +59,23 @@ def small_ir(tmp_path_factory):
     return str(folder / "ir.onnx"), calib
 
 
-@pytest.mark.parametrize("target, top", [("any", 64), ("vnni", 127)])
-def test_weights_use_7_bits_for_any_cpu_and_8_for_vnni(small_ir, tmp_path, target, top):
+@pytest.fixture(scope="module")
+def quantized(small_ir, tmp_path_factory):
+    """The small IR quantized for any CPU (7-bit) and for VNNI (8-bit), no gate (random
+    weights), once for the tests below."""
     onnx_path, calib = small_ir
-    result = quantize_ir(onnx_path, str(tmp_path / "q"), calib, target=target, max_drop=100.0,
-                         max_restore=0)
+    folder = tmp_path_factory.mktemp("q")
+    return {target: quantize_ir(onnx_path, str(folder / target), calib, target=target,
+                                max_drop=100.0, max_restore=0) for target in ("any", "vnni")}
+
+
+@pytest.mark.parametrize("target, top", [("any", 64), ("vnni", 127)])
+def test_weights_use_7_bits_for_any_cpu_and_8_for_vnni(quantized, target, top):
+    result = quantized[target]
     assert result.accepted and result.weight_bits == (7 if target == "any" else 8)
-    levels = weight_levels(onnx.load(str(tmp_path / "q.onnx")))
-    # every convolution (stem, 3 per block in 17 blocks... here 1 + 32 * 3 + 1) has INT8
-    # weights, NNCF's and the grouped projections we quantize ourselves alike
+    levels = weight_levels(onnx.load(result.xml[:-len(".xml")] + ".onnx"))
+    # every convolution (stem, 3 in each of the 32 blocks, the last 1x1) has INT8 weights,
+    # NNCF's and the grouped projections we quantize ourselves alike
     assert len(levels) == 1 + 32 * 3 + 1
     assert sum(dw for _, dw in levels.values()) == 32
     summing = [q for q, dw in levels.values() if not dw]       # stem, expansions, projections
@@ -80,19 +88,17 @@ def test_weights_use_7_bits_for_any_cpu_and_8_for_vnni(small_ir, tmp_path, targe
         assert all(q >= 120 for q in summing)
 
 
-def test_without_labels_the_gate_measures_agreement_with_the_float_model(small_ir, tmp_path):
-    onnx_path, calib = small_ir
-    result = quantize_ir(onnx_path, str(tmp_path / "q"), calib, max_drop=100.0, max_restore=0)
+def test_without_labels_the_gate_measures_agreement_with_the_float_model(quantized):
+    result = quantized["any"]
     assert not result.labelled and result.images == 16 and result.fp32_accuracy == 1.0
     assert 0.0 <= result.int8_accuracy <= 1.0
+    from igcv3_gluon.deploy.export import read_meta
+    record = read_meta(result.xml[:-len(".xml")])["int8"]
+    assert record["target"] == "any" and record["weight_bits"] == 7 and record["images"] == 16
 
 
-def test_a_vnni_ir_warns_on_a_cpu_without_vnni(small_ir, tmp_path, monkeypatch):
-    onnx_path, calib = small_ir
-    vnni = quantize_ir(onnx_path, str(tmp_path / "v"), calib, target="vnni", max_drop=100.0,
-                       max_restore=0)
-    portable = quantize_ir(onnx_path, str(tmp_path / "p"), calib, max_drop=100.0,
-                           max_restore=0)
+def test_a_vnni_ir_warns_on_a_cpu_without_vnni(quantized, monkeypatch):
+    vnni, portable = quantized["vnni"], quantized["any"]
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     with pytest.warns(RuntimeWarning, match="--int8-target any"):
         assert warn_if_vnni_ir_on_this_cpu(vnni.xml)

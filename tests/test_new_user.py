@@ -156,7 +156,7 @@ def test_help_shows_the_recipe_defaults_and_only_the_scripts_own_flags():
                                               "(default: 0.1)", "(default: 200,300,350)"]),
                           ("train_imagenet.py", ["(default: 480)", "(default: authors)",
                                                  "(default: 0.98)"]),
-                          ("train_ssdlite.py", ["(default: 240)", "(default: 0.004)",
+                          ("train_ssdlite.py", ["(default: 240)", "0.004 for authors",
                                                 "(default: authors)", "(default: 32)"])):
         text = " ".join(run(script, "--help", timeout=120).stdout.split())
         for fragment in shown:

@@ -91,8 +91,8 @@ def test_commands_use_the_paper_recipe_flags():
     assert ("python train_cifar.py --data-dir DATA --dataset cifar100 --model cifar_igcv3_d_1.0"
             " --groups 2,4 --seeds 5") in md
     table4 = table_markdown(4)
-    assert "| IGCV3-W SSDLite2 | yes | 4.04M | 4.0M |" in table4
-    assert "| MobileNetV2 SSDLite (our impl.) | yes | 4.32M | 4.3M |" in table4
+    assert "| IGCV3-W SSDLite2 | yes | 4.22M | 4.0M |" in table4
+    assert "| MobileNetV2 SSDLite (our impl.) | yes | 4.02M | 4.3M |" in table4
 
 
 def test_collect_fills_accuracy_from_real_runs(tmp_path):
