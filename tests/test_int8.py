@@ -180,7 +180,9 @@ def test_a_model_that_loses_too_much_exits_1_under_a_rejected_name(digits_run, t
                                       r"int8 ([\d.]+)%", proc.stdout).groups())
     assert fp32 >= 90.0 and int8 < fp32 - 1.0
     # bad gate arguments are refused before any conversion
-    for args, message in ((["--max-drop", "-1"], "--max-drop must be >= 0"),
+    for args, message in ((["--max-drop", "-1"], "--max-drop must be a number of points"),
+                          (["--max-drop", "nan"], "--max-drop must be a number of points"),
+                          (["--max-restore", "-1"], "--max-restore must be >= 0"),
                           (["--val-npz", str(tmp_path / "dark.npy")], "is not an .npz")):
         proc = subprocess.run(
             [sys.executable, "-m", "igcv3_gluon.deploy", "openvino", prefix,

@@ -194,3 +194,10 @@ def test_detector_ir_with_mxnet_nms_gives_mxnet_detections(tmp_path):
     # and the measure does see a wrong detection
     wrong = [want[0], want[1], want[2] + 5.0]
     assert detection_difference(want, wrong, scale=128) > 1e-2
+    # INT8 takes classifiers only (its gate measures top-1): one line, nothing written
+    calib = str(tmp_path / "calib.npy")
+    np.save(calib, np.zeros((32, 3, 128, 128), np.float32))
+    proc = deploy("openvino", prefix, str(tmp_path / "q" / "det"), "--int8", "--calib-npy",
+                  calib, timeout=300)
+    assert proc.returncode == 2 and "--int8 takes classifiers" in proc.stderr, proc.stderr
+    assert not os.path.exists(str(tmp_path / "q"))

@@ -454,8 +454,12 @@ def _validation_npz(path):
 def _int8_validation(args, test_x, test_y):
     """The labelled images of the INT8 gate (--val-npz, else the digits test set, else None:
     the float model's predictions), checked before the slow work."""
-    if args.max_drop < 0:
-        raise UsageError("--max-drop must be >= 0 points, got %s" % args.max_drop)
+    import math
+    if not (math.isfinite(args.max_drop) and args.max_drop >= 0):
+        raise UsageError("--max-drop must be a number of points >= 0, got %s" % args.max_drop)
+    if getattr(args, "max_restore", None) is not None and args.max_restore < 0:
+        raise UsageError("--max-restore must be >= 0 (0: plain quantization), got %d"
+                         % args.max_restore)
     validation = None
     if args.val_npz:
         validation = _validation_npz(args.val_npz)

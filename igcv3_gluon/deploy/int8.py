@@ -240,8 +240,10 @@ def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None, t
     import onnx
     if target not in INT8_TARGETS:
         raise ValueError("target %r: choose one of %s" % (target, ", ".join(INT8_TARGETS)))
-    if max_drop < 0:
-        raise ValueError("max_drop must be >= 0 points, got %r" % max_drop)
+    if not (np.isfinite(max_drop) and max_drop >= 0):
+        raise ValueError("max_drop must be a number of points >= 0, got %r" % max_drop)
+    if max_restore is not None and max_restore < 0:
+        raise ValueError("max_restore must be >= 0, got %r" % max_restore)
     nncf = _nncf()
     images = [np.asarray(image, dtype=np.float32)[None] for batch in calibration
               for image in batch]
