@@ -285,7 +285,7 @@ def main(argv=None):
         coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress,
                              mean=args.mean, std=args.std)
         print("COCO mAP on %s (%d images): %s" % (val_set.ann_file, len(val_set), "  ".join(
-            "%s %.1f" % (k, 100 * v) for k, v in coco.items())))
+            "%s %.1f%%" % (k, 100 * v) for k, v in coco.items())))
         path = record_evaluation(args.params_file, config, args.out_dir, coco,
                                  dict(model=args.model, dataset="coco",
                                       multiplier=args.multiplier, data_shape=args.data_shape,
@@ -311,7 +311,7 @@ def main(argv=None):
                   run_config(args, record, IDENTITY,
                              export_name(args.model, vars(args), args.data_shape)))
     if summary.get("export"):
-        print("best AP %.1f (epoch %d); exported %s" % (100 * (summary["best_val_AP"] or 0),
+        print("best AP %.1f%% (epoch %d); exported %s" % (100 * (summary["best_val_AP"] or 0),
                                                        summary["best_epoch"],
                                                        summary["export"]["symbol"]))
     return 0

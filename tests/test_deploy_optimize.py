@@ -140,6 +140,8 @@ def test_deploy_command_line_errors_are_one_line(digits_run, tmp_path):
          "input shape 1,4,32,32 does not fit"),
         (["onnx", export_prefix, str(tmp_path / "o.onnx"), "--input-shape", "1,3,32"],
          "--input-shape takes N,C,H,W"),
+        (["onnx", export_prefix, str(tmp_path / "o.onnx"), "--input-shape", "-1,3,32,32"],
+         "--input-shape takes N,C,H,W such as 1,3,224,224; got '-1,3,32,32'"),
         (["quantize", export_prefix, str(tmp_path / "q")], "give calibration data"),
         (["quantize", export_prefix, str(tmp_path / "q"), "--digits-config",
           str(tmp_path / "none.json")], "does not exist"),

@@ -165,3 +165,33 @@ def test_unknown_keywords_are_a_type_error_naming_the_accepted_ones():
         igcv3_gluon.get_model("igcv3_d_1.0", pretrained=True)
     net = igcv3_gluon.get_model("cifar_igcv3_d_1.0", groups=(2, 4))
     assert net.features[3].groups == (2, 4)
+
+
+def test_every_ablation_call_the_readme_shows_builds_and_is_dense():
+    """The README's one-call ablations, read from its text: every `get_model(...)` call and
+    every keyword of that paragraph applied to cifar_igcv3_d_1.0 builds, runs and stays
+    dense (the strict ones: strictly complementary); `strict=True` where no G1 fits is a
+    ValueError naming the block."""
+    import re
+    import mxnet as mx
+    from igcv3_gluon.nn.complementary import check_network
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    paragraph = readme.split("Keyword arguments of `get_model` reach the blocks", 1)[1]
+    paragraph = paragraph.split("\n\n", 1)[0]
+    calls = re.findall(r"`get_model\((\"[^`]*)\)`", paragraph)
+    keywords = re.findall(r"`((?:relu|inverted|p2)=[^`]+)`", paragraph)
+    assert len(calls) >= 3 and len(keywords) >= 5, (calls, keywords)
+    built = ["igcv3_gluon.get_model(%s)" % c for c in calls] + [
+        "igcv3_gluon.get_model('cifar_igcv3_d_1.0', %s)" % k for k in keywords]
+    for code in built:
+        net = eval(code, {"igcv3_gluon": igcv3_gluon})       # the README's own text
+        net.initialize()
+        assert net(mx.nd.zeros((1, 3, 32, 32))).shape == (1, 10), code
+        reports = [r for _, r in check_network(net)]
+        assert reports and all(r.dense for r in reports), code
+        if "strict" in code or "widest" in code:       # every block (the last 1x1 conv
+            blocks = [r for name, r in check_network(net)  # is IGCV3-W's interleaved pair)
+                      if "interleavedpointwise" not in name]
+            assert len(blocks) == 17 and all(r.strict for r in blocks), code
+    with pytest.raises(ValueError, match="no G1 makes a strict IGCV3 block 24 -> 144 -> 32"):
+        igcv3_gluon.get_model("cifar_igcv3_d_1.0", strict=True, groups=(0, 0))

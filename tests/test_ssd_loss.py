@@ -125,6 +125,10 @@ def test_a_run_records_the_recipe_its_loss_and_lr(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         config = json.load(open(os.path.join(out, "config.json")))
         assert config["recipe"] == (recipe or "authors") and config["lr"] == lr, config
+        import re                        # AP said the same way, as a percentage, everywhere
+        said = proc.stdout + proc.stderr
+        assert re.search(r"AP50 [\d.]+%", said) and re.search(r"best AP [\d.]+% \(epoch 1\)",
+                                                               said), said[-1500:]
         # the rest of the authors' recipe as the run wrote it down (train.py:47-61)
         assert config["mean"] == [123, 117, 104] and config["std"] == [1, 1, 1]
         assert config["wd"] == 4e-5 and config["momentum"] == 0.9 and config["anchors"] == \

@@ -609,6 +609,11 @@ def build_parser():
 def main(argv=None):
     warnings.simplefilter("ignore", UserWarning)
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv[:-1]):        # a value like -1,3,32,32 is not a flag
+        if arg == "--input-shape" and argv[i + 1].startswith("-"):
+            argv[i:i + 2] = ["--input-shape=" + argv[i + 1]]
+            break
     args = parser.parse_args(argv)
     if getattr(args, "prefix", None):                # a run folder stands for its export
         args.prefix = _run_export(args.prefix)

@@ -181,8 +181,8 @@ class DetectorTask(Task):
                              self.mean, self.std)
 
     def epoch_line(self, row):
-        aps = "  ".join("%s %.3f" % (k, row["val_" + k]) for k in ("AP", "AP50", "AP75")
-                        if "val_" + k in row)
+        aps = "  ".join("%s %.1f%%" % (k, 100 * row["val_" + k])
+                        for k in ("AP", "AP50", "AP75") if "val_" + k in row)
         return "cls %.3f  box %.3f  %s" % (row["cls_loss"], row["box_loss"], aps)
 
     def export(self, net, prefix, ctx):
