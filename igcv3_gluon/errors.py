@@ -36,6 +36,14 @@ def _file_error(err):
     return None
 
 
+def _prog():
+    """The command's name as the user typed it (``python -m package`` -> package)."""
+    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
+    if prog == "__main__.py":
+        prog = sys.argv[0].rsplit("/", 2)[-2]
+    return prog
+
+
 def exit_on_usage_error(main):
     """Decorator for ``main(argv)`` functions: a UsageError becomes ``prog: error: ...``
     on stderr and its exit code; Ctrl-C outside the training loop exits 130 quietly."""
@@ -43,10 +51,7 @@ def exit_on_usage_error(main):
         try:
             return main(*args, **kwargs)
         except UsageError as err:
-            prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
-            if prog == "__main__.py":                     # python -m package
-                prog = sys.argv[0].rsplit("/", 2)[-2]
-            sys.stderr.write("%s: error: %s\n" % (prog, err))
+            sys.stderr.write("%s: error: %s\n" % (_prog(), err))
             return err.code
         except KeyboardInterrupt:
             sys.stderr.write("interrupted\n")
@@ -55,10 +60,7 @@ def exit_on_usage_error(main):
             message = _file_error(err)
             if message is None:
                 raise
-            prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
-            if prog == "__main__.py":
-                prog = sys.argv[0].rsplit("/", 2)[-2]
-            sys.stderr.write("%s: error: %s\n" % (prog, message))
+            sys.stderr.write("%s: error: %s\n" % (_prog(), message))
             return 1 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 2
     wrapper.__name__ = main.__name__
     wrapper.__doc__ = main.__doc__

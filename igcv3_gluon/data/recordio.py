@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import UsageError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_record_pair",
-           "part_sizes", "read_labels", "scan_records", "short_sides", "train_augmentation"]
+           "part_sizes", "scan_records", "short_sides", "train_augmentation"]
 
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 IMAGENET_STD = (58.393, 57.12, 57.375)
@@ -117,13 +117,6 @@ def _first_records(rec_path, idx_path, limit, read):
         return [read(reader.read_idx(key)) for key in reader.keys[:limit]]
     finally:
         reader.close()
-
-
-def read_labels(rec_path, idx_path, limit=256):
-    """Labels of the first ``limit`` records (to check them against the class count)."""
-    import mxnet as mx
-    return _first_records(rec_path, idx_path, limit, lambda r: float(
-        np.asarray(mx.recordio.unpack(r)[0].label).ravel()[0]))
 
 
 def short_sides(rec_path, idx_path, limit=8):

@@ -232,12 +232,10 @@ def cmd_quantize(args):
     (sym_file, params_file), qnet = quantize(args.prefix, args.out_prefix, calib, args.preset,
                                              args.calib_mode)
     fp32 = load_symbolblock(args.prefix)
+    what = _gate_label(args, validation is not None)
     if validation is None:                       # the float model's own top-1 as labels
         x = np.concatenate([c.asnumpy() for c in calib])
         validation = (x, fp32(mx.nd.array(x)).asnumpy().argmax(1))
-        what = "agreement with the float model"
-    else:
-        what = "digits test top-1" if args.digits_config and not args.val_npz else "top-1"
     x, y = mx.nd.array(validation[0]), np.asarray(validation[1])
     acc = {name: float((net(x).asnumpy().argmax(1) == y).mean())
            for name, net in (("fp32", fp32), ("int8", qnet))}
@@ -380,10 +378,10 @@ def cmd_openvino(args):
     from .openvino import DetectorIR, compile_ir, detection_difference, to_openvino
     _require_openvino(args.int8)
     args.input_shape = _input_shape(args, args.prefix)
-    _check_export(args.prefix, args.input_shape)
+    sym = _check_export(args.prefix, args.input_shape)
     check_batches = parse_ints(args.check_batches, "--check-batches")
     calib = test_x = test_y = validation = None
-    if args.int8 and _is_detector(args.prefix):
+    if args.int8 and "_contrib_box_nms" in sym.tojson():
         raise UsageError("--int8 takes classifiers: %s is a detector (its accuracy gate would "
                          "need COCO mAP); convert it without --int8" % args.prefix)
     if args.int8:                     # calibration data first: fail before the slow work
@@ -421,13 +419,6 @@ def cmd_openvino(args):
         raise UsageError("the IR differs from the MXNet export by %.1e" % worst, 1)
     if args.int8:
         _quantize_openvino(args, calib, validation, meta)
-
-
-def _is_detector(prefix):
-    import mxnet as mx
-
-    from .export import artifact_paths
-    return "_contrib_box_nms" in mx.sym.load(artifact_paths(prefix)[0]).tojson()
 
 
 def _validation_npz(path):
@@ -472,6 +463,13 @@ def _int8_validation(args, test_x, test_y):
     return validation
 
 
+def _gate_label(args, labelled):
+    """What the INT8 gate's accuracy is measured as, for the report line."""
+    if not labelled:
+        return "agreement with the float model"
+    return "digits test top-1" if args.digits_config and not args.val_npz else "top-1"
+
+
 def _quantize_openvino(args, calib, validation, meta):
     """NNCF INT8 behind the accuracy gate; a rejected model exits 1."""
     from .cpu import has_vnni, isa_label
@@ -485,10 +483,7 @@ def _quantize_openvino(args, calib, validation, meta):
     result = quantize_ir(args.out + ".onnx", args.out + "-int8", calib, args.preset,
                          target=args.int8_target, validation=validation,
                          max_drop=args.max_drop, max_restore=args.max_restore, meta=meta)
-    if args.digits_config and not args.val_npz:
-        what = "digits test top-1"
-    else:
-        what = "top-1" if result.labelled else "agreement with the float model"
+    what = _gate_label(args, result.labelled)
     print("%s in OpenVINO (%d images): fp32 %.2f%%, int8 %.2f%% (change %+.2f points); %d-bit "
           "weights" % (what, result.images, 100 * result.fp32_accuracy,
                        100 * result.int8_accuracy, 0.0 - result.drop + 0.0, result.weight_bits))

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
@@ -72,13 +72,18 @@ def _producers(model):
     return {out: node for node in model.graph.node for out in node.output}
 
 
+def _quantized_input(node, producers):
+    """Whether ``node``'s first input comes out of a DequantizeLinear (INT8 activations)."""
+    return bool(node.input) and \
+        getattr(producers.get(node.input[0]), "op_type", None) == "DequantizeLinear"
+
+
 def float_convolutions(model):
     """The convolutions whose input activations are not quantized (run in float), named by
     their weights (the MXNet parameter names, e.g. ``features.3.project.weight``)."""
     producers = _producers(model)
     return [node.input[1].split("_nncf")[0] for node in model.graph.node
-            if node.op_type == "Conv" and getattr(producers.get(node.input[0]), "op_type",
-                                                      None) != "DequantizeLinear"]
+            if node.op_type == "Conv" and not _quantized_input(node, producers)]
 
 
 def quantize_conv_weights(model, bits=8):
@@ -95,9 +100,8 @@ def quantize_conv_weights(model, bits=8):
     top = float(2 ** (bits - 1) - 1)
     nodes, count = [], 0
     for node in model.graph.node:
-        quantized_input = getattr(producers.get(node.input[0]), "op_type", None) == \
-            "DequantizeLinear" if node.input else False
-        if node.op_type == "Conv" and node.input[1] in weights and quantized_input:
+        if node.op_type == "Conv" and node.input[1] in weights and \
+                _quantized_input(node, producers):
             name = node.input[1]
             w = numpy_helper.to_array(weights[name])
             scale = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / top
@@ -150,13 +154,14 @@ def weight_levels(model):
     return levels
 
 
-def _ir_from_onnx(model, out):
-    """ONNX ModelProto -> OpenVINO IR ``out.xml`` (float32 weights in the file)."""
+def _ir_from_onnx(model, out, onnx_path=None):
+    """ONNX ModelProto -> OpenVINO IR ``out.xml`` (float32 weights in the file), through
+    ``onnx_path`` (kept) or a temporary file."""
     import onnx
     import openvino as ov
     from .openvino import _save_ir
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.onnx")
+        path = onnx_path or os.path.join(tmp, "model.onnx")
         onnx.save(model, path)
         _save_ir(ov.convert_model(path), out)
     return out + ".xml"
@@ -266,8 +271,7 @@ def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None, t
         fp32, _ = ir_accuracy(float_xml, *validation)
     _remove_ir(out)
     _remove_ir(out + REJECTED_SUFFIX)
-    xml = _ir_from_onnx(quantized, out)
-    onnx.save(quantized, out + ".onnx")
+    xml = _ir_from_onnx(quantized, out, out + ".onnx")     # the QDQ graph is kept too
     int8, _ = ir_accuracy(xml, *validation)
     result = Int8Result(xml=xml, target=target, weight_bits=bits, fp32_accuracy=fp32,
                         int8_accuracy=int8, labelled=labelled, images=len(validation[1]),
