@@ -29,20 +29,21 @@ setup(
         "matplotlib",
         "scikit-learn",
         "pycocotools",
+        # imgclsmob's network definitions and model store: get_model(..., pretrained=True)
+        # converts their published IGCV3 weights (and `convert imgclsmob`)
+        "gluoncv2==0.0.64",
     ],
     extras_require={
         "cpu": ["mxnet==1.9.1"],
         "cu112": ["mxnet-cu112==1.9.1"],
         "onnx": ["onnx==1.14.1", "onnxruntime<1.20", "protobuf<4"],
-        # imgclsmob's network definitions, to convert their published weights
-        "convert": ["gluoncv2==0.0.64"],
         # the fastest CPU runtime and its INT8 quantizer (python -m igcv3_gluon.deploy openvino)
         "openvino": ["openvino==2026.4.1", "nncf==2.14.1"],
         # the second distributed engine; it compiles against the installed MXNet: install it
         # after MXNet, without build isolation, with HOROVOD_WITH_MXNET=1 (Makefile, README)
         "horovod": ["horovod==0.28.1"],
         # pytest < 9: pytest 9 renamed the node id that pytest-xdist's --dist loadgroup sets
-        "test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist>=3", "gluoncv2==0.0.64"],
+        "test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist>=3"],
     },
     entry_points={
         "console_scripts": [

@@ -8,6 +8,10 @@
 * ``imgclsmob``: osmr/imgclsmob's Gluon weights (the ``gluoncv2`` package defines the
   networks): ``igcv3_w1`` -> ``igcv3_d_1.0``, ``igcv3_w3d4`` -> ``igcv3_d_0.75``,
   ``igcv3_wd2`` -> ``igcv3_d_0.5``, ``igcv3_wd4`` -> ``igcv3_d_0.25``.
+* ``gluoncv``: GluonCV's ``mobilenetv2_1.0`` -> ``mobilenetv2_1.0`` (the baseline).
+
+``get_model(name, pretrained=True)`` downloads, converts and caches the published files itself
+(``pretrained_weights``; ``models/hub.py`` knows where each publisher keeps them).
 
 Matching is by structure, not by names or luck: both graphs are read as their sequence of
 layers in topological order (convolutions with kernel, filters, groups, stride and padding;
@@ -30,14 +34,15 @@ import warnings
 
 import numpy as np
 
-from .errors import UsageError, exit_on_usage_error
+from .errors import WeightsError, exit_on_usage_error
 
 __all__ = ["SOURCES", "IMGCLSMOB_NAMES", "layers_of", "transfer", "convert_authors",
            "convert_imgclsmob", "main"]
 
-SOURCES = ("authors", "imgclsmob")
+SOURCES = ("authors", "imgclsmob", "gluoncv")
 IMGCLSMOB_NAMES = {"igcv3_d_1.0": "igcv3_w1", "igcv3_d_0.75": "igcv3_w3d4",
                    "igcv3_d_0.5": "igcv3_wd2", "igcv3_d_0.25": "igcv3_wd4"}
+GLUONCV_NAMES = {"mobilenetv2_1.0": "mobilenetv2_1.0"}
 
 
 def _shape(text):
@@ -55,7 +60,14 @@ def layers_of(sym):
     layers = []
     for node in nodes:
         op, attrs = node["op"], node.get("attrs", {})
-        if op == "Convolution":
+        if op == "Convolution" and layers and layers[-1][:2] == ("pool", "avg") \
+                and _shape(attrs["kernel"]) == (1, 1) and int(attrs.get("num_group", 1)) == 1:
+            # a 1x1 convolution of the pooled vector is an FC layer (GluonCV's MobileNetV2
+            # classifier, ``pred``: no bias)
+            bias = attrs.get("no_bias", "False") != "True"
+            layers.append(("fc", int(attrs["num_filter"]),
+                           [arg(node, 1)] + ([arg(node, 2)] if bias else [])))
+        elif op == "Convolution":
             layers.append(("conv", (_shape(attrs["kernel"]), int(attrs["num_filter"]),
                                     int(attrs.get("num_group", 1)),
                                     _shape(attrs.get("stride", "(1, 1)")),
@@ -97,7 +109,7 @@ def _describe(layer):
 
 def transfer(source_sym, source_values, net, source="source"):
     """Copy ``source_values`` (name -> NDArray/array) into the Gluon ``net`` (initialised) by
-    matching ``layers_of`` both graphs. Returns counts per kind; UsageError (one line) at the
+    matching ``layers_of`` both graphs. Returns counts per kind; WeightsError (one line) at the
     first difference."""
     import mxnet as mx
     theirs = layers_of(source_sym)
@@ -106,27 +118,29 @@ def transfer(source_sym, source_values, net, source="source"):
     counts = {"conv": 0, "bn": 0, "fc": 0}
     for i, (a, b) in enumerate(zip(theirs, ours)):
         if a[0] != b[0] or (a[0] != "bn" and a[1] != b[1]):
-            raise UsageError("%s differs from %s at layer %d: %s there, %s here"
+            raise WeightsError("%s differs from %s at layer %d: %s there, %s here"
                              % (source, net.name, i + 1, _describe(a), _describe(b)))
         names = list(zip(a[2], b[2]))
         if a[0] == "fc" and len(a[2]) < len(b[2]):            # a bias-free FC: zero bias
             params[b[2][1]].set_data(mx.nd.zeros(params[b[2][1]].shape))
         for k, (src, dst) in enumerate(names):
             if src not in source_values:
-                raise UsageError("%s lacks tensor %s (of %s)" % (source, src, _describe(a)))
+                raise WeightsError("%s lacks tensor %s (of %s)" % (source, src, _describe(a)))
             value = source_values[src]
             value = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
             if a[0] == "bn" and k == 0 and a[1]:                # fix_gamma: gamma is 1
                 value = np.ones_like(value)
+            if a[0] == "fc" and value.ndim == 4 and value.shape[2:] == (1, 1):
+                value = value.reshape(value.shape[:2])          # the 1x1-convolution form
             if tuple(value.shape) != tuple(params[dst].shape):
-                raise UsageError("%s tensor %s has shape %s; %s's %s needs %s" % (
+                raise WeightsError("%s tensor %s has shape %s; %s's %s needs %s" % (
                     source, src, value.shape, net.name, dst, params[dst].shape))
             params[dst].set_data(mx.nd.array(value))
         if a[0] in counts:
             counts[a[0]] += 1
     if len(theirs) != len(ours):
         longer, what = (theirs, source) if len(theirs) > len(ours) else (ours, net.name)
-        raise UsageError("%s has %d layers, %s %d: %s continues with %s" % (
+        raise WeightsError("%s has %d layers, %s %d: %s continues with %s" % (
             source, len(theirs), net.name, len(ours), what, _describe(longer[min(
                 len(theirs), len(ours))])))
     return counts
@@ -140,7 +154,7 @@ def _our_net(model, classes):
     from mxnet.gluon import nn
     from .models import get_model, list_models
     if model not in list_models("classification"):
-        raise UsageError("--model %s is not a classification model of the zoo" % model)
+        raise WeightsError("%s is not a classification model of the zoo" % model)
     net = get_model(model, classes=classes, norm_layer=nn.BatchNorm)
     net.initialize(mx.init.Zero())
     return net
@@ -149,7 +163,7 @@ def _our_net(model, classes):
 def _classes(sym):
     fcs = [layer for layer in layers_of(sym) if layer[0] == "fc"]
     if not fcs:
-        raise UsageError("the source network has no FC layer")
+        raise WeightsError("the source network has no FC layer")
     return fcs[-1][1]
 
 
@@ -162,7 +176,7 @@ def _compare(ours, theirs, net, shape=(2, 3, 224, 224)):
     diff = float(np.abs(a - b).max())
     scale = max(1.0, float(np.abs(b).max()))
     if diff > 1e-4 * scale:
-        raise UsageError("the converted %s differs from the source by %.2e on a random batch "
+        raise WeightsError("the converted %s differs from the source by %.2e on a random batch "
                          "(logits of scale %.1f): not written" % (net.name, diff, scale))
     return diff, scale
 
@@ -171,20 +185,17 @@ def convert_authors(prefix, model="igcv3_d_1.0", epoch=0):
     """The authors' checkpoint ``prefix-symbol.json`` + ``prefix-%04d.params`` as our
     ``model``; returns ``(net, counts, (max diff, logit scale))``."""
     import mxnet as mx
-    from .deploy import WeightsError, read_params
+    from .deploy import read_params
     sym_file, params_file = "%s-symbol.json" % prefix, "%s-%04d.params" % (prefix, epoch)
     for path in (sym_file, params_file):
         if not os.path.isfile(path):
-            raise UsageError("%s does not exist: give the authors' checkpoint prefix (PREFIX-"
+            raise WeightsError("%s does not exist: give the authors' checkpoint prefix (PREFIX-"
                              "symbol.json + PREFIX-%04d.params)" % (path, epoch))
     try:
         sym = mx.sym.load(sym_file)
     except (mx.MXNetError, UnicodeDecodeError, ValueError):
-        raise UsageError("%s is not an MXNet symbol file" % sym_file)
-    try:
-        loaded = read_params(params_file)
-    except WeightsError as err:
-        raise UsageError(str(err))
+        raise WeightsError("%s is not an MXNet symbol file" % sym_file)
+    loaded = read_params(params_file)
     values = {k.split(":", 1)[-1]: v for k, v in loaded.items()}
     internals = sym.get_internals()
     logits = [n for n in internals.list_outputs() if n.startswith("fc") and n.endswith("_output")]
@@ -204,35 +215,64 @@ def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
     """imgclsmob's ``.params`` of ``source`` (a gluoncv2 name; default: the counterpart of
     ``model``) as our ``model``; returns ``(net, counts, (max diff, logit scale))``."""
     import mxnet as mx
-    from .deploy import WeightsError, load_weights
+    from .deploy import load_weights
     source = source or IMGCLSMOB_NAMES.get(model)
     if source is None:
-        raise UsageError("--model %s has no imgclsmob counterpart; known: %s (or give --source)"
+        raise WeightsError("%s has no imgclsmob counterpart; known: %s (or name their model)"
                          % (model, ", ".join("%s <- %s" % kv for kv in IMGCLSMOB_NAMES.items())))
     try:
         from gluoncv2.model_provider import get_model as imgclsmob_model
     except ImportError:
-        raise UsageError("converting imgclsmob weights needs their network definitions: "
+        raise WeightsError("converting imgclsmob weights needs their network definitions: "
                          "pip install gluoncv2")
     from .deploy import read_params
-    try:
-        fcs = [v.shape[0] for v in read_params(path).values() if len(v.shape) == 2]
-    except WeightsError as err:
-        raise UsageError(str(err))
+    fcs = [v.shape[0] for v in read_params(path).values() if len(v.shape) == 2]
     try:           # the file's own class count (fine-tuned weights need not have 1000)
         theirs = imgclsmob_model(source, **({"classes": fcs[-1]} if len(fcs) == 1 else {}))
     except ValueError as err:
-        raise UsageError("--source %s: %s" % (source, err))
+        raise WeightsError("imgclsmob's %s: %s" % (source, err)) from None
     theirs.initialize()
     try:
         load_weights(theirs, path)
     except WeightsError as err:
-        raise UsageError("%s (imgclsmob's %s)" % (err, source))
+        raise WeightsError("%s (imgclsmob's %s)" % (err, source)) from None
     sym = theirs(mx.sym.var("data"))
     values = {name: p.data() for name, p in theirs.collect_params().items()}
     net = _our_net(model, _classes(sym))
     counts = transfer(sym, values, net, "imgclsmob's %s" % source)
     return net, counts, _compare(net, theirs, net)
+
+
+def convert_gluoncv(path, model="mobilenetv2_1.0", source=None):
+    """GluonCV's ``.params`` of ``source`` (a GluonCV model name; default: the counterpart of
+    ``model``) as our ``model``; returns ``(net, counts, (max diff, logit scale))``. GluonCV's
+    MobileNetV2 ends with a bias-free 1x1 convolution of the pooled vector (``output_pred``):
+    it becomes our FC layer with a zero bias."""
+    import mxnet as mx
+    from gluoncv.model_zoo import get_model as gluoncv_model
+    from .deploy import load_weights
+    source = source or GLUONCV_NAMES.get(model)
+    if source is None:
+        raise WeightsError("%s has no GluonCV counterpart; known: %s" % (
+            model, ", ".join("%s <- %s" % kv for kv in GLUONCV_NAMES.items())))
+    try:
+        theirs = gluoncv_model(source)
+    except ValueError as err:
+        raise WeightsError("GluonCV's %s: %s" % (source, str(err).splitlines()[0])) from None
+    theirs.initialize()
+    try:
+        load_weights(theirs, path)
+    except WeightsError as err:
+        raise WeightsError("%s (GluonCV's %s)" % (err, source)) from None
+    sym = theirs(mx.sym.var("data"))
+    values = {name: p.data() for name, p in theirs.collect_params().items()}
+    net = _our_net(model, _classes(sym))
+    counts = transfer(sym, values, net, "GluonCV's %s" % source)
+    return net, counts, _compare(net, theirs, net)
+
+
+CONVERTERS = {"authors": convert_authors, "imgclsmob": convert_imgclsmob,
+              "gluoncv": convert_gluoncv}
 
 
 # How each publisher's weights expect their input (0-255 pixels, (x - mean) / std), written
@@ -247,6 +287,10 @@ PREPROCESSING = {
     # ceil(224 / 0.875) = 256, centre crop 224
     "imgclsmob": dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
                       input_size=224, crop_ratio=0.875),
+    # GluonCV (scripts/classification/imagenet/train_imagenet.py): the same normalisation
+    # and validation resize / crop
+    "gluoncv": dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                    input_size=224, crop_ratio=0.875),
 }
 
 
@@ -256,16 +300,94 @@ def weights_description(source, model, classes, src):
                 input_shape=[3, 224, 224], source="%s %s" % (source, os.path.basename(src)))
 
 
+def _cached_paths(pub, entry, root):
+    from .models.hub import models_root
+    base = os.path.join(models_root(root), "igcv3_gluon",
+                        "%s-%s-%s" % (pub.model, pub.name, entry["sha1"][:8]))
+    return base + ".params", base + "-meta.json"
+
+
+def pretrained_weights(model, root=None, progress=True, say=print):
+    """``(params file, description)`` of the published ImageNet weights of zoo ``model``:
+    downloaded from the publisher's store (``models.hub``), converted once, checked (logits
+    equal to the publisher's network), cached under ``$MXNET_HOME/models/igcv3_gluon`` with
+    their description (model, classes, normalisation, eval resize/crop, the publisher's
+    top-1/top-5, address, SHA-1). A second call reads the cache, without a network."""
+    from .models.hub import fetch, published, sha1_of, store_entry
+    from .runs import read_weights_meta
+    from .utils import atomic_write, atomic_write_json
+    pub = published(model)
+    entry = store_entry(pub)
+    params, meta_path = _cached_paths(pub, entry, root)
+    if os.path.isfile(params) and os.path.isfile(meta_path):
+        meta = read_weights_meta(params)
+        if meta and meta.get("converted_sha1") == sha1_of(params):
+            return params, meta
+        say("%s does not match its description: converting again" % params)
+    raw = fetch(pub, root, progress=progress, say=say)
+    net, counts, (diff, scale) = CONVERTERS[pub.publisher](raw, model, pub.name)
+    os.makedirs(os.path.dirname(params), exist_ok=True)
+    atomic_write(params, net.save_parameters)
+    meta = dict(weights_description(pub.publisher, model, net.output.weight.shape[0], raw),
+                published=dict(top1=pub.top1, top5=pub.top5, figures=pub.figures,
+                               publisher=pub.publisher, name=pub.name, url=entry["url"],
+                               sha1=entry["sha1"]),
+                converted_sha1=sha1_of(params))
+    atomic_write_json(meta_path, meta, sort_keys=True)
+    say("converted %s's %s into %s (%d convolutions, %d BatchNorms; logits equal within "
+        "%.1e): %s" % (pub.publisher, pub.name, model, counts["conv"], counts["bn"], diff,
+                       params))
+    return params, meta
+
+
+def load_pretrained(net, model, pretrained, root=None, ctx=None, say=print):
+    """Load ``pretrained`` into ``net`` (zoo ``model``): True = the published weights
+    (``pretrained_weights``); a path = a run folder, our ``.params``, or the publisher's own
+    file of ``model`` (converted on the way). Sets ``net.pretrained_cfg`` (the description
+    that travels with the weights) and returns it."""
+    from .deploy import load_weights
+    from .runs import resolve_weights
+    if pretrained is True:
+        params, meta = pretrained_weights(model, root, say=say)
+    else:
+        params, meta = resolve_weights(str(pretrained), "pretrained")
+    try:
+        load_weights(net, params, ctx=ctx)
+    except WeightsError:
+        from .models.hub import PUBLISHED
+        pub = PUBLISHED.get(model)
+        if pretrained is True or pub is None:
+            raise
+        try:                       # the publisher's own file, downloaded by hand
+            converted, _, _ = CONVERTERS[pub.publisher](params, model, pub.name)
+        except WeightsError:
+            raise WeightsError("%s is neither weights of %s nor %s's %s file"
+                               % (params, model, pub.publisher, pub.name)) from None
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "converted.params")
+            converted.save_parameters(path)
+            load_weights(net, path, ctx=ctx)
+        meta = dict(weights_description(pub.publisher, model,
+                                        converted.output.weight.shape[0], params),
+                    published=dict(top1=pub.top1, top5=pub.top5, figures=pub.figures,
+                                   publisher=pub.publisher, name=pub.name))
+    net.pretrained_cfg = meta
+    return meta
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m igcv3_gluon.convert", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", choices=SOURCES, help="whose weights")
-    parser.add_argument("src", help="authors: the checkpoint prefix; imgclsmob: the .params")
+    parser.add_argument("src", help="authors: the checkpoint prefix; imgclsmob, gluoncv: the "
+                                    ".params")
     parser.add_argument("out", help="our .params to write")
     parser.add_argument("--model", default="igcv3_d_1.0", help="our zoo model to convert into")
     parser.add_argument("--epoch", type=int, default=0, help="authors: the checkpoint epoch")
     parser.add_argument("--source-model", default=None,
-                        help="imgclsmob: their model name (default: --model's counterpart)")
+                        help="imgclsmob, gluoncv: their model name (default: --model's "
+                             "counterpart)")
     return parser
 
 
@@ -277,7 +399,8 @@ def main(argv=None):
     if args.source == "authors":
         net, counts, (diff, scale) = convert_authors(args.src, args.model, args.epoch)
     else:
-        net, counts, (diff, scale) = convert_imgclsmob(args.src, args.model, args.source_model)
+        net, counts, (diff, scale) = CONVERTERS[args.source](args.src, args.model,
+                                                             args.source_model)
     from .runs import weights_meta_path
     from .utils import atomic_write, atomic_write_json
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -26,7 +26,7 @@ from .errors import UsageError, exit_on_usage_error
 from .models import list_models, model_info
 from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
-from .runs import adopt_run_settings, record_evaluation, resolve_weights
+from .runs import adopt_run_settings, evaluation_dir, record_evaluation, resolve_weights
 from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
 from .train.detector import NMS, DetectorTask, detect, evaluate_coco
@@ -81,7 +81,8 @@ def build_parser():
     g.add_argument("--backbone-params", default=None,
                    help="start the backbone from an ImageNet classifier: a train_imagenet.py "
                         "run folder or .params (best, final, export) or converted weights of "
-                        "the same network and width; ignored when resuming")
+                        "the same network and width, or 'pretrained' (the published weights "
+                        "of the backbone, where they exist); ignored when resuming")
     g = parser.add_argument_group("evaluation and prediction")
     g.add_argument("--eval-only", action="store_true", help="COCO mAP of --params on val")
     g.add_argument("--params", help="weights for --eval-only / --predict: a .params or a run "
@@ -114,6 +115,8 @@ def _datasets(args, need_train=True):
     val_set = COCOFormat(val[0], val[1], skip_empty=False)
     if sets and any(s.classes != val_set.classes for s in sets):
         raise UsageError("training and validation sets have different categories")
+    for dataset in sets + [val_set]:
+        say("%s: %d images; %s" % (dataset.ann_file, len(dataset), dataset.describe()))
     return sets, val_set
 
 
@@ -142,6 +145,20 @@ def _normalisation(args, parser, backbone_config):
     if min(args.std) <= 0:
         raise UsageError("--std must be positive")
     return source
+
+
+def _backbone_classifier(args):
+    """The ImageNet zoo classifier that is this detector's backbone (for ``pretrained``)."""
+    if args.model not in list_models("detection"):
+        return None
+    backbone = model_info(args.model).config
+    width = args.multiplier or 1.0
+    for name in list_models("classification"):
+        info = model_info(name)
+        if (info.config, info.multiplier, info.cifar, info.kwargs) == (backbone, width, False,
+                                                                        {}):
+            return name
+    return None
 
 
 def _check_backbone_run(path, config, net):
@@ -257,9 +274,11 @@ def main(argv=None):
         _check_params_file(args.params_file)
         adopt_run_settings(args, parser, config, ("model", "multiplier", "data_shape",
                                                   "anchors", "mean", "std"))
+        if args.eval_only:
+            args.out_dir = evaluation_dir(args, parser, args.val_ann or args.val_sets)
     elif args.backbone_params:
-        args.backbone_file, backbone_config = resolve_weights(args.backbone_params,
-                                                              "--backbone-params")
+        args.backbone_file, backbone_config = resolve_weights(
+            args.backbone_params, "--backbone-params", _backbone_classifier(args))
     if args.lr is None:
         args.lr = RECIPES[args.recipe]["lr"]
     validate_common_args(args, task="detection")

@@ -3,10 +3,26 @@ import errno
 import os
 import sys
 
-__all__ = ["UsageError", "exit_on_usage_error"]
+__all__ = ["ProjectError", "WeightsError", "DownloadError", "UsageError",
+           "exit_on_usage_error"]
 
 
-class UsageError(Exception):
+class ProjectError(Exception):
+    """An error of the library whose message is one line naming the problem and the fix;
+    command lines print it without a traceback and exit with ``code``."""
+    code = 2
+
+
+class WeightsError(ProjectError, ValueError):
+    """A weights file that cannot be read, converted, or does not fit the network."""
+
+
+class DownloadError(ProjectError):
+    """Published weights that could not be downloaded, or arrived damaged (nothing is
+    cached then); the message names the address and where to put the file by hand."""
+
+
+class UsageError(ProjectError):
     """Bad input at the edge (argument, data directory, file): the message names the
     problem and the fix. Command lines print it on one line and exit with ``code``."""
 
@@ -45,12 +61,13 @@ def _prog():
 
 
 def exit_on_usage_error(main):
-    """Decorator for ``main(argv)`` functions: a UsageError becomes ``prog: error: ...``
+    """Decorator for ``main(argv)`` functions: a ProjectError (UsageError, WeightsError,
+    DownloadError) becomes ``prog: error: ...``
     on stderr and its exit code; Ctrl-C outside the training loop exits 130 quietly."""
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except UsageError as err:
+        except ProjectError as err:
             sys.stderr.write("%s: error: %s\n" % (_prog(), err))
             return err.code
         except KeyboardInterrupt:

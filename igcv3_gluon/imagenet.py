@@ -30,7 +30,7 @@ from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordIm
                             check_record_pair, scan_records, short_sides, train_augmentation)
 from .errors import UsageError, exit_on_usage_error
 from .nn import norm_layer_for
-from .runs import adopt_run_settings, record_evaluation, resolve_weights
+from .runs import adopt_run_settings, evaluation_dir, record_evaluation, resolve_weights
 from .train.classifier import ClassifierTask, topk_accuracy
 from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
@@ -106,7 +106,11 @@ def build_parser():
     g.add_argument("--eval-only", action="store_true",
                    help="report top-1/top-5 of --params on --rec-val and exit")
     g.add_argument("--params", help="weights for --eval-only: a .params (training, best, "
-                                    "exported, converted) or a run folder")
+                                    "exported, converted), a run folder, or 'pretrained'")
+    g.add_argument("--pretrained", action="store_true",
+                   help="--eval-only of the published ImageNet weights of --model (downloaded "
+                        "once, converted, cached in $MXNET_HOME/models); prints the "
+                        "publisher's figures beside ours")
     return parser
 
 
@@ -234,6 +238,14 @@ def evaluate_params(args, net):
                            not args.no_progress)
     print("%s on %s (%d images): top-1 %.2f%%  top-5 %.2f%%" % (
         args.model, args.rec_val, args.val_images, 100 * result["acc"], 100 * result["top5"]))
+    published = (args.weights_config or {}).get("published")
+    if published:
+        result["published"] = published
+        print("published by %s (%s, %s): top-1 %.2f%%  top-5 %.2f%%; ours - theirs: "
+              "%+.2f / %+.2f points" % (
+                  published["publisher"], published["name"], published["figures"],
+                  published["top1"], published["top5"], 100 * result["acc"] - published["top1"],
+                  100 * result["top5"] - published["top5"]))
     path = record_evaluation(args.params_file, args.weights_config, args.out_dir, result,
                              dict(model=args.model, dataset="imagenet", classes=args.num_classes,
                                   multiplier=args.multiplier, depths=args.depths,
@@ -241,6 +253,20 @@ def evaluate_params(args, net):
                                   val_rec=os.path.basename(args.rec_val)))
     say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
     return result
+
+
+def _check_eval_classes(args, found):
+    """Weights of N classes evaluated on records of M != N classes (their
+    ``PREFIX.classes.txt`` says M): refused, whatever the labels happen to be."""
+    if not (found and found.get("classes") and args.rec_val):
+        return
+    names = os.path.splitext(args.rec_val)[0] + ".classes.txt"
+    if os.path.isfile(names):
+        count = sum(1 for line in open(names) if line.strip())
+        if count != found["classes"]:
+            raise UsageError("the weights classify %d classes, %s has %d (%s): evaluate "
+                             "weights trained on this set's classes"
+                             % (found["classes"], args.rec_val, count, names))
 
 
 def _check_packing(args):
@@ -311,16 +337,26 @@ def run(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.eval_only and args.rec_val and not os.path.isfile(args.rec_val):
+        raise UsageError("--rec-val %s does not exist" % args.rec_val)
+    if args.pretrained:
+        if not args.eval_only or args.params:
+            raise UsageError("--pretrained evaluates the published weights: use it with "
+                             "--eval-only and without --params")
+        args.params = "pretrained"
     if args.eval_only:
         if not args.params:
-            raise UsageError("--eval-only needs --params (a .params file or a run folder)")
-        args.params_file, found = resolve_weights(args.params, "--params")
+            raise UsageError("--eval-only needs --params (a .params file or a run folder) or "
+                             "--pretrained")
+        args.params_file, found = resolve_weights(args.params, "--params", args.model)
         args.weights_config = found
         adopt_run_settings(args, parser, found, ("model", "multiplier", "depths", "groups",
                                                  "relu", "p2", "input_size", "recipe", "mean",
                                                  "std", "crop_ratio"))
         if found and args.num_classes is None:
             args.num_classes = found.get("classes")
+        _check_eval_classes(args, found)
+        args.out_dir = evaluation_dir(args, parser, args.rec_val)
     resolve_args(args)
     run(args)
     return 0

@@ -4,6 +4,8 @@
     resolve_weights("runs/demo")              -> ("runs/demo/best.params", {config})
     resolve_weights("runs/demo/final.params") -> ("runs/demo/final.params", {config})
     resolve_weights("converted.params")       -> ("converted.params", {its -meta.json} or None)
+    resolve_weights("pretrained", model="igcv3_d_1.0") -> (the published weights, converted
+                                                 and cached, {their description})
 """
 import json
 import os
@@ -11,7 +13,7 @@ import os
 from .errors import UsageError
 
 __all__ = ["resolve_weights", "run_config_of", "run_folder_of", "adopt_run_settings",
-           "record_evaluation", "weights_meta_path", "read_weights_meta"]
+           "record_evaluation", "evaluation_dir", "weights_meta_path", "read_weights_meta"]
 
 
 def weights_meta_path(params_file):
@@ -48,10 +50,21 @@ def run_config_of(folder):
         raise UsageError("%s is not a readable run config" % path)
 
 
-def resolve_weights(path, flag="--params"):
-    """``(params file, run config or None)`` for a run folder or a weights file."""
+PRETRAINED = "pretrained"
+
+
+def resolve_weights(path, flag="--params", model=None):
+    """``(params file, run config or None)`` for a run folder or a weights file; the word
+    ``pretrained``: the published ImageNet weights of zoo ``model`` (downloaded, converted
+    and cached once: ``convert.pretrained_weights``) with their description."""
     if not path:
         raise UsageError("%s is required (a .params file or a run folder)" % flag)
+    if path == PRETRAINED and not os.path.exists(path):
+        if not model:
+            raise UsageError("%s pretrained: name the model whose published weights to use"
+                             % flag)
+        from .convert import pretrained_weights
+        return pretrained_weights(model)
     if os.path.isdir(path):
         config = run_config_of(path)
         if config is None:
@@ -93,25 +106,35 @@ def adopt_run_settings(args, parser, config, keys):
     return args
 
 
+def evaluation_dir(args, parser, val_path):
+    """Where an ``--eval-only`` result goes: ``--out-dir`` when given, else
+    ``runs/evaluations/MODEL-VALNAME`` (never the training runs' default folder)."""
+    if args.out_dir != parser.get_default("out_dir"):
+        return args.out_dir
+    name = os.path.splitext(os.path.basename(str(val_path or "val").rstrip("/")))[0]
+    return os.path.join("runs", "evaluations", "%s-%s" % (args.model, name))
+
+
 def record_evaluation(params_file, config, out_dir, metrics, facts):
-    """Write an ``--eval-only`` result as ``evaluation.json`` where the reproduction report
-    (``reproduce --collect``) finds it: in the run folder the weights came from, else in
-    ``out_dir`` beside a ``config.json`` describing what was evaluated (``facts``: model,
-    dataset, ...). Returns the path written."""
+    """Write an ``--eval-only`` result as ``evaluation.json`` in ``out_dir`` (never into the
+    training run the weights came from), beside a ``config.json`` describing what was
+    evaluated (``facts``: model, dataset, ...; the weights' path as ``evaluated``), where the
+    reproduction report (``reproduce --collect``) finds it. Returns the path written."""
     from .utils import atomic_write_json
-    folder = run_folder_of(params_file)
-    if config is None or folder is None:
-        folder = out_dir
-        existing = run_config_of(folder)
-        if existing is not None and existing.get("model") != facts.get("model"):
-            raise UsageError("%s holds a run of %s; give --out-dir a folder for this "
-                             "evaluation of %s" % (folder, existing.get("model"),
-                                                   facts.get("model")))
-        if existing is None:
-            os.makedirs(folder, exist_ok=True)
-            atomic_write_json(os.path.join(folder, "config.json"),
-                              dict(facts, stage=facts.get("stage", "train"),
-                                   evaluated=os.path.abspath(params_file)), sort_keys=True)
+    folder = out_dir
+    existing = run_config_of(folder)
+    if existing is not None and not existing.get("evaluated"):
+        raise UsageError("%s holds a training run of %s; give --out-dir another folder for "
+                         "this evaluation" % (folder, existing.get("model")))
+    if existing is not None and existing.get("model") != facts.get("model"):
+        raise UsageError("%s holds an evaluation of %s; give --out-dir another folder for "
+                         "this evaluation of %s" % (folder, existing.get("model"),
+                                                    facts.get("model")))
+    os.makedirs(folder, exist_ok=True)
+    source = {k: config[k] for k in ("stage", "recipe") if config and config.get(k)}
+    atomic_write_json(os.path.join(folder, "config.json"),
+                      dict(facts, stage=source.get("stage", facts.get("stage", "train")),
+                           evaluated=os.path.abspath(params_file)), sort_keys=True)
     path = os.path.join(folder, "evaluation.json")
     atomic_write_json(path, dict(metrics, params=os.path.abspath(params_file)), sort_keys=True)
     return path

@@ -49,6 +49,49 @@ def rng():
     return np.random.RandomState(0)
 
 
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def photos_labelled_by(source, path, count=24, seed=0):
+    """A val.rec of ``count`` generated photos (a colour each, JPEG) labelled by ``source``
+    (a publisher's Gluon classifier with random weights) fed the publisher's preprocessing
+    (0-1 pixels, ImageNet mean/std, short side 256, centre 224). The FC layer of ``source``
+    is first rescaled and centred on these images so that its random weights tell them
+    apart; returns the labels."""
+    import cv2
+    rng = np.random.RandomState(seed)
+    jpgs, batch = [], []
+    for _ in range(count):
+        h, w = rng.randint(240, 330), rng.randint(260, 420)
+        texture = rng.randint(0, 60, (h // 16, w // 16, 3)) + rng.randint(0, 190, 3)
+        img = cv2.resize(texture.astype(np.uint8), (w, h))
+        jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+        rgb = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        s = 256 / min(h, w)
+        rgb = cv2.resize(rgb, (int(w * s), int(h * s)), interpolation=cv2.INTER_LINEAR)
+        top, left = (rgb.shape[0] - 224) // 2, (rgb.shape[1] - 224) // 2
+        x = rgb[top:top + 224, left:left + 224].astype(np.float32) / 255.0
+        jpgs.append(jpg)
+        batch.append(((x - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).transpose(2, 0, 1))
+    batch = mx.nd.array(np.stack(batch))
+    feats = source.features(batch).reshape((count, -1))
+    fc = [b for b in source.output._children.values() if hasattr(b, "weight")] \
+        if hasattr(source.output, "_children") and source.output._children else [source.output]
+    weight = fc[0].weight
+    flat = weight.data().reshape((weight.shape[0], -1))
+    flat = flat / (feats.asnumpy().std(0).mean() + 1e-6)
+    weight.set_data(flat.reshape(weight.shape))
+    centre = -mx.nd.dot(flat, feats.mean(axis=0))
+    if getattr(fc[0], "bias", None) is not None:
+        fc[0].bias.set_data(centre)
+    labels = source(batch).asnumpy().argmax(1).tolist()
+    rec = mx.recordio.MXIndexedRecordIO(path[:-4] + ".idx", path, "w")
+    for i, (jpg, label) in enumerate(zip(jpgs, labels)):
+        rec.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0), jpg))
+    rec.close()
+    return labels
+
+
 def fake_cifar10(root, per_file=3, seed=0):
     """Write CIFAR-10 binary files (``per_file`` random images in each of the 5 training
     batches and the test batch) under ``root/cifar-10-batches-bin``; returns the folder and

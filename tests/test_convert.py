@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from conftest import ROOT
+from conftest import ROOT, photos_labelled_by
 from igcv3_gluon.deploy.reference import authors_net, authors_symbol, save_authors_checkpoint
 from igcv3_gluon.nn import init_like_trained
 
@@ -135,7 +135,6 @@ def test_converted_imgclsmob_weights_evaluate_with_imgclsmob_preprocessing(tmp_p
     ImageNet's mean/std, resize 256, centre 224) beside them; `--eval-only --params` alone
     then gives the predictions of imgclsmob's own network fed imgclsmob's own way (the
     labels of this set). Fed the authors' mean-only way instead, it would not."""
-    import cv2
     from gluoncv2.model_provider import get_model as imgclsmob_model
     source = init_like_trained(imgclsmob_model("igcv3_wd4", classes=10), seed=3)
     src = str(tmp_path / "igcv3_wd4.params")
@@ -148,38 +147,10 @@ def test_converted_imgclsmob_weights_evaluate_with_imgclsmob_preprocessing(tmp_p
     np.testing.assert_allclose(meta["mean"], [0.485 * 255, 0.456 * 255, 0.406 * 255])
     np.testing.assert_allclose(meta["std"], [0.229 * 255, 0.224 * 255, 0.225 * 255])
     assert meta["crop_ratio"] == 0.875 and meta["input_size"] == 224
-    # generated photos (a colour each), labelled with imgclsmob's network fed imgclsmob's
-    # preprocessing; its FC bias centres the logits on these images, so that its random
-    # weights tell the images apart
-    rng = np.random.RandomState(0)
-    jpgs, batch = [], []
-    for i in range(24):
-        h, w = rng.randint(240, 330), rng.randint(260, 420)
-        texture = rng.randint(0, 60, (h // 16, w // 16, 3)) + rng.randint(0, 190, 3)
-        img = cv2.resize(texture.astype(np.uint8), (w, h))
-        jpg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
-        rgb = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-        s = 256 / min(h, w)
-        rgb = cv2.resize(rgb, (int(w * s), int(h * s)), interpolation=cv2.INTER_LINEAR)
-        top, left = (rgb.shape[0] - 224) // 2, (rgb.shape[1] - 224) // 2
-        x = rgb[top:top + 224, left:left + 224].astype(np.float32) / 255.0
-        x = (x - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
-        jpgs.append(jpg)
-        batch.append(x.transpose(2, 0, 1))
-    batch = mx.nd.array(np.stack(batch))
-    feats = source.features(batch).reshape((24, -1))
-    fc = [b for b in source.output._children.values() if hasattr(b, "weight")][0]
-    fc.weight.set_data(fc.weight.data() / (feats.asnumpy().std(0).mean() + 1e-6))
-    fc.bias.set_data(-mx.nd.dot(fc.weight.data(), feats.mean(axis=0)))
+    labels = photos_labelled_by(source, str(tmp_path / "val.rec"))
     source.save_parameters(src)
     proc = convert("imgclsmob", src, out, "--model", "igcv3_d_0.25")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    labels = source(batch).asnumpy().argmax(1).tolist()
-    rec = mx.recordio.MXIndexedRecordIO(str(tmp_path / "val.idx"), str(tmp_path / "val.rec"),
-                                        "w")
-    for i, (jpg, label) in enumerate(zip(jpgs, labels)):
-        rec.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0), jpg))
-    rec.close()
     assert len(set(labels)) >= 3, labels                  # a set that can tell them apart
 
     def top1(*extra):

@@ -161,8 +161,15 @@ def test_unknown_keywords_are_a_type_error_naming_the_accepted_ones():
     with pytest.raises(TypeError, match=r"unknown keyword grops; the architecture takes "
                                         r"groups, relu"):
         igcv3_gluon.get_model("cifar_igcv3_d_1.0", grops=(2, 4))
-    with pytest.raises(TypeError, match="pretrained.*igcv3_gluon.convert"):
-        igcv3_gluon.get_model("igcv3_d_1.0", pretrained=True)
+    from igcv3_gluon.errors import DownloadError
+    with pytest.raises(DownloadError, match="no published ImageNet weights exist for "
+                                            "cifar_igcv3_d_1.0 \\(published: igcv3_d_1.0, "):
+        igcv3_gluon.get_model("cifar_igcv3_d_1.0", pretrained=True)
+    with pytest.raises(ValueError, match="for its published architecture with 1000 classes: "
+                                         "drop groups, classes=10"):
+        igcv3_gluon.get_model("igcv3_d_1.0", pretrained=True, groups=(2, 4), classes=10)
+    with pytest.raises(TypeError, match="pretrained.*get_model\\(NAME, pretrained=True\\)"):
+        igcv3_gluon.models.build("igcv3_d", pretrained=True)
     net = igcv3_gluon.get_model("cifar_igcv3_d_1.0", groups=(2, 4))
     assert net.features[3].groups == (2, 4)
 

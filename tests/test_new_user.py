@@ -52,7 +52,8 @@ def test_imagenet_evaluates_a_validation_set_smaller_than_a_batch(tiny_rec, tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     acc = json.loads(open(os.path.join(out, "log.jsonl")).read().splitlines()[-1])["val_acc"]
     assert round(acc * images, 6) == int(round(acc * images))        # k of `images` right
-    ev = run("train_imagenet.py", *common, "--eval-only", "--params", out, "--batch-size", "16")
+    ev = run("train_imagenet.py", *common, "--eval-only", "--params", out, "--batch-size", "16",
+             "--out-dir", str(tmp_path / "ev"))
     assert ev.returncode == 0, ev.stderr[-2000:]
     top1 = float(re.search(r"\((\d+) images\): top-1 ([\d.]+)%", ev.stdout).group(2))
     assert "(%d images)" % images in ev.stdout and top1 == pytest.approx(100 * acc, abs=0.006)
@@ -197,3 +198,14 @@ def test_constraints_keep_numpy_below_1_24_for_extra_installs():
     assert proc.returncode == 0 and "Would install" in proc.stdout, proc.stderr[-1000:]
     planned = proc.stdout.split("Would install", 1)[1]
     assert "numpy-" not in planned, planned
+
+
+def test_eval_only_refuses_weights_of_another_class_count(digits_run, tiny_rec, tmp_path):
+    """The demo's 10-class digits model on the 4-class tiny records (their classes.txt says
+    4): one line, and no evaluation.json anywhere (not in the run's folder either)."""
+    proc = run("train_imagenet.py", "--eval-only", "--params", digits_run, "--rec-val",
+               tiny_rec["val"] + ".rec", "--out-dir", str(tmp_path / "ev"), timeout=300)
+    line = one_line(proc)
+    assert "the weights classify 10 classes, %s.rec has 4" % tiny_rec["val"] in line, line
+    assert not os.path.exists(os.path.join(digits_run, "evaluation.json"))
+    assert not os.path.exists(str(tmp_path / "ev"))

@@ -198,9 +198,14 @@ def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path
     assert os.path.isfile(os.path.join(out, "export",
                                        "ssdlite_320_igcv3_w_coco-w0.5-128-symbol.json"))
     best = os.path.join(out, "best.params")
-    ev = run(*shapes, *TINY, "--eval-only", "--params", best, "--out-dir", out)
+    ev = run(*shapes, *TINY, "--eval-only", "--params", best, "--out-dir", out + "-eval")
     assert ev.returncode == 0, ev.stderr[-1500:]
     assert "COCO mAP" in ev.stdout and "AP50" in ev.stdout
+    assert os.path.isfile(os.path.join(out + "-eval", "evaluation.json"))
+    # never into the training run's folder (the report would read it as that run's number)
+    into_run = run(*shapes, *TINY, "--eval-only", "--params", best, "--out-dir", out)
+    assert into_run.returncode == 2 and "holds a training run of" in into_run.stderr
+    assert not os.path.exists(os.path.join(out, "evaluation.json"))
     # --predict from the run folder alone: it knows the model, width, size and class names
     image = os.path.join(shapes[7], "0000.jpg")
     pr = run("--predict", image, "--params", out, "--threshold", "0.0", "--no-progress",

@@ -137,7 +137,8 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
     # .params and from the exported (arg:/aux:) .params alike
     for params in (os.path.join(out, "best.params"),
                    os.path.join(out, "export", "igcv3_d_0.7-w0.25-0000.params")):
-        ev = run(*TINY, "--rec-val", tiny_rec["val"] + ".rec", "--eval-only", "--params", params)
+        ev = run(*TINY, "--rec-val", tiny_rec["val"] + ".rec", "--eval-only", "--params", params,
+                 "--out-dir", str(tmp_path / "ev"))
         assert ev.returncode == 0, ev.stderr[-2000:]
         top1, top5 = map(float, re.search(r"top-1 ([\d.]+)%\s+top-5 ([\d.]+)%", ev.stdout).groups())
         assert top1 == pytest.approx(100 * best, abs=0.01) and top5 == 100.0

@@ -59,6 +59,17 @@ def _run_export(path):
     return prefix
 
 
+def _refuse_detector(sym, prefix, command):
+    """``optimize``, ``onnx``, ``quantize`` and ``bench`` take classifiers: a detector (its
+    graph ends in MXNet's box NMS, which they do not carry over) is refused before anything
+    is written, naming the command that deploys detectors."""
+    if "_contrib_box_nms" in sym.tojson():
+        raise UsageError("%s takes classifiers: %s is a detector; deploy it with `python -m "
+                         "igcv3_gluon.deploy openvino %s OUT` (NMS outside the graph, checked "
+                         "against MXNet)" % (command, prefix, prefix))
+    return sym
+
+
 def _check_export(prefix, shape):
     """The export exists, its files are MXNet's, and it accepts ``shape``; returns the
     symbol."""
@@ -116,7 +127,7 @@ def cmd_export(args):
     from . import WeightsError, export, export_detector, load_weights
     config = None
     if args.params:
-        args.params_file, config = resolve_weights(args.params, "--params")
+        args.params_file, config = resolve_weights(args.params, "--params", args.model)
     config = config or {}
     for key in ("multiplier", "depths", "groups", "relu", "p2"):
         if getattr(args, key, None) in (None, False) and config.get(key) not in (None, False):
@@ -161,7 +172,7 @@ def cmd_export(args):
 def cmd_optimize(args):
     from .optimize import optimize_files
     args.input_shape = _input_shape(args, args.prefix)
-    _check_export(args.prefix, args.input_shape)
+    _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "optimize")
     print("optimizing %s ..." % args.prefix, flush=True)
     (sym_file, params_file), report = optimize_files(
         args.prefix, args.out_prefix, fold_shuffles=not args.keep_shuffles,
@@ -180,7 +191,7 @@ def cmd_onnx(args):
 
     from .export import export_onnx, load_symbolblock
     args.input_shape = _input_shape(args, args.prefix)
-    _check_export(args.prefix, args.input_shape)
+    _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "onnx")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     print("converting %s to ONNX (input %s) ..." % (
         args.prefix, "x".join(map(str, args.input_shape))), flush=True)
@@ -223,7 +234,7 @@ def cmd_quantize(args):
     from .int8 import REJECTED_SUFFIX
     from .quantize import quantize
     args.input_shape = _input_shape(args, args.prefix, batch=32)
-    _check_export(args.prefix, args.input_shape)
+    _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "quantize")
     calib, test_x, test_y = _calibration(args, args.input_shape)
     validation = _int8_validation(args, test_x, test_y)
     print("calibrating on %d images (%s, preset %s; int8 kernels here: %s) ..." % (
@@ -285,7 +296,8 @@ def cmd_bench(args):
     args.input_shape = _input_shape(args, args.prefixes[0])
     size = args.input_shape[2]
     for prefix in args.prefixes:
-        _check_export(prefix, (1,) + tuple(args.input_shape[1:]))
+        _refuse_detector(_check_export(prefix, (1,) + tuple(args.input_shape[1:])), prefix,
+                         "bench")
     with tempfile.TemporaryDirectory() as tmp:
         prefixes = list(args.prefixes)
         if args.baseline:

@@ -17,10 +17,7 @@ __all__ = ["export", "export_detector", "load_symbolblock", "load_module", "expo
            "write_meta", "copy_meta"]
 
 
-class WeightsError(ValueError):
-    """A weights file that cannot be read, or does not fit the network (one-line message)."""
-
-
+from ..errors import WeightsError
 def read_params(path):
     """The tensors of an MXNet ``.params`` file as a dict; WeightsError if it is not one."""
     if not os.path.isfile(path):

@@ -37,7 +37,7 @@ def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
         raise ValueError("unknown network config %r; known: %s" % (name, ", ".join(CONFIGS)))
     unknown = sorted(set(overrides) - set(OVERRIDES))
     if unknown:
-        hint = (" (published weights: python -m igcv3_gluon.convert, then load_parameters)"
+        hint = (" (published weights: igcv3_gluon.get_model(NAME, pretrained=True))"
                 if "pretrained" in unknown else "")
         raise TypeError("unknown keyword%s %s; the architecture takes %s, and classes, "
                         "multiplier, depths, cifar, dropout, prefix, norm_layer, "

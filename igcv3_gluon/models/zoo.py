@@ -56,20 +56,48 @@ def model_info(name):
     return _MODELS[name]
 
 
-def get_model(name, classes=None, **kwargs):
-    """Build zoo model ``name`` with freshly created (uninitialised) parameters.
+_KEEP_WITH_WEIGHTS = ("norm_layer", "norm_kwargs", "prefix", "dropout")
+
+
+def get_model(name, classes=None, pretrained=False, root=None, ctx=None, **kwargs):
+    """Build zoo model ``name``.
 
     ``classes`` defaults to 1000 for ImageNet models and 10 for CIFAR ones; other keyword
     arguments reach the builder (e.g. ``groups=(2, 4)``, ``relu="pw2"``, ``p2=True``, or
-    ``multiplier=`` / ``depths=`` to resize the entry).
+    ``multiplier=`` / ``depths=`` to resize the entry). Without ``pretrained`` the
+    parameters are created but not initialised.
+
+    ``pretrained=True`` loads the published ImageNet weights (``models.hub.PUBLISHED``:
+    imgclsmob's IGCV3-D 1.0 / 0.75 / 0.5 / 0.25, GluonCV's MobileNetV2 1.0), downloaded
+    once into ``root`` (default ``$MXNET_HOME/models``), converted and checked;
+    ``pretrained="PATH"`` loads a run folder, a ``.params`` file, or the publisher's own
+    file. ``net.pretrained_cfg`` then describes the weights (normalisation, eval resize and
+    crop, the publisher's top-1/top-5).
     """
     info = model_info(name)
+    if pretrained:
+        changed = sorted(k for k in kwargs if k not in _KEEP_WITH_WEIGHTS)
+        if changed or (classes is not None and classes != info.classes):
+            raise ValueError("pretrained weights of %s are for its published architecture "
+                             "with %s classes: drop %s" % (
+                                 name, info.classes, ", ".join(changed + (
+                                     ["classes=%s" % classes] if classes is not None and
+                                     classes != info.classes else []))))
+        if pretrained is True:
+            from .hub import published
+            published(name)                      # one line when nothing was published
     classes = info.classes if classes is None else classes
     args = dict(info.kwargs, **kwargs)
     if info.constructor is not None:
-        return info.constructor(classes=classes, **args)
-    args = dict(dict(multiplier=info.multiplier, cifar=info.cifar, depths=info.depths), **args)
-    return build(info.config, classes=classes, **args)
+        net = info.constructor(classes=classes, **args)
+    else:
+        args = dict(dict(multiplier=info.multiplier, cifar=info.cifar, depths=info.depths),
+                    **args)
+        net = build(info.config, classes=classes, **args)
+    if pretrained:
+        from ..convert import load_pretrained
+        load_pretrained(net, name, pretrained, root=root, ctx=ctx)
+    return net
 
 
 def _paper(params, madds=None, with_fc=True, source=""):

@@ -31,7 +31,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..errors import UsageError
+from ..errors import ProjectError, UsageError
 from ..nn import he_normal
 from ..utils import (FolderBusy, FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
                      progress_bar, remove_stale_temp_files, say)
@@ -372,15 +372,21 @@ class _Loop:
     def finish_epoch(self, epoch, row):
         run, state = self.run_cfg, self.state
         if (epoch + 1) % run.val_interval == 0 or epoch + 1 == run.epochs:
+            # the trained epoch is saved first: an evaluation that fails (a damaged image in
+            # the validation set, a kill) never loses it; a resume evaluates it then
+            self.save(epoch + 1, 0, pending=row)
             try:
                 metrics = self.task.evaluate(self.net, self.cluster.contexts, self.progress,
                                              self.stop.check)
             except Stopped:
-                self.save(epoch + 1, 0, pending=row)
                 self.stopped_message = ("interrupted during the evaluation after %s %d; saved "
                                         "to %s: run the same command again to continue"
                                         % (run.stage, epoch + 1, self.ckpts.directory))
                 raise
+            except ProjectError as err:
+                raise UsageError("evaluation after %s %d failed: %s; the trained epoch is "
+                                 "saved in %s: run the same command again once fixed"
+                                 % (run.stage, epoch + 1, err, self.ckpts.directory)) from None
             row.update({"val_" + k: v for k, v in metrics.items()})
             value = row.get(self.task.best_key)
             if value is not None and (state["best"]["value"] is None

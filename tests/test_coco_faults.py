@@ -1,0 +1,112 @@
+"""COCO-format sets with real-world faults: entries without the keys the reader uses, files
+that are not images, ids written as text, and an image that fails to decode only at the
+evaluation after a trained epoch (the epoch is kept: checkpoint first, evaluate after)."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, fake_coco
+from igcv3_gluon.data.coco import COCOFormat
+from igcv3_gluon.errors import UsageError
+
+
+@pytest.fixture
+def coco(tmp_path):
+    ann, images = fake_coco(tmp_path, 6, size=96, seed=3, name="set")
+    return ann, images
+
+
+def _edit(ann, change):
+    data = json.load(open(ann))
+    change(data)
+    json.dump(data, open(ann, "w"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["annotations"][2].pop("bbox"),
+     r"annotations\[2\] \(id \S+\) has no bbox; every entry of annotations needs image_id, "
+     r"category_id, bbox"),
+    (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), r"annotations\[0\] .* has bbox "
+                                                           r"\[1, 2, 3\]"),
+    (lambda d: d["images"][1].pop("width"), r"images\[1\] \(id \S+\) has no width"),
+    (lambda d: d["images"][0].update(height=0), r"images\[0\] .* has height 0"),
+    (lambda d: d["categories"][0].pop("name"), r"categories\[0\] .* has no name"),
+    (lambda d: d.update(images={}), r"images must be a list"),
+])
+def test_entries_without_the_keys_used_are_one_line_naming_the_entry(coco, change, message):
+    ann, images = coco
+    _edit(ann, change)
+    with pytest.raises(UsageError, match=message) as err:
+        COCOFormat(ann, images)
+    assert "\n" not in str(err.value) and ann in str(err.value)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is a text file, not a picture\n"])
+def test_files_that_are_not_images_are_named_before_training(coco, content):
+    ann, images = coco
+    name = json.load(open(ann))["images"][3]["file_name"]
+    with open(os.path.join(images, name), "wb") as fh:
+        fh.write(content)
+    with pytest.raises(UsageError, match=r"1 file\(s\) in .* are not images .*first: .*%s\): "
+                                         r"replace them" % re.escape(name)):
+        COCOFormat(ann, images)
+
+
+def test_text_ids_match_and_the_counts_of_left_out_boxes_are_told(coco):
+    ann, images = coco
+    base = COCOFormat(ann, images, skip_empty=False)
+
+    def as_text(d):
+        for img in d["images"]:
+            img["id"] = "img-%s" % img["id"]
+        for a in d["annotations"]:
+            a["image_id"] = "img-%s" % a["image_id"]
+        d["annotations"][0]["iscrowd"] = 1
+        d["annotations"][1]["image_id"] = "nowhere"
+        d["annotations"].append(dict(d["annotations"][2], id=999, bbox=[-50, -50, 10, 10]))
+    _edit(ann, as_text)
+    data = COCOFormat(ann, images, skip_empty=False)
+    assert len(data) == len(base) and data.image_ids[0].startswith("img-")
+    assert sum(len(item[2]) for item in data.items) == \
+        sum(len(item[2]) for item in base.items) - 2
+    assert (data.stats["crowd"], data.stats["orphan"], data.stats["no_area"]) == (1, 1, 1)
+    assert data.describe().startswith("%d boxes clipped to their image; left out: 1 crowd, 1 "
+                                      "without area, 0 of unknown categories, 1 of images not "
+                                      "in the json" % data.stats["clipped"])
+
+
+def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
+    """A val image with a JPEG start and nothing after passes the up-front check and fails
+    to decode at the evaluation after epoch 1: one line naming the file; the checkpoint of
+    the trained epoch is on disk; with the file repaired, the same command resumes, evaluates
+    that epoch and goes on."""
+    train = fake_coco(tmp_path, 8, size=96, seed=0, name="train")
+    val = fake_coco(tmp_path, 4, size=96, seed=1, name="val")
+    name = json.load(open(val[0]))["images"][2]["file_name"]
+    path = os.path.join(val[1], name)
+    shutil.copy(path, str(tmp_path / "good.jpg"))
+    with open(path, "wb") as fh:
+        fh.write(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+    out = str(tmp_path / "run")
+    args = [sys.executable, "train_ssdlite.py", "--train-ann", train[0], "--train-images",
+            train[1], "--val-ann", val[0], "--val-images", val[1], "--multiplier", "0.25",
+            "--data-shape", "64", "--batch-size", "4", "--epochs", "2", "--workers", "0",
+            "--no-progress", "--out-dir", out]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [l for l in proc.stderr.splitlines() if "error" in l]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert re.search(r"evaluation after epoch 1 failed: .*%s cannot be decoded as an image"
+                     r".*the trained epoch is saved in" % re.escape(name), errors[0]), errors[0]
+    assert any(f.startswith("ckpt-0001") for f in os.listdir(os.path.join(out, "checkpoints")))
+    shutil.copy(str(tmp_path / "good.jpg"), path)
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 epoch(s) done, its evaluation pending" in again.stderr
+    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    assert [r["epoch"] for r in rows] == [1, 2] and "val_AP" in rows[0]
