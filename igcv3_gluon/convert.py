@@ -307,7 +307,7 @@ def _cached_paths(pub, entry, root):
     return base + ".params", base + "-meta.json"
 
 
-def pretrained_weights(model, root=None, progress=True, say=print):
+def pretrained_weights(model, root=None, progress=True, say=None):
     """``(params file, description)`` of the published ImageNet weights of zoo ``model``:
     downloaded from the publisher's store (``models.hub``), converted once, checked (logits
     equal to the publisher's network), cached under ``$MXNET_HOME/models/igcv3_gluon`` with
@@ -316,6 +316,8 @@ def pretrained_weights(model, root=None, progress=True, say=print):
     from .models.hub import fetch, published, sha1_of, store_entry
     from .runs import read_weights_meta
     from .utils import atomic_write, atomic_write_json
+    if say is None:
+        from .utils import say
     pub = published(model)
     entry = store_entry(pub)
     params, meta_path = _cached_paths(pub, entry, root)
@@ -340,7 +342,7 @@ def pretrained_weights(model, root=None, progress=True, say=print):
     return params, meta
 
 
-def load_pretrained(net, model, pretrained, root=None, ctx=None, say=print):
+def load_pretrained(net, model, pretrained, root=None, ctx=None, say=None):
     """Load ``pretrained`` into ``net`` (zoo ``model``): True = the published weights
     (``pretrained_weights``); a path = a run folder, our ``.params``, or the publisher's own
     file of ``model`` (converted on the way). Sets ``net.pretrained_cfg`` (the description

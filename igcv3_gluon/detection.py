@@ -217,22 +217,52 @@ def _task(args, train_set, val_set, on_fresh_start=None):
                                   anchors=args.anchors, recipe=args.recipe))
 
 
+def prediction_names(paths):
+    """``NAME-detections.png`` per image; images of the same name from different folders get
+    their folder's name in front (``a/x.png``, ``b/x.png`` -> ``a-x-...``, ``b-x-...``), and a
+    number when that is not enough: no picture overwrites another."""
+    stem = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    names = []
+    for i, path in enumerate(paths):
+        name = stem[i]
+        if stem.count(name) > 1:
+            folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+            name = "%s-%s" % (folder, name)
+        base, k = name, 2
+        while name in names:
+            name, k = "%s-%d" % (base, k), k + 1
+        names.append(name)
+    return [n + "-detections.png" for n in names]
+
+
+def read_images(paths):
+    """Every ``--predict`` input decoded (before any weights load or picture is written):
+    one line for a folder, a missing file or a file that is not an image."""
+    images = []
+    for path in paths:
+        if os.path.isdir(path):
+            raise UsageError("--predict: %s is a folder; give image files (e.g. %s/*.jpg)"
+                             % (path, path.rstrip("/")))
+        if not os.path.isfile(path):
+            raise UsageError("--predict: %s does not exist" % path)
+        try:
+            images.append(mx.image.imread(path))
+        except mx.MXNetError:
+            raise UsageError("--predict: %s is not an image" % path)
+    return images
+
+
 def predict_images(net, classes, paths, out_dir, size, threshold, contexts,
-                   mean=PIXEL_MEAN, std=PIXEL_STD):
+                   mean=PIXEL_MEAN, std=PIXEL_STD, images=None):
     """Detect on image files and write ``<name>-detections.png`` with boxes (clipped to the
     image) and labels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    images = read_images(paths) if images is None else images
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for path in paths:
-        if not os.path.isfile(path):
-            raise UsageError("--predict: %s does not exist" % path)
-        try:
-            img = mx.image.imread(path)
-        except mx.MXNetError:
-            raise UsageError("--predict: %s is not an image" % path)
+    for path, name, img in zip(paths, prediction_names(paths), images):
         ids, scores, boxes = detect(net, img, contexts[0], size, mean, std)
         fig, ax = plt.subplots(figsize=(6, 6 * img.shape[0] / img.shape[1]))
         ax.imshow(img.asnumpy())
@@ -247,8 +277,7 @@ def predict_images(net, classes, paths, out_dir, size, threshold, contexts,
                                        edgecolor=colour))
             ax.text(x1, max(y1 - 2, 8), "%s %.2f" % (classes[c], s), color="white",
                     fontsize=8, bbox=dict(facecolor=colour, alpha=0.8, pad=1, lw=0))
-        out = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0]
-                           + "-detections.png")
+        out = os.path.join(out_dir, name)
         save_figure(fig, out)
         written.append((out, int((scores >= threshold).sum())))
     return written
@@ -257,7 +286,9 @@ def predict_images(net, classes, paths, out_dir, size, threshold, contexts,
 def _classes_for_prediction(args, config):
     """Class names for --predict: the run's config.json, else the evaluation set's."""
     if config and config.get("classes"):
-        return list(config["classes"])
+        classes = config["classes"]
+        return (["class%d" % i for i in range(classes)] if isinstance(classes, int)
+                else list(classes))
     if args.val_ann or args.data_dir:
         return _datasets(args, need_train=False)[1].classes
     raise UsageError("--predict needs the class names: give --params a run folder (or a "
@@ -272,6 +303,10 @@ def main(argv=None):
     if args.predict or args.eval_only:
         args.params_file, config = resolve_weights(args.params, "--params")
         _check_params_file(args.params_file)
+        if config and config.get("model") in list_models("classification"):
+            raise UsageError("%s holds a classifier (%s), not a detector: evaluate it with "
+                             "train_imagenet.py --eval-only, or start a detector from it with "
+                             "--backbone-params" % (args.params, config["model"]))
         adopt_run_settings(args, parser, config, ("model", "multiplier", "data_shape",
                                                   "anchors", "mean", "std"))
         if args.eval_only:
@@ -286,6 +321,7 @@ def main(argv=None):
     if args.data_shape < 64 or args.data_shape % 32:
         raise UsageError("--data-shape must be a multiple of 32, at least 64")
     if args.predict:
+        images = read_images(args.predict)
         classes = _classes_for_prediction(args, config)
         net = _build_net(args, classes)
         _load_params(net, args.params_file, args.contexts)
@@ -294,7 +330,7 @@ def main(argv=None):
         for out, n in predict_images(net, classes, args.predict,
                                      os.path.join(args.out_dir, "predictions"),
                                      args.data_shape, args.threshold, args.contexts,
-                                     args.mean, args.std):
+                                     args.mean, args.std, images):
             print("%s: %d detection(s) >= %.2f" % (out, n, args.threshold))
         return 0
     train_sets, val_set = _datasets(args, need_train=not args.eval_only)

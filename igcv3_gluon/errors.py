@@ -31,6 +31,13 @@ class UsageError(ProjectError):
         self.code = code
 
 
+def _size(n):
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "bytes" else "%.1f %s" % (n, unit)
+        n /= 1024.0
+
+
 def _file_error(err):
     """One line for an output path that cannot be written (a parent that is a file, no
     permission, a read-only or full disk); None for other errors."""
@@ -47,8 +54,16 @@ def _file_error(err):
         return "cannot write %s (%s); choose another output path" % (path, err.strerror)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         folder = os.path.dirname(os.path.abspath(path)) if path else "the output folder"
-        return ("no space left on the device of %s (%s): free some space and run the same "
-                "command again (finished checkpoints are intact)" % (folder, err.strerror))
+        needed = getattr(err, "needed", 0)
+        free = getattr(err, "free", None)
+        space = ""
+        if needed:
+            space = "; %s needs at least %s%s" % (
+                os.path.basename(path), _size(needed),
+                ", %s free" % _size(free) if free is not None else "")
+        return ("no space left on the device of %s (%s%s): free some space and run the same "
+                "command again (finished checkpoints are intact, nothing half-written is "
+                "left)" % (folder, err.strerror, space))
     return None
 
 

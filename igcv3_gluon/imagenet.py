@@ -168,6 +168,7 @@ def resolve_args(args):
             raise UsageError("--rec-train is required (training RecordIO); or --eval-only")
         args.train_images = check_record_pair(args.rec_train, args.rec_train_idx,
                                               "--rec-train")
+    _check_class_lists(args)
     if args.num_classes is None:
         names = os.path.splitext(args.rec_train or args.rec_val)[0] + ".classes.txt"
         args.num_classes = (sum(1 for l in open(names) if l.strip())
@@ -255,18 +256,39 @@ def evaluate_params(args, net):
     return result
 
 
+def _check_class_lists(args):
+    """Training and validation records packed with different class lists (their
+    ``.classes.txt`` differ): the same label would mean two classes."""
+    if args.eval_only or not args.rec_train:
+        return
+    lists = [os.path.splitext(rec)[0] + ".classes.txt" for rec in (args.rec_train,
+                                                                    args.rec_val)]
+    if all(os.path.isfile(p) for p in lists):
+        train, val = ([l.strip() for l in open(p) if l.strip()] for p in lists)
+        if train != val:
+            first = next((i for i, (a, b) in enumerate(zip(train, val)) if a != b),
+                         min(len(train), len(val)))
+            raise UsageError("%s and %s differ (label %d: %r vs %r): pack the validation "
+                             "images with --classes-from %s" % (
+                                 lists[0], lists[1], first,
+                                 train[first] if first < len(train) else None,
+                                 val[first] if first < len(val) else None, lists[0]))
+
+
 def _check_eval_classes(args, found):
     """Weights of N classes evaluated on records of M != N classes (their
     ``PREFIX.classes.txt`` says M): refused, whatever the labels happen to be."""
-    if not (found and found.get("classes") and args.rec_val):
+    if not (found and isinstance(found.get("classes"), int) and args.rec_val):
         return
     names = os.path.splitext(args.rec_val)[0] + ".classes.txt"
     if os.path.isfile(names):
         count = sum(1 for line in open(names) if line.strip())
         if count != found["classes"]:
             raise UsageError("the weights classify %d classes, %s has %d (%s): evaluate "
-                             "weights trained on this set's classes"
-                             % (found["classes"], args.rec_val, count, names))
+                             "weights trained on this set's classes (or give --num-classes "
+                             "%d if its labels are the weights' class indices)"
+                             % (found["classes"], args.rec_val, count, names,
+                                found["classes"]))
 
 
 def _check_packing(args):
@@ -350,12 +372,16 @@ def main(argv=None):
                              "--pretrained")
         args.params_file, found = resolve_weights(args.params, "--params", args.model)
         args.weights_config = found
+        from .models import list_models
+        if found and found.get("model") in list_models("detection"):
+            raise UsageError("%s holds a detector (%s), not a classifier: evaluate it with "
+                             "train_ssdlite.py --eval-only" % (args.params, found["model"]))
         adopt_run_settings(args, parser, found, ("model", "multiplier", "depths", "groups",
                                                  "relu", "p2", "input_size", "recipe", "mean",
                                                  "std", "crop_ratio"))
         if found and args.num_classes is None:
+            _check_eval_classes(args, found)
             args.num_classes = found.get("classes")
-        _check_eval_classes(args, found)
         args.out_dir = evaluation_dir(args, parser, args.rec_val)
     resolve_args(args)
     run(args)

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["say", "atomic_write", "atomic_write_json", "sha256", "save_figure", "progress_bar",
+__all__ = ["say", "atomic_write", "DiskFull", "atomic_write_json", "sha256", "save_figure", "progress_bar",
            "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
            "remove_stale_temp_files"]
 
@@ -29,15 +29,48 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def atomic_write(path, write):
+class DiskFull(OSError):
+    """A write that ran out of space (``errno.ENOSPC``), with ``needed``: the bytes the file
+    needs at least (its size when it was written before, else what was written when the
+    space ran out) and ``free``: the bytes left on the device."""
+
+    def __init__(self, path, needed, free):
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        self.needed, self.free = needed, free
+
+
+def _out_of_space(err, folder):
+    """Whether ``err`` (an OSError, or MXNet's ``FileStream.Write incomplete``) is a full
+    device."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(err, Exception) and ("Write incomplete" in str(err)
+                                       or "No space left" in str(err)):
+        import shutil
+        return shutil.disk_usage(folder).free < (1 << 20)
+    return False
+
+
+def atomic_write(path, write, size_hint=0):
     """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (after an fsync), so that a
-    killed process never leaves a half-written ``path``."""
+    killed process never leaves a half-written ``path``. A full device is a ``DiskFull``
+    (nothing half-written is left; ``size_hint``: the bytes the file is expected to need)."""
     tmp = "%s.tmp%d" % (path, os.getpid())
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except Exception as err:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not isinstance(err, DiskFull) and _out_of_space(err, folder):
+            import shutil
+            written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+            if os.path.exists(path):
+                size_hint = max(size_hint, os.path.getsize(path))
+            raise DiskFull(path, max(written, size_hint), shutil.disk_usage(folder).free) \
+                from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -15,6 +15,10 @@ from igcv3_gluon.data.coco import COCOFormat
 from igcv3_gluon.errors import UsageError
 
 
+def data_is_cut(content):
+    return content[:2] == b"\xff\xd8"
+
+
 @pytest.fixture
 def coco(tmp_path):
     ann, images = fake_coco(tmp_path, 6, size=96, seed=3, name="set")
@@ -37,6 +41,11 @@ def _edit(ann, change):
     (lambda d: d["images"][0].update(height=0), r"images\[0\] .* has height 0"),
     (lambda d: d["categories"][0].pop("name"), r"categories\[0\] .* has no name"),
     (lambda d: d.update(images={}), r"images must be a list"),
+    (lambda d: d["images"][1].update(id=d["images"][0]["id"]),
+     r"images\[0\] and images\[1\] share id \S+; every image needs its own id"),
+    (lambda d: d["categories"].append(dict(d["categories"][0], name="other")),
+     r"categories\[0\] and categories\[\d\] share id \S+; every category needs its own"),
+    (lambda d: d.update(annotations=[]), r"has no image with a usable box"),
 ])
 def test_entries_without_the_keys_used_are_one_line_naming_the_entry(coco, change, message):
     ann, images = coco
@@ -46,14 +55,23 @@ def test_entries_without_the_keys_used_are_one_line_naming_the_entry(coco, chang
     assert "\n" not in str(err.value) and ann in str(err.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"this is a text file, not a picture\n"])
+@pytest.mark.parametrize("content", [b"", b"this is a text file, not a picture\n", "cut"])
 def test_files_that_are_not_images_are_named_before_training(coco, content):
     ann, images = coco
     name = json.load(open(ann))["images"][3]["file_name"]
+    if content == "cut":                           # a JPEG cut in half: no end marker
+        data = open(os.path.join(images, name), "rb").read()
+        content = data[:len(data) // 2]
     with open(os.path.join(images, name), "wb") as fh:
         fh.write(content)
-    with pytest.raises(UsageError, match=r"1 file\(s\) in .* are not images .*first: .*%s\): "
-                                         r"replace them" % re.escape(name)):
+    if data_is_cut(content):
+        with pytest.raises(UsageError, match=r"first: .*%s, a JPEG cut off before its end "
+                                             r"marker" % re.escape(name)):
+            COCOFormat(ann, images)
+        return
+    with pytest.raises(UsageError, match=r"1 file\(s\) in .* are not whole images \(first: "
+                                         r".*%s, (empty|not JPEG/PNG/BMP/GIF)\): replace them"
+                       % re.escape(name)):
         COCOFormat(ann, images)
 
 
@@ -81,8 +99,8 @@ def test_text_ids_match_and_the_counts_of_left_out_boxes_are_told(coco):
 
 
 def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
-    """A val image with a JPEG start and nothing after passes the up-front check and fails
-    to decode at the evaluation after epoch 1: one line naming the file; the checkpoint of
+    """A val image with a JPEG start and end marker and nothing between passes the up-front
+    check and fails to decode at the evaluation after epoch 1: one line naming the file; the checkpoint of
     the trained epoch is on disk; with the file repaired, the same command resumes, evaluates
     that epoch and goes on."""
     train = fake_coco(tmp_path, 8, size=96, seed=0, name="train")
@@ -91,7 +109,7 @@ def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
     path = os.path.join(val[1], name)
     shutil.copy(path, str(tmp_path / "good.jpg"))
     with open(path, "wb") as fh:
-        fh.write(b"\xff\xd8\xff\xe0" + b"\x00" * 40)
+        fh.write(b"\xff\xd8\xff\xe0" + b"\x00" * 40 + b"\xff\xd9")
     out = str(tmp_path / "run")
     args = [sys.executable, "train_ssdlite.py", "--train-ann", train[0], "--train-images",
             train[1], "--val-ann", val[0], "--val-images", val[1], "--multiplier", "0.25",
@@ -110,3 +128,34 @@ def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
     assert "1 epoch(s) done, its evaluation pending" in again.stderr
     rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val_AP" in rows[0]
+
+
+def test_predictions_of_images_with_the_same_name_never_overwrite_each_other():
+    from igcv3_gluon.detection import prediction_names
+    assert prediction_names(["a/x.png", "b/x.jpg", "c/y.png", "a/x.png"]) == [
+        "a-x-detections.png", "b-x-detections.png", "y-detections.png",
+        "a-x-2-detections.png"]
+    assert prediction_names(["x.png"]) == ["x-detections.png"]
+
+
+def test_float_ids_match_integer_ids_and_a_wrong_image_size_is_named(coco):
+    ann, images = coco
+    base = COCOFormat(ann, images)
+
+    def floats(d):
+        for img in d["images"]:
+            img["id"] = float(img["id"])
+    _edit(ann, floats)
+    assert sum(len(i[2]) for i in COCOFormat(ann, images).items) == \
+        sum(len(i[2]) for i in base.items)
+    _edit(ann, lambda d: d["images"][0].update(width=10000, height=5))
+    data = COCOFormat(ann, images, skip_empty=False)
+    index = [k for k, item in enumerate(data.items) if item[3] == (10000, 5)][0]
+    with pytest.raises(UsageError, match=r"is 96x96 pixels but .* says 10000x5: its boxes are "
+                                         r"in the json's coordinates"):
+        data[index]
+    os.makedirs(os.path.join(images, "folder.jpg"))
+    _edit(ann, lambda d: d["images"][1].update(file_name="folder.jpg"))
+    with pytest.raises(UsageError, match=r"folder.jpg \(listed in .*\) is a folder, not an "
+                                         r"image file"):
+        COCOFormat(ann, images)

@@ -110,3 +110,24 @@ def test_every_label_and_every_record_is_checked_before_training(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
         assert message in proc.stderr and os.path.basename(prefix) + ".rec" in proc.stderr
         assert not os.path.exists(str(tmp_path / "run" / "checkpoints"))
+
+
+def test_records_whose_image_is_not_whole_are_found_before_training(tmp_path):
+    """A record whose header is whole but whose JPEG is cut short inside it (or is not an
+    image at all) would abort MXNet's C++ decoder mid-epoch (exit 134): found up front."""
+    import cv2
+    from igcv3_gluon.data.recordio import scan_records
+    jpg = cv2.imencode(".jpg", np.full((40, 40, 3), 120, np.uint8))[1].tobytes()
+    for name, payload, message in (("cut", jpg[:len(jpg) // 2], "cut off before its end marker"),
+                                   ("text", b"hello, not an image" * 4, "holds no JPEG/PNG")):
+        prefix = str(tmp_path / name)
+        rec = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "w")
+        for i in range(6):
+            data = payload if i == 4 else jpg
+            rec.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, 0.0, i, 0), data))
+        rec.close()
+        labels, problem = scan_records(prefix + ".rec", prefix + ".idx")
+        assert problem.startswith("record 4 (offset ") and message in problem, problem
+    whole = str(tmp_path / "whole")
+    write_rec(whole, [0, 1, 2, 3])
+    assert scan_records(whole + ".rec", whole + ".idx")[1] is None

@@ -156,7 +156,7 @@ def test_a_partial_file_of_an_interrupted_download_is_discarded(store, monkeypat
     home.mkdir(parents=True)
     (home / (file_name + ".zip.part")).write_bytes(b"PK\x03\x04 half an archive")
     net = pretrained("igcv3_d_0.25")
-    assert "discarding %s" % (home / (file_name + ".zip.part")) in capsys.readouterr().out
+    assert "discarding %s" % (home / (file_name + ".zip.part")) in capsys.readouterr().err
     assert not (home / (file_name + ".zip.part")).exists()
     want = _logits(wd4)
     assert np.abs(_logits(net) - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
@@ -167,9 +167,13 @@ def test_without_a_network_one_line_names_the_address_and_where_to_put_the_file(
     file_name, raw = publish_imgclsmob(store, monkeypatch, tmp_path, "igcv3_wd4", wd4)
     monkeypatch.setenv("IGCV3_GLUON_MIRROR", "http://127.0.0.1:9")      # nothing listens
     home = tmp_path / "home" / "models"
+    home.mkdir(parents=True)
+    (home / file_name).write_bytes(b"a damaged copy")
     with pytest.raises(DownloadError) as err:
         igcv3_gluon.get_model("igcv3_d_0.25", pretrained=True)
     text = str(err.value)
+    assert "; the %s that was there failed its SHA-1 check and was removed" % file_name in text
+    assert not (home / file_name).exists()
     assert text.startswith("cannot reach http://127.0.0.1:9/osmr/imgclsmob/releases/download/"
                            "v0.0.142/%s.zip" % file_name), text
     assert "put %s (SHA-1 %s; unzipped) in %s" % (file_name, sha1_of(raw), home) in text

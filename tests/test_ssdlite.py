@@ -132,7 +132,8 @@ def test_coco_format_checks_clips_and_skips(tmp_path):
     json.dump(data, open(ann, "w"))
     train = COCOFormat(ann, images, skip_empty=True)
     val = COCOFormat(ann, images, skip_empty=False)
-    assert train.stats == {"clipped": 2, "dropped": 1, "empty_images": 1}
+    assert train.stats == {"clipped": 2, "no_area": 1, "crowd": 0, "orphan": 0,
+                           "unknown_category": 0, "empty_images": 1}
     assert len(val) == len(train) + 1 == 5
     first = [item for item in train.items if item[0] == data["annotations"][0]["image_id"]][0]
     assert first[2][:, :4].max() <= 64

@@ -45,6 +45,24 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
+def _key(value):
+    """An id as text for matching: 1, 1.0 and "1" are one id."""
+    if _number(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _duplicates(entries, ann_file, part):
+    seen = {}
+    for pos, entry in enumerate(entries):
+        key = _key(entry["id"])
+        if key in seen:
+            raise UsageError("%s: %s[%d] and %s[%d] share id %s; every %s needs its own id"
+                             % (ann_file, part, seen[key], part, pos, entry["id"],
+                                {"images": "image", "categories": "category"}[part]))
+        seen[key] = pos
+
+
 def _id_order(value):
     """Numbers in their order, then text ids in theirs."""
     return (0, value, "") if _number(value) else (1, 0, str(value))
@@ -76,14 +94,21 @@ def _check_entries(ann_file, data):
 
 
 def _unreadable_images(paths):
-    """Image files that cannot be images: empty, or not starting like a JPEG, PNG, BMP or
-    GIF (reads 8 bytes of each: cheap even for COCO's 118k)."""
+    """Image files that cannot be images whole: empty, not starting like a JPEG, PNG, BMP or
+    GIF, or a JPEG cut off before its end marker (reads 8 bytes at the start and 64 at the
+    end of each: cheap even for COCO's 118k). Returns ``(path, reason)`` pairs."""
     bad = []
     for path in paths:
         with open(path, "rb") as fh:
             head = fh.read(8)
-        if not head.startswith(_IMAGE_MAGIC):
-            bad.append(path)
+            if not head.startswith(_IMAGE_MAGIC):
+                bad.append((path, "empty" if not head else "not JPEG/PNG/BMP/GIF"))
+                continue
+            if head.startswith(b"\xff\xd8"):
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 64))
+                if b"\xff\xd9" not in fh.read():
+                    bad.append((path, "a JPEG cut off before its end marker"))
     return bad
 
 
@@ -104,6 +129,8 @@ class COCOFormat(gluon.data.Dataset):
         if missing_keys:
             raise UsageError("%s is not COCO-format: no %s" % (ann_file, ", ".join(missing_keys)))
         _check_entries(ann_file, data)
+        _duplicates(data["images"], ann_file, "images")
+        _duplicates(data["categories"], ann_file, "categories")
         self.ann_file, self.image_dir = ann_file, image_dir
         cats = sorted(data["categories"], key=lambda c: _id_order(c["id"]))
         if not cats:
@@ -111,20 +138,20 @@ class COCOFormat(gluon.data.Dataset):
         self.cat_ids = [c["id"] for c in cats]
         self.classes = [c["name"] for c in cats]
         # ids matched as text: "1" and 1 are one image (sets written by other tools mix them)
-        index = {str(cid): i for i, cid in enumerate(self.cat_ids)}
+        index = {_key(cid): i for i, cid in enumerate(self.cat_ids)}
         boxes = {}
         self.stats = dict(crowd=0, orphan=0, unknown_category=0, clipped=0, no_area=0,
                           empty_images=0)
-        images = {str(img["id"]): img for img in data["images"]}
+        images = {_key(img["id"]): img for img in data["images"]}
         for ann in data["annotations"]:
-            img = images.get(str(ann["image_id"]))
+            img = images.get(_key(ann["image_id"]))
             if img is None:
                 self.stats["orphan"] += 1
                 continue
             if ann.get("iscrowd", 0):
                 self.stats["crowd"] += 1
                 continue
-            if str(ann["category_id"]) not in index:
+            if _key(ann["category_id"]) not in index:
                 self.stats["unknown_category"] += 1
                 continue
             x, y, w, h = ann["bbox"]
@@ -135,9 +162,13 @@ class COCOFormat(gluon.data.Dataset):
             if x2 - x1 < 1 or y2 - y1 < 1:
                 self.stats["no_area"] += 1
                 continue
-            boxes.setdefault(str(img["id"]), []).append(
-                [x1, y1, x2, y2, index[str(ann["category_id"])], 0])
+            boxes.setdefault(_key(img["id"]), []).append(
+                [x1, y1, x2, y2, index[_key(ann["category_id"])], 0])
         paths = [os.path.join(image_dir, img["file_name"]) for img in data["images"]]
+        folders = [p for p in paths if os.path.isdir(p)]
+        if folders:
+            raise UsageError("%s (listed in %s) is a folder, not an image file"
+                             % (folders[0], ann_file))
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise UsageError("%d image(s) listed in %s are missing from %s (first: %s)"
@@ -145,21 +176,28 @@ class COCOFormat(gluon.data.Dataset):
                                 os.path.relpath(missing[0], image_dir)))
         damaged = _unreadable_images(paths)
         if damaged:
-            raise UsageError("%d file(s) in %s are not images (empty, or not JPEG/PNG/BMP/GIF; "
-                             "first: %s): replace them or remove them from %s"
-                             % (len(damaged), image_dir, damaged[0], ann_file))
+            raise UsageError("%d file(s) in %s are not whole images (first: %s, %s): replace "
+                             "them or remove them from %s"
+                             % (len(damaged), image_dir, damaged[0][0], damaged[0][1],
+                                ann_file))
         self.items = []
         for img in sorted(data["images"], key=lambda i: _id_order(i["id"])):
-            label = np.array(boxes.get(str(img["id"]), []), np.float32).reshape(-1, 6)
+            label = np.array(boxes.get(_key(img["id"]), []), np.float32).reshape(-1, 6)
             if not len(label):
                 self.stats["empty_images"] += 1
                 if skip_empty:
                     continue
             self.items.append((img["id"], os.path.join(image_dir, img["file_name"]), label,
                                (img["width"], img["height"])))
-        if not self.items:
-            raise UsageError("%s has no image with a usable box (%s)" % (ann_file,
-                                                                        self.describe()))
+        self.boxes = sum(len(item[2]) for item in self.items)
+        if not self.items or not self.boxes:
+            hint = ""
+            if self.stats["orphan"] and data["images"]:
+                hint = ("; no annotation's image_id matches an image id (e.g. image_id %r, "
+                        "image ids such as %r)" % (data["annotations"][0]["image_id"],
+                                                   data["images"][0]["id"]))
+            raise UsageError("%s has no image with a usable box (%s)%s"
+                             % (ann_file, self.describe(), hint))
 
     def describe(self):
         """The counts of what was left out or changed, for the log."""
@@ -174,7 +212,7 @@ class COCOFormat(gluon.data.Dataset):
 
     def __getitem__(self, i):
         import mxnet as mx
-        _, path, label, _ = self.items[i]
+        _, path, label, (width, height) = self.items[i]
         try:
             image = mx.image.imread(path)
         except mx.MXNetError:
@@ -182,6 +220,11 @@ class COCOFormat(gluon.data.Dataset):
         if image is None or image.size == 0:
             raise UsageError("%s cannot be decoded as an image (damaged or cut off): replace "
                              "it or remove it from %s" % (path, self.ann_file))
+        if (image.shape[1], image.shape[0]) != (int(width), int(height)):
+            raise UsageError("%s is %dx%d pixels but %s says %dx%d: its boxes are in the "
+                             "json's coordinates; fix width/height there"
+                             % (path, image.shape[1], image.shape[0], self.ann_file, width,
+                                height))
         return image, label
 
     @property

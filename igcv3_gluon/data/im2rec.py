@@ -47,8 +47,24 @@ def list_images(root, classes=None):
                 if f.lower().endswith(EXTENSIONS):
                     items.append((os.path.relpath(os.path.join(dirpath, f), root), label))
     if not items:
-        raise UsageError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS[:3]), root))
+        raise UsageError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS), root))
     return items, list(classes)
+
+
+def other_files(root, classes):
+    """Files in the class folders that are not of a packed kind (relative paths)."""
+    found = []
+    for name in classes:
+        for dirpath, _, files in sorted(os.walk(os.path.join(root, name))):
+            found += [os.path.relpath(os.path.join(dirpath, f), root) for f in sorted(files)
+                      if not f.lower().endswith(EXTENSIONS)]
+    return found
+
+
+def empty_classes(items, classes):
+    """Class names without any image in ``items`` (they keep their label all the same)."""
+    used = {label for _, label in items}
+    return [name for label, name in enumerate(classes) if label not in used]
 
 
 RESIZE_MODES = ("both", "shrink")
@@ -66,19 +82,41 @@ def resized_shape(h, w, resize, mode="both"):
     return resize, w * resize // h
 
 
+def damage_of(data):
+    """Why the bytes of an image file cannot be packed whole, or None: empty, or a JPEG cut
+    off before its end marker (libjpeg would fill the missing part with grey and only warn)."""
+    if not data:
+        return "empty file"
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        return "JPEG cut off (no end marker)"
+    return None
+
+
 def _encode(root, rel, resize, quality, mode="both"):
-    """JPEG bytes of one image, its short side set to ``resize`` (``resized_shape``; 0 keeps
-    the size), with cv2.resize's default (bilinear) interpolation, as MXNet's im2rec."""
+    """``(JPEG bytes, None)`` of one image, its short side set to ``resize``
+    (``resized_shape``; 0 keeps the size), with cv2.resize's default (bilinear)
+    interpolation, as MXNet's im2rec; ``(None, reason)`` for a damaged file."""
     import cv2
-    img = cv2.imread(os.path.join(root, rel), cv2.IMREAD_COLOR)
+    import numpy as np
+    try:
+        with open(os.path.join(root, rel), "rb") as fh:
+            data = fh.read()
+    except OSError as err:                      # a broken link, no permission, a folder
+        return None, "unreadable: %s" % (err.strerror or err)
+    damage = damage_of(data)
+    if damage:
+        return None, damage
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
-        return None
+        return None, "not decodable"
     h, w = img.shape[:2]
     nh, nw = resized_shape(h, w, resize, mode)
+    if max(nh, nw) > 65500:
+        return None, "%dx%d after the resize: beyond JPEG's 65500 pixels a side" % (nw, nh)
     if (nh, nw) != (h, w):
         img = cv2.resize(img, (nw, nh))
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buf.tobytes() if ok else None
+    return (buf.tobytes(), None) if ok else (None, "not encodable")
 
 
 def _write_text(path, text):
@@ -86,22 +124,45 @@ def _write_text(path, text):
         fh.write(text)
 
 
+def _remove(*paths):
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, seed=0,
-                classes=None, progress=True, resize_mode="both"):
+                classes=None, progress=True, resize_mode="both", on_damaged="skip"):
     """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
-    skipped paths). Images are shuffled once (``seed``) as im2rec does for training sets."""
+    skipped ``(path, reason)``). Images are shuffled once (``seed``) as im2rec does for
+    training sets. A damaged image (``damage_of``, or one OpenCV cannot decode) is skipped
+    and named, or stops the packing (``on_damaged="stop"``); nothing is left behind by a
+    packing that stops or packs nothing."""
     import random
 
     import mxnet as mx
     from tqdm import tqdm
 
     from ..utils import atomic_write
+    if prefix.endswith(os.sep) or os.path.isdir(prefix):
+        raise UsageError("the output prefix %s is a folder: give PREFIX (writes PREFIX.rec, "
+                         ".idx, .lst, .classes.txt), e.g. %s" % (
+                             prefix, os.path.join(prefix.rstrip(os.sep) or ".", "train")))
     items, classes = list_images(root, classes)
+    others = other_files(root, classes)
+    if others:
+        sys.stderr.write("note: %d file(s) under %s are not of the packed kinds (%s) and are "
+                         "left out, e.g. %s\n" % (len(others), root, ", ".join(EXTENSIONS),
+                                                  others[0]))
+    empty = empty_classes(items, classes)
+    if empty:
+        sys.stderr.write("warning: %d class folder(s) of %s hold no image and keep their "
+                         "label all the same: %s\n" % (len(empty), root, ", ".join(empty[:5])))
     if shuffle:
         random.Random(seed).shuffle(items)
     out_dir = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(out_dir, exist_ok=True)
     tmp_rec, tmp_idx = prefix + ".rec.part", prefix + ".idx.part"
+    open(tmp_rec, "wb").close()          # an unwritable folder: OSError, one line (errors.py)
     writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
     skipped, lines = [], []
     pool = ThreadPool(max(1, threads))               # OpenCV releases the GIL while coding
@@ -111,21 +172,30 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
         bar = tqdm(total=len(items), desc="packing %s" % os.path.basename(prefix),
                    unit="img", disable=not progress, dynamic_ncols=True)
         n = 0
-        for (rel, label), jpg in zip(items, encoded):
+        for (rel, label), (jpg, damage) in zip(items, encoded):
             bar.update(1)
             if jpg is None:
-                skipped.append(rel)
+                if on_damaged == "stop":
+                    raise UsageError("%s: %s; repair or remove it (or pack with --on-damaged "
+                                     "skip)" % (os.path.join(root, rel), damage))
+                skipped.append((rel, damage))
                 continue
             header = mx.recordio.IRHeader(0, float(label), n, 0)
             writer.write_idx(n, mx.recordio.pack(header, jpg))
             lines.append("%d\t%f\t%s\n" % (n, label, rel))
             n += 1
         bar.close()
-    finally:
+    except BaseException:
         pool.close()
         writer.close()
+        _remove(tmp_rec, tmp_idx)
+        raise
+    pool.close()
+    writer.close()
     if not lines:
-        raise UsageError("no image under %s could be decoded" % root)
+        _remove(tmp_rec, tmp_idx)
+        raise UsageError("no image under %s could be decoded (%d damaged, e.g. %s: %s)"
+                         % (root, len(skipped), skipped[0][0], skipped[0][1]))
     os.replace(tmp_rec, prefix + ".rec")
     os.replace(tmp_idx, prefix + ".idx")
     atomic_write(prefix + ".lst", lambda p: _write_text(p, "".join(lines)))
@@ -153,6 +223,8 @@ def build_parser():
     parser.add_argument("--no-shuffle", action="store_true", help="keep folder order")
     parser.add_argument("--classes-from", default=None,
                         help="a .classes.txt to take labels from (pack val with train's labels)")
+    parser.add_argument("--on-damaged", default="skip", choices=("skip", "stop"),
+                        help="an empty, cut-off or undecodable image: skip it (named) or stop")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -171,9 +243,12 @@ def main(argv=None):
     n, classes, skipped = pack_folder(args.root, args.prefix, args.resize, args.quality,
                                       args.num_thread, not args.no_shuffle, classes=classes,
                                       progress=not args.no_progress,
-                                      resize_mode=args.resize_mode)
-    for rel in skipped[:10]:
-        sys.stderr.write("skipped (not decodable): %s\n" % rel)
+                                      resize_mode=args.resize_mode,
+                                      on_damaged=args.on_damaged)
+    for rel, reason in skipped[:10]:
+        sys.stderr.write("skipped (%s): %s\n" % (reason, os.path.join(args.root, rel)))
+    if len(skipped) > 10:
+        sys.stderr.write("skipped %d more damaged image(s)\n" % (len(skipped) - 10))
     print("%s.rec: %d images, %d classes%s" % (args.prefix, n, len(classes),
                                                 ", %d skipped" % len(skipped) if skipped else ""))
     return 0

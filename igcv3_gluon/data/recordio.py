@@ -56,6 +56,9 @@ def check_record_pair(rec_path, idx_path, flag="--rec"):
     """Validate a ``.rec`` / ``.idx`` pair (exists, non-empty, every indexed offset inside the
     ``.rec``, a RecordIO record at sampled offsets); returns the number of records."""
     for path, what in ((rec_path, flag), (idx_path, flag + "-idx")):
+        if path and os.path.isdir(path):
+            raise UsageError("%s %s is a folder: give the .rec file (its .idx beside it), "
+                             "e.g. %s" % (what, path, os.path.join(path, "train.rec")))
         if not path or not os.path.isfile(path):
             raise UsageError("%s %s does not exist; build the .rec/.idx pair with "
                              "`python -m igcv3_gluon.data.im2rec IMAGE_DIR PREFIX`"
@@ -80,14 +83,15 @@ def check_record_pair(rec_path, idx_path, flag="--rec"):
     return len(offsets)
 
 
-def scan_records(rec_path, idx_path):
+def scan_records(rec_path, idx_path, images=True):
     """Every record the ``.idx`` lists, read only as far as its header (cheap: 32 bytes a
     record): ``(labels, problem)``, the label of each record (``IRHeader.label``, or the first
     value of a label array when ``flag > 0``) and a description of the first record that is
     not whole (no record magic at its offset, or its length runs past the end of the file),
     None when every record is. MXNet's RecordIO: ``uint32 magic, uint32 lrecord`` (length in
     the low 29 bits), then the data, whose first 24 bytes are ``IRHeader(flag, label, id,
-    id2)``."""
+    id2)``. ``images``: the image after the header must start as a JPEG/PNG/BMP, and a JPEG
+    must end with its end marker (two more small reads per record)."""
     offsets = _read_index(idx_path)
     size = os.path.getsize(rec_path)
     labels = np.zeros(len(offsets), np.float64)
@@ -106,7 +110,26 @@ def scan_records(rec_path, idx_path):
             if flag > 0 and len(head) >= 36:
                 label = struct.unpack("<f", head[32:36])[0]
             labels[n] = label
+            if images and cflag == 0:
+                problem = _image_problem(fh, off + 8 + 24 + 4 * flag, off + 8 + length)
+                if problem:
+                    return labels[:n + 1], "record %d (offset %d) %s" % (n, off, problem)
     return labels, None
+
+
+def _image_problem(fh, start, end):
+    """What is wrong with the image bytes ``[start, end)`` of a record, or None: not a
+    JPEG/PNG/BMP, or a JPEG cut off before its end marker (MXNet's C++ decoder would abort
+    the process mid-epoch on it)."""
+    fh.seek(start)
+    magic = fh.read(4)
+    if not magic.startswith((b"\xff\xd8", b"\x89PNG", b"BM")):
+        return "holds no JPEG/PNG/BMP image (starts %r)" % magic
+    if magic.startswith(b"\xff\xd8"):
+        fh.seek(max(start, end - 64))
+        if b"\xff\xd9" not in fh.read(end - max(start, end - 64)):
+            return "holds a JPEG cut off before its end marker"
+    return None
 
 
 def _first_records(rec_path, idx_path, limit, read):

@@ -155,14 +155,17 @@ def _download(url, part, progress, timeout):
                                                                              total))
 
 
-def fetch(pub, root=None, progress=True, timeout=60, say=print):
+def fetch(pub, root=None, progress=True, timeout=60, say=None):
     """The publisher's weights file of ``pub`` in ``models_root(root)``, downloaded if it is
     not there (or not the publisher's: its SHA-1 differs). A damaged or cut-off download is
     refused in one line and nothing is kept; a partial file left by an interrupted download
     (``NAME.zip.part``) is discarded. Returns the path."""
+    if say is None:
+        from ..utils import say
     entry = store_entry(pub)
     root = models_root(root)
     path = os.path.join(root, entry["file_name"])
+    replaced = ""
     by_hand = ("; without a network, download it elsewhere and put %s (SHA-1 %s; unzipped) "
                "in %s, or pass pretrained=PATH" % (entry["file_name"], entry["sha1"], root))
     if os.path.isfile(path):
@@ -170,6 +173,8 @@ def fetch(pub, root=None, progress=True, timeout=60, say=print):
             return path
         say("%s is not %s's file (SHA-1 differs): downloading it again" % (path, pub.publisher))
         os.remove(path)
+        replaced = "; the %s that was there failed its SHA-1 check and was removed" % (
+            entry["file_name"])
     os.makedirs(root, exist_ok=True)
     archive = path + ".zip" if pub.publisher == "imgclsmob" else path[:-len(".params")] + ".zip"
     part = archive + ".part"
@@ -197,7 +202,7 @@ def fetch(pub, root=None, progress=True, timeout=60, say=print):
         os.replace(path + ".part", path)
     except DownloadError as err:
         _remove(part, path + ".part")
-        raise DownloadError(str(err) + by_hand) from None
+        raise DownloadError(str(err) + replaced + by_hand) from None
     except BaseException:
         _remove(part, path + ".part")
         raise

@@ -33,10 +33,14 @@ class CheckpointManager:
         # a step can hold the statistics of one update earlier (and a resumed run diverges)
         mx.nd.waitall()
         stem = self._stem(epochs_done, batch)
-        atomic_write(stem + ".params", net.save_parameters)
+        last = self._records()[-1:]
+        size = {kind: os.path.getsize(os.path.join(self.directory, name))
+                for record in last for kind, name in record["files"].items()
+                if os.path.isfile(os.path.join(self.directory, name))}
+        atomic_write(stem + ".params", net.save_parameters, size.get("params", 0))
         files = {"params": stem + ".params"}
         if trainer is not None:
-            atomic_write(stem + ".states", trainer.save_states)
+            atomic_write(stem + ".states", trainer.save_states, size.get("states", 0))
             files["states"] = stem + ".states"
         record = dict(meta, epochs_done=epochs_done, batch=batch,
                       files={k: os.path.basename(v) for k, v in files.items()},
