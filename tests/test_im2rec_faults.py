@@ -82,7 +82,7 @@ def test_links_to_nowhere_other_files_and_a_folder_as_prefix(tree, tmp_path, cap
     assert "note: 1 file(s) under %s are not of the packed kinds (.jpg, .jpeg, .png" % tree \
         in err and "e.g. c/notes.txt" in err
     os.makedirs(str(tmp_path / "out"))
-    for bad in (str(tmp_path / "out"), str(tmp_path / "out") + os.sep):
-        assert main([tree, bad, "--no-progress"]) == 2
-        assert "the output prefix %s is a folder: give PREFIX" % bad in capsys.readouterr().err
+    bad = str(tmp_path / "out") + os.sep
+    assert main([tree, bad, "--no-progress"]) == 2
+    assert "the output prefix %s is a folder: give PREFIX" % bad in capsys.readouterr().err
     assert os.listdir(str(tmp_path / "out")) == []

@@ -172,12 +172,12 @@ def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path
     args = [*shapes, *TINY, "--epochs", "4", "--batch-size", "4", "--workers", "2"]
     reference = run(*args, "--out-dir", ref)
     assert reference.returncode == 0, reference.stderr[-2000:]
-    proc = start_script("train_ssdlite.py", args + ["--out-dir", out])
-    wait_for(os.path.join(out, "checkpoints", "ckpt-0001-00000.json"), proc)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=200)
-    assert proc.returncode == 130 and "run the same command again" in err, err[-2000:]
+    # Ctrl-C during batch 2 of epoch 2 (the engine's test hook), then a real SIGKILL
+    stopped = subprocess.run([sys.executable, "train_ssdlite.py"] + args + ["--out-dir", out],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600,
+                             env=dict(os.environ, IGCV3_GLUON_STOP_AT="2:2"))
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "interrupted in epoch 2 after 2 batch(es)" in stopped.stderr
     proc = start_script("train_ssdlite.py", args + ["--out-dir", out])
     wait_for(os.path.join(out, "checkpoints", "ckpt-0003-00000.json"), proc)
     time.sleep(0.5)

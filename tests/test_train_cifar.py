@@ -74,25 +74,19 @@ def test_ctrl_c_and_sigkill_then_resume_end_exactly_like_an_uninterrupted_run(tm
     assert reference.returncode == 0, reference.stderr[-2000:]
     ckpt = lambda e, b=0: os.path.join(run_dir, "checkpoints", "ckpt-%04d-%05d.json" % (e, b))
 
-    # Ctrl-C in epoch 2: stops at the next batch boundary, saves there, says how to continue
-    proc = start(*args, "--out-dir", run_dir)
-    wait_for(ckpt(1), proc)
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted in epoch 2 after" in err and "Traceback" not in err
-    mid = [f for f in os.listdir(os.path.join(run_dir, "checkpoints"))
-           if f.startswith("ckpt-0001-") and f.endswith(".json") and f != "ckpt-0001-00000.json"]
-    assert mid, "no mid-epoch checkpoint"
+    # Ctrl-C during batch 3 of epoch 2 (the engine's test hook: the same batch on every
+    # machine): stops at that batch boundary, saves there, says how to continue
+    stop_at = lambda value: dict(os.environ, IGCV3_GLUON_STOP_AT=value)
+    proc = train(*args, "--out-dir", run_dir, env=stop_at("2:3"))
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert "interrupted in epoch 2 after 3 batch(es)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert os.path.isfile(ckpt(1, 3))
 
-    # resume, then SIGKILL in epoch 3
-    proc = start(*args, "--out-dir", run_dir)
-    wait_for(ckpt(2), proc)
-    time.sleep(1.0)
-    proc.kill()
-    _, err = proc.communicate(timeout=60)
-    assert "resuming" in err and "batch(es) into the next" in err
+    # resume (from batch 3 of epoch 2), then die as by SIGKILL after batch 2 of epoch 3
+    proc = train(*args, "--out-dir", run_dir, env=stop_at("3:2:kill"))
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert "resuming" in proc.stderr and "3 batch(es) into the next" in proc.stderr
 
     # the same command again finishes the run
     final = train(*args, "--out-dir", run_dir)

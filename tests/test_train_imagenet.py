@@ -162,6 +162,7 @@ def test_bad_data_and_flags_are_one_line_errors(tiny_rec, tmp_path, change, mess
 
 
 def test_ctrl_c_saves_and_rerun_resumes(tiny_rec, tmp_path):
+    """The real signal (the other interrupt tests use the engine's deterministic hook)."""
     out = str(tmp_path / "run")
     args = [*TINY, *data(tiny_rec), "--epochs", "40", "--retrain-epochs", "0", "--lr", "0.05",
             "--out-dir", out]

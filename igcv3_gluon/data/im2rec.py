@@ -143,7 +143,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
     from tqdm import tqdm
 
     from ..utils import atomic_write
-    if prefix.endswith(os.sep) or os.path.isdir(prefix):
+    if not os.path.basename(prefix):
         raise UsageError("the output prefix %s is a folder: give PREFIX (writes PREFIX.rec, "
                          ".idx, .lst, .classes.txt), e.g. %s" % (
                              prefix, os.path.join(prefix.rstrip(os.sep) or ".", "train")))

@@ -144,6 +144,21 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+STOP_AT_ENV = "IGCV3_GLUON_STOP_AT"
+
+
+def _stop_hook():
+    """The test hook ``IGCV3_GLUON_STOP_AT="EPOCH:BATCH"`` (1-based epoch, batches done):
+    behave as if Ctrl-C arrived during that batch; ``"EPOCH:BATCH:kill"``: die there as by
+    SIGKILL, saving nothing. Interrupt and resume tests stop at batch k on any machine,
+    whatever its speed."""
+    text = os.environ.get(STOP_AT_ENV)
+    if not text:
+        return None
+    parts = text.split(":")
+    return int(parts[0]), int(parts[1]), len(parts) > 2 and parts[2] == "kill"
+
+
 def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
@@ -297,6 +312,7 @@ class _Loop:
         self.stop = None
         self.stopped_message = ""
         self.progress = run.progress and cluster.is_main
+        self.stop_at = _stop_hook()
 
     def save(self, done, batch, **extra):
         if self.cluster.is_main:
@@ -354,6 +370,10 @@ class _Loop:
                 seen += numbers.get("images", 0)
                 bar.update(1)
                 bar.set_postfix(task.row(sums), refresh=False)
+                if self.stop_at and self.stop_at[:2] == (epoch + 1, done):
+                    if self.stop_at[2]:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    self.stop.requested = True
                 if self.stop.requested:
                     self.save(epoch, done, partial=sums)
                     self.stopped_message = (
