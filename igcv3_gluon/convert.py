@@ -211,11 +211,26 @@ def convert_authors(prefix, model="igcv3_d_1.0", epoch=0):
     return net, counts, _compare(net, theirs, net)
 
 
+def _from_gluon(theirs, path, model, label):
+    """A publisher's Gluon network ``theirs`` loaded with ``path``, converted into our
+    ``model``: ``(net, counts, (max diff, logit scale))``."""
+    import mxnet as mx
+    from .deploy import load_weights
+    theirs.initialize()
+    try:
+        load_weights(theirs, path)
+    except WeightsError as err:
+        raise WeightsError("%s (%s)" % (err, label)) from None
+    sym = theirs(mx.sym.var("data"))
+    values = {name: p.data() for name, p in theirs.collect_params().items()}
+    net = _our_net(model, _classes(sym))
+    counts = transfer(sym, values, net, label)
+    return net, counts, _compare(net, theirs, net)
+
+
 def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
     """imgclsmob's ``.params`` of ``source`` (a gluoncv2 name; default: the counterpart of
     ``model``) as our ``model``; returns ``(net, counts, (max diff, logit scale))``."""
-    import mxnet as mx
-    from .deploy import load_weights
     source = source or IMGCLSMOB_NAMES.get(model)
     if source is None:
         raise WeightsError("%s has no imgclsmob counterpart; known: %s (or name their model)"
@@ -231,16 +246,7 @@ def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
         theirs = imgclsmob_model(source, **({"classes": fcs[-1]} if len(fcs) == 1 else {}))
     except ValueError as err:
         raise WeightsError("imgclsmob's %s: %s" % (source, err)) from None
-    theirs.initialize()
-    try:
-        load_weights(theirs, path)
-    except WeightsError as err:
-        raise WeightsError("%s (imgclsmob's %s)" % (err, source)) from None
-    sym = theirs(mx.sym.var("data"))
-    values = {name: p.data() for name, p in theirs.collect_params().items()}
-    net = _our_net(model, _classes(sym))
-    counts = transfer(sym, values, net, "imgclsmob's %s" % source)
-    return net, counts, _compare(net, theirs, net)
+    return _from_gluon(theirs, path, model, "imgclsmob's %s" % source)
 
 
 def convert_gluoncv(path, model="mobilenetv2_1.0", source=None):
@@ -248,9 +254,7 @@ def convert_gluoncv(path, model="mobilenetv2_1.0", source=None):
     ``model``) as our ``model``; returns ``(net, counts, (max diff, logit scale))``. GluonCV's
     MobileNetV2 ends with a bias-free 1x1 convolution of the pooled vector (``output_pred``):
     it becomes our FC layer with a zero bias."""
-    import mxnet as mx
     from gluoncv.model_zoo import get_model as gluoncv_model
-    from .deploy import load_weights
     source = source or GLUONCV_NAMES.get(model)
     if source is None:
         raise WeightsError("%s has no GluonCV counterpart; known: %s" % (
@@ -259,16 +263,7 @@ def convert_gluoncv(path, model="mobilenetv2_1.0", source=None):
         theirs = gluoncv_model(source)
     except ValueError as err:
         raise WeightsError("GluonCV's %s: %s" % (source, str(err).splitlines()[0])) from None
-    theirs.initialize()
-    try:
-        load_weights(theirs, path)
-    except WeightsError as err:
-        raise WeightsError("%s (GluonCV's %s)" % (err, source)) from None
-    sym = theirs(mx.sym.var("data"))
-    values = {name: p.data() for name, p in theirs.collect_params().items()}
-    net = _our_net(model, _classes(sym))
-    counts = transfer(sym, values, net, "GluonCV's %s" % source)
-    return net, counts, _compare(net, theirs, net)
+    return _from_gluon(theirs, path, model, "GluonCV's %s" % source)
 
 
 CONVERTERS = {"authors": convert_authors, "imgclsmob": convert_imgclsmob,

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["say", "atomic_write", "DiskFull", "atomic_write_json", "sha256", "save_figure", "progress_bar",
+__all__ = ["say", "atomic_write", "DiskFull", "file_digest", "atomic_write_json", "sha256", "save_figure", "progress_bar",
            "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
            "remove_stale_temp_files"]
 
@@ -21,12 +21,17 @@ def say(message):
     sys.stderr.flush()
 
 
-def sha256(path):
-    digest = hashlib.sha256()
+def file_digest(path, algorithm="sha256"):
+    """The hex digest of a file's bytes (read in 1 MB pieces)."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256(path):
+    return file_digest(path, "sha256")
 
 
 class DiskFull(OSError):

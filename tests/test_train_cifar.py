@@ -3,17 +3,14 @@ digits set, kill/Ctrl-C and resume, non-finite loss, bad input, seeds, dist_sync
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import (ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync,
-                      wait_for)
+from conftest import ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync
 
 TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
         "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine", "--warmup-epochs", "1",
@@ -23,11 +20,6 @@ TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,
 def train(*args, timeout=600, **kwargs):
     return subprocess.run([sys.executable, "train_cifar.py"] + list(args), cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def start(*args):
-    return subprocess.Popen([sys.executable, "train_cifar.py"] + list(args), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def epochs_logged(out_dir):

@@ -6,7 +6,6 @@ import json
 import os
 
 import mxnet as mx
-import pytest
 
 from igcv3_gluon import detection, imagenet
 

@@ -20,7 +20,6 @@ The publishers' figures below are their own tables: imgclsmob's ``gluon/README.m
 rows "IGCV3 x0.25" .. "IGCV3 x1.0", given there as errors) and GluonCV's
 ``docs/model_zoo/csv_tables/Classifications/MobileNet.csv`` (row MobileNetV2_1.0).
 """
-import hashlib
 import os
 import shutil
 import urllib.error
@@ -105,11 +104,9 @@ def store_entry(pub):
 
 
 def sha1_of(path):
-    digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """The SHA-1 the publishers list for their files."""
+    from ..utils import file_digest
+    return file_digest(path, "sha1")
 
 
 def _remove(*paths):
