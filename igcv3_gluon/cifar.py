@@ -6,7 +6,9 @@ import sys
 
 from .data import DATASETS, channel_stats, load_dataset, make_loader
 from .errors import UsageError, exit_on_usage_error
+from .cli import spec_from_args
 from .models import get_model, model_info
+from .models.spec import ARCH_KEYS
 from .nn import norm_layer_for
 from .train.classifier import ClassifierTask
 from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
@@ -21,7 +23,7 @@ DEFAULTS = dict(model="cifar_igcv3_d_1.0", epochs=400, batch_size=64, lr=0.1, lr
                 lr_steps="200,300,350", lr_factor=0.1, wd=1e-4, out_dir="runs/cifar",
                 kvstore="device")
 # what a run found in --out-dir must share with this one to be continued
-IDENTITY = ("model", "dataset", "multiplier", "depths", "groups", "relu", "p2", "batch_size")
+IDENTITY = ("model", "dataset") + ARCH_KEYS + ("batch_size",)
 EVAL_BATCH = 128
 
 
@@ -57,8 +59,9 @@ def run(args):
     val = make_loader(test_x, test_y, mean, std, EVAL_BATCH, False, workers=args.workers)
     task = ClassifierTask(train_data, val, classes, (1, 3, 32, 32), args.label_smoothing,
                           title="%s on %s" % (args.model, args.dataset),
-                          meta=dict(model=args.model, dataset=args.dataset, **kwargs,
-                                    mean=mean.tolist(), std=std.tolist()))
+                          meta=spec_from_args(args, classes=classes, mean=mean.tolist(),
+                                              std=std.tolist(), input_size=32,
+                                              extra=dict(dataset=args.dataset)).to_dict())
     record = dict(flags_record(args), classes=classes, mean=mean.tolist(), std=std.tolist(),
                   train_images=len(train_x), test_images=len(test_x), stage="train")
     summary = fit(task, net, run_config(args, record, IDENTITY, export_name(args.model, kwargs)))

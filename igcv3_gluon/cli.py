@@ -6,9 +6,10 @@ import argparse
 
 from .errors import UsageError
 
-__all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "parse_ints", "parse_floats",
-           "parse_shape", "flag_error", "MODEL_FLAGS"]
+__all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "spec_from_args", "parse_ints",
+           "parse_floats", "parse_shape", "flag_error", "MODEL_FLAGS"]
 
+# the architecture flags are the ModelSpec's architecture keys (one list: models/spec.py)
 MODEL_FLAGS = ("multiplier", "depths", "groups", "relu", "p2")
 
 
@@ -87,33 +88,23 @@ def add_model_args(parser, title="model", flags=MODEL_FLAGS, group=None):
     return g
 
 
+def spec_from_args(args, model=None, **described):
+    """The ``ModelSpec`` of the model flags of ``args`` (``--model`` unless ``model`` is
+    given) plus ``described`` (classes, mean, std, input_size, extra, ...); a value that does
+    not fit the model is one line naming its flag."""
+    from .models.spec import ARCH_KEYS, ModelSpec
+    values = {k: getattr(args, k, None) for k in ARCH_KEYS}
+    try:
+        spec = ModelSpec(model or args.model, **values, **described)
+        spec.arch_kwargs()
+    except ValueError as err:
+        text = str(err)
+        flag = next((k for k in ARCH_KEYS if text.startswith(k)), None)
+        raise UsageError(("--" + text) if flag else text) from None
+    return spec
+
+
 def model_kwargs(args, model):
     """``get_model`` keyword arguments from the model flags of ``args`` for zoo ``model``,
     checked against the model's own config (its number of stages, its block kind)."""
-    from .models import CONFIGS, model_info
-    info = model_info(model)
-    config = CONFIGS.get(info.config, {})
-    kwargs = {}
-    multiplier = getattr(args, "multiplier", None)
-    if multiplier is not None:
-        if multiplier <= 0:
-            raise UsageError("--multiplier must be positive; got %g" % multiplier)
-        kwargs["multiplier"] = multiplier
-    if getattr(args, "depths", None):
-        if info.task != "classification":
-            raise UsageError("--depths applies to classification models, not %s" % model)
-        stages = len(config["stages"])
-        kwargs["depths"] = parse_ints(args.depths, "--depths (%s has %d stages)"
-                                      % (model, stages), count=stages)
-    if getattr(args, "groups", None):
-        kwargs["groups"] = tuple(parse_ints(args.groups, "--groups (G1,G2)", count=2))
-    if getattr(args, "relu", None):
-        kwargs["relu"] = args.relu
-    if getattr(args, "p2", False):
-        kwargs["p2"] = True
-    if config and config.get("block") != "igcv3":
-        bad = [f for f in ("groups", "relu", "p2") if f in kwargs]
-        if bad:
-            raise UsageError("--%s changes IGCV3 blocks; %s has %s blocks"
-                             % (bad[0], model, config.get("block")))
-    return kwargs
+    return spec_from_args(args, model).arch_kwargs()

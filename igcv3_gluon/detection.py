@@ -19,7 +19,7 @@ import sys
 
 import mxnet as mx
 
-from .cli import parse_floats
+from .cli import parse_floats, spec_from_args
 from .data.coco import COCOFormat, coco_split_paths
 from .data.detection import PIXEL_MEAN, PIXEL_STD
 from .errors import UsageError, exit_on_usage_error
@@ -213,8 +213,9 @@ def _task(args, train_set, val_set, on_fresh_start=None):
                         args.seed, args.mean, args.std, on_fresh_start,
                         loss=RECIPES[args.recipe]["loss"],
                         title="%s on %s" % (args.model, os.path.basename(val_set.ann_file)),
-                        meta=dict(model=args.model, multiplier=args.multiplier,
-                                  anchors=args.anchors, recipe=args.recipe))
+                        meta=spec_from_args(args, input_size=args.data_shape, extra=dict(
+                            anchors=args.anchors, recipe=args.recipe,
+                            data_shape=args.data_shape)).to_dict())
 
 
 def prediction_names(paths):

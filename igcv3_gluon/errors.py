@@ -3,7 +3,7 @@ import errno
 import os
 import sys
 
-__all__ = ["ProjectError", "WeightsError", "DownloadError", "UsageError",
+__all__ = ["ProjectError", "WeightsError", "DownloadError", "CheckFailed", "UsageError",
            "exit_on_usage_error"]
 
 
@@ -20,6 +20,16 @@ class WeightsError(ProjectError, ValueError):
 class DownloadError(ProjectError):
     """Published weights that could not be downloaded, or arrived damaged (nothing is
     cached then); the message names the address and where to put the file by hand."""
+
+
+class CheckFailed(ProjectError):
+    """A converted model that does not compute what its source computes: ``value`` (the
+    measured difference) above ``limit``. Exit code 1 (a result, not a usage error)."""
+    code = 1
+
+    def __init__(self, message, value=None, limit=None):
+        super().__init__(message)
+        self.value, self.limit = value, limit
 
 
 class UsageError(ProjectError):

@@ -25,7 +25,8 @@ import sys
 
 import numpy as np
 
-from .cli import parse_floats, parse_ints
+from .cli import parse_floats, parse_ints, spec_from_args
+from .models.spec import ARCH_KEYS, INPUT_KEYS
 from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
                             check_record_pair, scan_records, short_sides, train_augmentation)
 from .errors import UsageError, exit_on_usage_error
@@ -53,8 +54,7 @@ DEFAULTS = dict(model="igcv3_d_1.0", epochs=480, batch_size=None, lr=None, lr_mo
                            "96 for authors; 96 per device for gluoncv)",
                 lr_help="initial lr (default: the recipe's, scaled linearly with the global "
                         "batch: 0.045 x batch / 96 for authors, / 384 for gluoncv)")
-IDENTITY = ("model", "dataset", "multiplier", "depths", "groups", "relu", "p2", "batch_size",
-            "stage")
+IDENTITY = ("model", "dataset") + ARCH_KEYS + ("batch_size", "stage")
 
 
 def scaled_lr(global_batch, base_lr=0.045, base_batch=96):
@@ -219,9 +219,14 @@ def _task(args):
     return ClassifierTask(train_data, val, args.num_classes,
                           (1, 3, args.input_size, args.input_size), args.label_smoothing,
                           topk=(1, 5), title="%s on ImageNet" % args.model,
-                          meta=dict(model=args.model, dataset="imagenet",
-                                    **model_kwargs(args, args.model), mean=list(args.mean),
-                                    std=list(args.std)))
+                          meta=_spec(args).to_dict())
+
+
+def _spec(args, **extra):
+    """The description written with this run's weights (and its evaluations)."""
+    return spec_from_args(args, classes=args.num_classes, mean=list(args.mean),
+                          std=list(args.std), input_size=args.input_size,
+                          crop_ratio=args.crop_ratio, extra=dict(dataset="imagenet", **extra))
 
 
 def evaluate_params(args, net):
@@ -248,10 +253,7 @@ def evaluate_params(args, net):
                   published["top1"], published["top5"], 100 * result["acc"] - published["top1"],
                   100 * result["top5"] - published["top5"]))
     path = record_evaluation(args.params_file, args.weights_config, args.out_dir, result,
-                             dict(model=args.model, dataset="imagenet", classes=args.num_classes,
-                                  multiplier=args.multiplier, depths=args.depths,
-                                  groups=args.groups, relu=args.relu, p2=args.p2,
-                                  val_rec=os.path.basename(args.rec_val)))
+                             _spec(args, val_rec=os.path.basename(args.rec_val)).to_dict())
     say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
     return result
 
@@ -376,9 +378,8 @@ def main(argv=None):
         if found and found.get("model") in list_models("detection"):
             raise UsageError("%s holds a detector (%s), not a classifier: evaluate it with "
                              "train_ssdlite.py --eval-only" % (args.params, found["model"]))
-        adopt_run_settings(args, parser, found, ("model", "multiplier", "depths", "groups",
-                                                 "relu", "p2", "input_size", "recipe", "mean",
-                                                 "std", "crop_ratio"))
+        adopt_run_settings(args, parser, found, ("model",) + ARCH_KEYS + INPUT_KEYS +
+                           ("recipe",))
         if found and args.num_classes is None:
             _check_eval_classes(args, found)
             args.num_classes = found.get("classes")

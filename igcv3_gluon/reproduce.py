@@ -208,14 +208,27 @@ def collect_runs(runs_dir):
                 number = _metric(dataset, records[-1])
         if number is None:
             continue
-        flags = {k: config.get(k) for k in ("relu", "groups", "p2", "multiplier", "depths")}
+        flags = _arch_flags(config)
         model = config.get("model")
         if flags["groups"] and model in list_models():
             default = ",".join(str(g) for g in _default_groups(model))
-            if flags["groups"].replace(" ", "") == default:
+            if flags["groups"] == default:
                 flags["groups"] = None
         found[_key(model, dataset, flags, config.get("stage") or "train")].append(number)
     return dict(found)
+
+
+def _arch_flags(config):
+    """The architecture keys of a run's or an evaluation's description, as the table rows
+    write them (``groups="2,4"``), whichever form the file holds (flags or values)."""
+    from .models.spec import ARCH_KEYS, ModelSpec
+    try:
+        spec = ModelSpec.from_dict(dict(config, model=config.get("model") or "?"))
+    except ValueError:
+        return {k: config.get(k) for k in ARCH_KEYS}
+    joined = lambda v: ",".join(map(str, v)) if v is not None else None
+    return dict(relu=spec.relu, groups=joined(spec.groups), p2=spec.p2,
+                multiplier=spec.multiplier, depths=joined(spec.depths))
 
 
 def _default_groups(model):

@@ -207,3 +207,30 @@ def test_detector_ir_with_mxnet_nms_gives_mxnet_detections(tmp_path):
                   calib, timeout=300)
     assert proc.returncode == 2 and "--int8 takes classifiers" in proc.stderr, proc.stderr
     assert not os.path.exists(str(tmp_path / "q"))
+
+
+def test_converters_check_their_own_output_and_keep_nothing_that_fails(small_igcv3, tmp_path,
+                                                                       monkeypatch):
+    """`export_onnx(check=True)` and `to_openvino` measure their output against MXNet and
+    return it (``max_diff``; the IR's ``check`` record); a file that computes something else
+    (simulated: the measured difference replaced) is a CheckFailed and is removed."""
+    import importlib
+    import json
+    export_module = importlib.import_module("igcv3_gluon.deploy.export")
+    ov_module = importlib.import_module("igcv3_gluon.deploy.openvino")
+    from igcv3_gluon.errors import CheckFailed
+    path = export_onnx(small_igcv3, str(tmp_path / "m.onnx"), (2, 3, 64, 64), check=True)
+    assert 0 <= path.max_diff < 1e-4
+    (xml, _), _ = to_openvino(small_igcv3, str(tmp_path / "ir"))
+    check = json.load(open(str(tmp_path / "ir-meta.json")))["check"]
+    assert check["batches"] == [1, 4] and 0 <= check["max_rel_diff"] < 1e-4
+    monkeypatch.setattr(export_module, "onnx_difference", lambda *a, **k: 0.5)
+    with pytest.raises(CheckFailed, match=r"differs from the MXNet export .* by 5.0e-01"):
+        export_onnx(small_igcv3, str(tmp_path / "bad.onnx"), (1, 3, 64, 64), check=True)
+    assert not os.path.exists(str(tmp_path / "bad.onnx"))
+    monkeypatch.undo()
+    monkeypatch.setattr(ov_module, "ir_difference", lambda *a, **k: 0.5)
+    with pytest.raises(CheckFailed, match=r"the IR of .* differs from the MXNet export by "
+                                          r"5.0e-01 at batch 1,4"):
+        to_openvino(small_igcv3, str(tmp_path / "bad"))
+    assert sorted(f for f in os.listdir(str(tmp_path)) if f.startswith("bad")) == []

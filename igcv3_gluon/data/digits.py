@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-__all__ = ["digits_arrays"]
+__all__ = ["digits_arrays", "digits_batches"]
 
 
 def digits_arrays(config_path):
@@ -30,3 +30,11 @@ def digits_arrays(config_path):
     def prep(x):
         return np.ascontiguousarray(((x.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2))
     return (prep(train_x), np.asarray(train_y)), (prep(test_x), np.asarray(test_y))
+
+
+def digits_batches(config_path, batch):
+    """Calibration batches of ``batch`` digits training images (whole batches only) and the
+    test images and labels, preprocessed as the digits run of ``config_path`` saw them."""
+    (train_x, _), (test_x, test_y) = digits_arrays(config_path)
+    calib = [train_x[i:i + batch] for i in range(0, len(train_x) - batch + 1, batch)]
+    return calib, test_x, test_y

@@ -170,9 +170,34 @@ def load_module(prefix, epoch=0, input_shape=(1, 3, 224, 224), ctx=None, fuse=Tr
     return mod
 
 
-def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynamic=True):
+class CheckedPath(str):
+    """A path written by a converter, with what its check measured: ``max_diff`` (the
+    largest |difference| to the source relative to the output's scale, None: unchecked)."""
+    max_diff = None
+
+
+ONNX_TOLERANCE = 1e-3
+
+
+def onnx_difference(prefix, onnx_path, shape, epoch=0):
+    """Max |ONNX Runtime - MXNet| of the export ``prefix`` and ``onnx_path`` on a random batch
+    of ``shape``, relative to the outputs' scale (at least 1)."""
+    import onnxruntime as ort
+    x = np.random.RandomState(shape[0]).uniform(-1, 1, shape).astype(np.float32)
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    want = load_symbolblock(prefix, epoch)(mx.nd.array(x)).asnumpy()
+    return float(np.abs(got - want).max()) / max(1.0, float(np.abs(want).max()))
+
+
+def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynamic=True,
+                check=False):
     """Convert an export (``prefix``) to ONNX at ``onnx_path``; returns the path. With
-    ``dynamic`` (the default) the batch axis is free: one file serves every batch size."""
+    ``dynamic`` (the default) the batch axis is free: one file serves every batch size.
+    ``check=True`` runs the file in ONNX Runtime beside MXNet on random batches (the given
+    batch size, and one more when the axis is free): the returned path's ``max_diff`` is the
+    largest relative difference, and above 1e-3 the file is removed and ``CheckFailed``
+    raised."""
     import onnx
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
@@ -191,4 +216,17 @@ def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynami
     del model.graph.input[:]
     model.graph.input.extend(real_inputs)
     onnx.save(model, path)
+    path = CheckedPath(path)
+    if check:
+        shape = tuple(input_shape)
+        batches = [shape[0]] + ([shape[0] + 1] if dynamic else [])
+        path.max_diff = max(onnx_difference(prefix, path, (b,) + shape[1:], epoch)
+                            for b in batches)
+        if path.max_diff > ONNX_TOLERANCE:
+            os.remove(path)
+            from ..errors import CheckFailed
+            raise CheckFailed("%s in ONNX Runtime differs from the MXNet export %s by %.1e "
+                              "(relative; limit %g): not written" % (
+                                  onnx_path, prefix, path.max_diff, ONNX_TOLERANCE),
+                              path.max_diff, ONNX_TOLERANCE)
     return path

@@ -167,17 +167,12 @@ def _ir_from_onnx(model, out, onnx_path=None):
     return out + ".xml"
 
 
-def _predict(compiled, images, batch=64):
-    return np.concatenate([compiled(images[i:i + batch])[0]
-                           for i in range(0, len(images), batch)]).argmax(1)
-
-
 def ir_accuracy(xml, images, labels):
     """Top-1 of the IR ``xml`` in OpenVINO (f32 hint: INT8 layers still run INT8) and the
-    per-image correctness."""
+    per-image correctness (``accuracy.accuracy``)."""
+    from .accuracy import accuracy
     from .openvino import compile_ir
-    correct = (_predict(compile_ir(xml, "f32"), images) == np.asarray(labels)).astype(float)
-    return float(correct.mean()), correct
+    return accuracy(compile_ir(xml, "f32"), images, labels)
 
 
 def _validation_fn(bits):
@@ -260,8 +255,9 @@ def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None, t
         labelled = validation is not None
         if not labelled:
             x = np.concatenate(images)
+            from .accuracy import predict
             from .openvino import compile_ir
-            validation = (x, _predict(compile_ir(float_xml, "f32"), x))
+            validation = (x, predict(compile_ir(float_xml, "f32"), x))
         vx, vy = (np.asarray(a) for a in validation)
         validation = (vx.astype(np.float32), vy.astype(np.int64))
         quantized = _nncf_quantize(nncf, model, images, validation, preset, target,

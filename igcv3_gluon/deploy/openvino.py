@@ -71,12 +71,44 @@ def strip_nms(prefix, out_prefix):
     return nms
 
 
-def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=False):
+IR_TOLERANCE = 1e-3
+
+
+def ir_difference(prefix, xml, meta, shape, batches):
+    """Max difference of the IR ``xml`` (f32) and the MXNet export ``prefix`` on random
+    batches of each size in ``batches``: relative to the logits' scale for a classifier,
+    ``detection_difference`` (boxes in pixels of ``shape``) for a detector."""
+    import mxnet as mx
+    from .export import load_symbolblock
+    reference = load_symbolblock(prefix)
+    reference.hybridize()
+    detector = "nms" in meta
+    ir = DetectorIR(xml, meta["nms"]) if detector else compile_ir(xml, "f32")
+    worst = 0.0
+    for batch in batches:
+        x = np.random.RandomState(batch).uniform(-1, 1, (batch,) + tuple(shape[1:]))
+        x = x.astype(np.float32)
+        want = reference(mx.nd.array(x))
+        if detector:
+            worst = max(worst, detection_difference(want, ir(x), scale=x.shape[-1]))
+        else:
+            want, got = want.asnumpy(), ir(x)[0]
+            worst = max(worst, float(np.abs(want - got).max())
+                        / max(1.0, float(np.abs(want).max())))
+    return worst
+
+
+def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=False,
+                check_batches=(1, 4)):
     """Export ``prefix`` (symbol/params) as OpenVINO IR ``out.xml``/``.bin``; returns the
     two paths and the folding report (None when the export was optimised already). The
     ONNX file the IR is read from (optimised, free batch axis) is kept as ``out.onnx``:
     ``quantize_ir`` starts from it. A detector's NMS is left out of the IR (``DetectorIR``
-    applies MXNet's); its settings go to ``out-meta.json``."""
+    applies MXNet's); its settings go to ``out-meta.json``.
+
+    The IR is checked against the MXNet export at each batch size of ``check_batches``
+    (``ir_difference``; an empty tuple skips it): the result is recorded as ``check`` in
+    ``out-meta.json``, and above 1e-3 nothing is kept and ``CheckFailed`` is raised."""
     import openvino as ov
     from .export import export_onnx, read_meta, write_meta
     from .optimize import optimize_files
@@ -95,7 +127,20 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
             source = optimized
         onnx_path = export_onnx(source, out + ".onnx", shape, dynamic=True)
     _save_ir(ov.convert_model(onnx_path), out)
-    write_meta(out, dict(meta, optimized=True, runtime="openvino"))
+    meta = dict(meta, optimized=True, runtime="openvino")
+    if check_batches:
+        worst = ir_difference(prefix, ir_paths(out)[0], meta, shape, check_batches)
+        meta["check"] = dict(batches=list(check_batches), max_rel_diff=worst)
+        if worst > IR_TOLERANCE:
+            for path in ir_paths(out) + (out + ".onnx",):
+                if os.path.exists(path):
+                    os.remove(path)
+            from ..errors import CheckFailed
+            raise CheckFailed("the IR of %s differs from the MXNet export by %.1e at batch "
+                              "%s (limit %g): not written" % (
+                                  prefix, worst, ",".join(map(str, check_batches)),
+                                  IR_TOLERANCE), worst, IR_TOLERANCE)
+    write_meta(out, meta)
     return ir_paths(out), report
 
 

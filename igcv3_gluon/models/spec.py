@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, fields
 
 __all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS"]
 
-# the architecture keys (command-line flags --multiplier, --depths, --groups, --relu, --p2)
+# the architecture keys (command-line flags --multiplier, --depths, --groups, --relu, --p2:
+# cli.MODEL_FLAGS is this list)
 ARCH_KEYS = ("multiplier", "depths", "groups", "relu", "p2")
 # how the input is prepared
 INPUT_KEYS = ("input_size", "mean", "std", "crop_ratio")
@@ -128,7 +129,7 @@ class ModelSpec:
                                  % self.model)
             stages = len(config["stages"])
             if len(self.depths) != stages or min(self.depths) < 1:
-                raise ValueError("depths: %s has %d stages, so %d numbers >= 1; got %s" % (
+                raise ValueError("depths (%s has %d stages) takes %d numbers >= 1; got %s" % (
                     self.model, stages, stages, ",".join(map(str, self.depths))))
             kwargs["depths"] = self.depths
         if self.groups is not None:

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from ..cli import HelpFormatter, add_model_args, flag_error, model_kwargs, parse_ints
+from ..models.spec import ARCH_KEYS, ModelSpec
 from ..errors import UsageError
 from ..utils import atomic_write_json
 from .context import KVSTORES, available_gpus
@@ -20,7 +21,7 @@ from .schedule import LRSchedule
 __all__ = ["parser_for", "validate_common_args", "contexts_from_args", "run_config",
            "run_seeds", "parse_steps", "model_kwargs", "export_name", "flags_record"]
 
-CLASSIFIER_FLAGS = ("multiplier", "depths", "groups", "relu", "p2")
+CLASSIFIER_FLAGS = ARCH_KEYS
 
 
 def parser_for(description, defaults, task="classification"):
@@ -186,12 +187,7 @@ def export_name(model, kwargs, input_size=None):
     """The name exports carry: the zoo name, plus the width when ``--multiplier`` changed
     it (``cifar_igcv3_d_0.5-w0.5``), plus the input size when it is not the one the zoo
     name says (``ssdlite_320_igcv3_w_coco-w0.5-128``)."""
-    name = model
-    if kwargs.get("multiplier") is not None:
-        name += "-w%g" % kwargs["multiplier"]
-    if input_size is not None and "_%d_" % input_size not in "_%s_" % model:
-        name += "-%d" % input_size
-    return name
+    return ModelSpec(model, multiplier=kwargs.get("multiplier")).export_name(input_size)
 
 
 def run_seeds(args, run_one):

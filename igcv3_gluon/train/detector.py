@@ -188,6 +188,7 @@ class DetectorTask(Task):
     def export(self, net, prefix, ctx):
         """Inference mode with NMS, the class names and the normalisation in the meta."""
         from ..deploy import export_detector
-        return export_detector(net, prefix, self.size, ctx, dict(
-            self.meta, classes=list(self.val_set.classes), mean=list(self.mean),
-            std=list(self.std)), NMS)
+        from ..models.spec import ModelSpec
+        spec = ModelSpec.from_dict(self.meta, classes=list(self.val_set.classes),
+                                   mean=list(self.mean), std=list(self.std))
+        return export_detector(net, prefix, self.size, ctx, spec.to_dict(), NMS)
