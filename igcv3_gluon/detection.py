@@ -322,6 +322,8 @@ def main(argv=None):
     if args.data_shape < 64 or args.data_shape % 32:
         raise UsageError("--data-shape must be a multiple of 32, at least 64")
     if args.predict:
+        if not 0.0 <= args.threshold <= 1.0:
+            raise UsageError("--threshold is a score between 0 and 1; got %g" % args.threshold)
         images = read_images(args.predict)
         classes = _classes_for_prediction(args, config)
         net = _build_net(args, classes)
@@ -335,6 +337,12 @@ def main(argv=None):
             print("%s: %d detection(s) >= %.2f" % (out, n, args.threshold))
         return 0
     train_sets, val_set = _datasets(args, need_train=not args.eval_only)
+    trained = (config or {}).get("classes")
+    if args.eval_only and isinstance(trained, list) and trained != list(val_set.classes):
+        raise UsageError("the weights detect %s; %s has the categories %s: evaluate on the set "
+                         "the detector was trained for" % (
+                             ", ".join(trained[:6]), val_set.ann_file,
+                             ", ".join(val_set.classes[:6])))
     net = _build_net(args, val_set.classes)
     if args.eval_only:
         _load_params(net, args.params_file, args.contexts)

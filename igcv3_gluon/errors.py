@@ -62,6 +62,11 @@ def _file_error(err):
         return "cannot write %s (%s); choose another output path" % (path, err.strerror)
     if err.errno in (errno.EACCES, errno.EROFS, errno.EISDIR):
         return "cannot write %s (%s); choose another output path" % (path, err.strerror)
+    if err.errno == errno.EFBIG:
+        return ("cannot write %s: the write stopped after %d bytes (a file-size limit such as "
+                "`ulimit -f`, or a quota): raise the limit or choose another output path "
+                "(finished checkpoints are intact, nothing half-written is left)"
+                % (path, getattr(err, "needed", 0)))
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         folder = os.path.dirname(os.path.abspath(path)) if path else "the output folder"
         needed = getattr(err, "needed", 0)
@@ -103,7 +108,7 @@ def exit_on_usage_error(main):
             if message is None:
                 raise
             sys.stderr.write("%s: error: %s\n" % (_prog(), message))
-            return 1 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 2
+            return 1 if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else 2
     wrapper.__name__ = main.__name__
     wrapper.__doc__ = main.__doc__
     return wrapper

@@ -73,6 +73,13 @@ def resolve_weights(path, flag="--params", model=None):
         for name in ("best.params", "final.params"):
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name), config
+        import glob
+        ckpts = sorted(glob.glob(os.path.join(path, "checkpoints", "ckpt-*.params")))
+        if ckpts:
+            raise UsageError("%s %s holds no best.params or final.params yet: its training "
+                             "stopped before an evaluation finished; run the training command "
+                             "again to finish it, or give %s %s (its last checkpoint)"
+                             % (flag, path, flag, ckpts[-1]))
         raise UsageError("%s %s holds no best.params or final.params yet (has the run "
                          "finished an epoch?)" % (flag, path))
     if not os.path.isfile(path):

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["say", "atomic_write", "DiskFull", "file_digest", "atomic_write_json", "sha256", "save_figure", "progress_bar",
+__all__ = ["say", "atomic_write", "DiskFull", "write_stopped", "file_digest", "atomic_write_json", "sha256", "save_figure", "progress_bar",
            "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
            "remove_stale_temp_files"]
 
@@ -35,25 +35,39 @@ def sha256(path):
 
 
 class DiskFull(OSError):
-    """A write that ran out of space (``errno.ENOSPC``), with ``needed``: the bytes the file
-    needs at least (its size when it was written before, else what was written when the
-    space ran out) and ``free``: the bytes left on the device."""
+    """A write that stopped: the device is full (``errno.ENOSPC``) or a file-size limit or
+    quota cut it (``errno.EFBIG``); ``needed``: the bytes the file needs at least (its size
+    when it was written before, else what was written when it stopped) and ``free``: the
+    bytes left on the device."""
 
-    def __init__(self, path, needed, free):
-        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    def __init__(self, path, needed, free, code=errno.ENOSPC):
+        super().__init__(code, os.strerror(code), path)
         self.needed, self.free = needed, free
 
 
-def _out_of_space(err, folder):
-    """Whether ``err`` (an OSError, or MXNet's ``FileStream.Write incomplete``) is a full
-    device."""
-    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
+def _stopped_write(err, folder):
+    """The errno of a write that stopped (an OSError, or MXNet's ``FileStream.Write
+    incomplete``, which says neither why): ENOSPC when the device is full, EFBIG for a
+    size limit or quota; None for other errors."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return errno.EFBIG if err.errno == errno.EFBIG else errno.ENOSPC
     if isinstance(err, Exception) and ("Write incomplete" in str(err)
                                        or "No space left" in str(err)):
         import shutil
-        return shutil.disk_usage(folder).free < (1 << 20)
-    return False
+        return errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EFBIG
+    return None
+
+
+def write_stopped(err, path, size_hint=0):
+    """``err`` raised while writing ``path`` as a ``DiskFull`` (one line for the command
+    lines), or None when it is not a stopped write."""
+    import shutil
+    folder = os.path.dirname(os.path.abspath(path))
+    code = None if isinstance(err, DiskFull) else _stopped_write(err, folder)
+    if code is None:
+        return None
+    written = os.path.getsize(path) if os.path.exists(path) else 0
+    return DiskFull(path, max(written, size_hint), shutil.disk_usage(folder).free, code)
 
 
 def atomic_write(path, write, size_hint=0):
@@ -67,14 +81,12 @@ def atomic_write(path, write, size_hint=0):
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except Exception as err:
-        folder = os.path.dirname(os.path.abspath(path))
-        if not isinstance(err, DiskFull) and _out_of_space(err, folder):
-            import shutil
-            written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
-            if os.path.exists(path):
-                size_hint = max(size_hint, os.path.getsize(path))
-            raise DiskFull(path, max(written, size_hint), shutil.disk_usage(folder).free) \
-                from None
+        if os.path.exists(path):
+            size_hint = max(size_hint, os.path.getsize(path))
+        stopped = write_stopped(err, tmp, size_hint)
+        if stopped is not None:
+            stopped.filename = path
+            raise stopped from None
         raise
     finally:
         if os.path.exists(tmp):

@@ -66,3 +66,29 @@ def test_a_real_full_tmpfs(tmp_path):
         assert os.listdir(folder) == []
     finally:
         subprocess.run(["umount", folder])
+
+
+def test_a_file_size_limit_is_one_line_too(tmp_path):
+    """`ulimit -f` (or a quota) stops MXNet's write with the same 'Write incomplete' while the
+    device has room: one line naming the limit, nothing half-written."""
+    import resource
+    import sys
+    script = ("import mxnet as mx\n"
+              "from igcv3_gluon.errors import exit_on_usage_error\n"
+              "from igcv3_gluon.utils import atomic_write\n"
+              "net = mx.gluon.nn.Dense(256, in_units=512)\n"
+              "net.initialize()\n"
+              "exit_on_usage_error(lambda: atomic_write(%r, net.save_parameters))()\n"
+              "raise SystemExit(exit_on_usage_error(lambda: atomic_write(%r, "
+              "net.save_parameters))())\n" % (str(tmp_path / "ok.params"),
+                                             str(tmp_path / "w.params")))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200 << 10, 200 << 10))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          preexec_fn=limit, timeout=120)
+    lines = [l for l in proc.stderr.splitlines() if "error" in l]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "cannot write %s: the write stopped after" % (tmp_path / "w.params") in lines[-1]
+    assert "a file-size limit such as `ulimit -f`, or a quota" in lines[-1]
+    assert os.listdir(str(tmp_path)) == []

@@ -86,3 +86,24 @@ def test_links_to_nowhere_other_files_and_a_folder_as_prefix(tree, tmp_path, cap
     assert main([tree, bad, "--no-progress"]) == 2
     assert "the output prefix %s is a folder: give PREFIX" % bad in capsys.readouterr().err
     assert os.listdir(str(tmp_path / "out")) == []
+
+
+def test_class_lists_that_are_empty_or_repeat_a_name_and_names_that_are_not_utf8(
+        tree, tmp_path, capsys):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    (lists / "empty.txt").write_text("\n")
+    (lists / "twice.txt").write_text("a\na\nb\nc\n")
+    prefix = str(tmp_path / "rec" / "set")
+    assert main([tree, prefix, "--classes-from", str(lists / "empty.txt")]) == 2
+    assert "--classes-from %s is empty" % (lists / "empty.txt") in capsys.readouterr().err
+    assert main([tree, prefix, "--classes-from", str(lists / "twice.txt")]) == 2
+    assert "names a more than once" in capsys.readouterr().err
+    name = os.path.join(os.fsencode(tree), b"c", b"caf\xe9.jpg")       # latin-1, not UTF-8
+    with open(name, "wb") as fh:
+        fh.write(open(os.path.join(tree, "c", "0.jpg"), "rb").read())
+    assert main([tree, prefix, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 image(s) under %s have names that are not UTF-8" % tree in err
+    assert sorted(os.listdir(str(tmp_path / "rec"))) == [
+        "set.classes.txt", "set.idx", "set.lst", "set.rec"]

@@ -131,3 +131,29 @@ def test_records_whose_image_is_not_whole_are_found_before_training(tmp_path):
     whole = str(tmp_path / "whole")
     write_rec(whole, [0, 1, 2, 3])
     assert scan_records(whole + ".rec", whole + ".idx")[1] is None
+
+
+def test_junk_after_the_last_record_and_images_damaged_inside_are_found(tmp_path):
+    """Bytes appended after the last record (MXNet's reader aborts the process on them), and
+    a JPEG whose middle was zeroed (its start and end markers intact): named up front."""
+    from igcv3_gluon.data.recordio import scan_records
+    prefix = str(tmp_path / "set")
+    write_rec(prefix, [0, 1, 2, 3, 0, 1])
+    assert scan_records(prefix + ".rec", prefix + ".idx")[1] is None
+    size = os.path.getsize(prefix + ".rec")
+    with open(prefix + ".rec", "ab") as fh:
+        fh.write(b"\0" * 3000)
+    problem = scan_records(prefix + ".rec", prefix + ".idx")[1]
+    assert problem == "3000 bytes follow the last record (offset %d): junk appended, or the " \
+                      ".idx of a shorter file" % size, problem
+    with open(prefix + ".rec", "r+b") as fh:
+        fh.truncate(size)
+    rec = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    offset = rec.idx[4]
+    rec.close()
+    with open(prefix + ".rec", "r+b") as fh:          # record 4: bytes 60.. of its JPEG zeroed
+        fh.seek(offset + 8 + 24 + 60)
+        fh.write(b"\0" * 400)
+    problem = scan_records(prefix + ".rec", prefix + ".idx")[1]
+    assert problem.startswith("record 4 (offset %d) holds an image that does not decode"
+                              % offset), problem

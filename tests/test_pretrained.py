@@ -283,3 +283,20 @@ def test_deploy_export_and_the_detector_backbone_take_the_published_weights(
                            "ssdlite_320_igcv3_w_coco", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no published ImageNet weights exist for igcv3_w_1.0" in err[0]
+
+
+def test_pretrained_path_reads_its_runs_description(tmp_path):
+    """Our own run of another class count and width loads by its path alone: the run's
+    config.json gives the classes and the width."""
+    import json
+    net = igcv3_gluon.get_model("igcv3_d_0.25", classes=2, multiplier=0.5)
+    net.initialize(mx.init.Xavier())
+    run = tmp_path / "run"
+    run.mkdir()
+    net.save_parameters(str(run / "best.params"))
+    json.dump(dict(model="igcv3_d_0.25", classes=2, multiplier=0.5),
+              open(str(run / "config.json"), "w"))
+    again = igcv3_gluon.get_model("igcv3_d_0.25", pretrained=str(run))
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (1, 3, 64, 64)))
+    np.testing.assert_array_equal(again(x).asnumpy(), net(x).asnumpy())
+    assert again.pretrained_cfg["classes"] == 2

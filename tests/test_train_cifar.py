@@ -220,3 +220,18 @@ def test_a_start_cleans_what_killed_runs_left_before_their_first_checkpoint(tmp_
     assert not os.path.exists(stale) and os.path.exists(alive)     # a living writer's stays
     rows = epochs_logged(out)
     assert [r["epoch"] for r in rows] == [1] and rows[0]["train_loss"] != 9.0
+
+
+def test_a_resumed_run_with_changed_settings_says_so_and_records_them(tmp_path):
+    """--lr lowered on resume (what the NaN message advises) is allowed; it is printed and
+    config.json records from which epoch, so it never claims the new lr for trained epochs."""
+    out = str(tmp_path / "run")
+    first = train(*TINY, "--epochs", "1", "--lr", "0.1", "--out-dir", out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    again = train(*TINY, "--epochs", "2", "--lr", "0.05", "--out-dir", out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "note: continuing from epoch 2 with epochs=2, lr=0.05" in again.stderr
+    assert "(epochs 1-1 used epochs=1, lr=0.1" in again.stderr
+    config = json.load(open(os.path.join(out, "config.json")))
+    change = config["changes"][0]
+    assert change["from_epoch"] == 2 and change["lr"] == [0.1, 0.05]

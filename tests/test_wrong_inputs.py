@@ -69,3 +69,17 @@ def test_training_and_validation_records_with_different_class_lists(tmp_path, ti
     line = _one_line(capsys)
     assert "train.classes.txt and %s differ (label 0: %r vs %r): pack the validation images " \
         "with --classes-from" % (tmp_path / "val.classes.txt", names[0], names[-1]) in line
+
+
+def test_a_threshold_outside_0_1_and_a_run_without_best_weights(tmp_path, capsys):
+    det = _run_folder(str(tmp_path / "det"), "ssdlite_320_igcv3_w_coco")
+    assert detection.main(["--predict", "x.png", "--params", det, "--threshold", "2"]) == 2
+    assert "--threshold is a score between 0 and 1; got 2" in _one_line(capsys)
+    os.remove(os.path.join(det, "best.params"))
+    os.makedirs(os.path.join(det, "checkpoints"))
+    ckpt = os.path.join(det, "checkpoints", "ckpt-0004-00000.params")
+    open(ckpt, "wb").close()
+    assert detection.main(["--eval-only", "--params", det, "--val-ann", "x.json",
+                           "--val-images", str(tmp_path)]) == 2
+    assert "its training stopped before an evaluation finished; run the training command " \
+        "again to finish it, or give --params %s" % ckpt in _one_line(capsys)

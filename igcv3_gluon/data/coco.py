@@ -68,6 +68,33 @@ def _id_order(value):
     return (0, value, "") if _number(value) else (1, 0, str(value))
 
 
+def _ground_truth(data, images, index):
+    """The set as pycocotools' ``COCO.dataset`` with ids of our own: images numbered 0..N-1
+    (in the json's id order), annotations 1..M, categories by their class index; the boxes
+    as written (unclipped), crowd boxes kept (COCO's metric ignores detections on them),
+    ``area`` as given (else w*h). The metric is the official one on the same boxes, and
+    text ids, missing or repeated annotation ids cannot derail it. ``image_index`` maps
+    each json id (as ``_key``) to its number."""
+    order = sorted(data["images"], key=lambda i: _id_order(i["id"]))
+    image_index = {_key(img["id"]): n for n, img in enumerate(order)}
+    gt_images = [dict(id=n, width=img["width"], height=img["height"])
+                 for n, img in enumerate(order)]
+    annotations = []
+    for ann in data["annotations"]:
+        if _key(ann["image_id"]) not in images or _key(ann["category_id"]) not in index:
+            continue
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        area = ann.get("area")
+        annotations.append(dict(id=len(annotations) + 1,
+                                image_id=image_index[_key(ann["image_id"])],
+                                category_id=index[_key(ann["category_id"])],
+                                bbox=[x, y, w, h], iscrowd=int(bool(ann.get("iscrowd", 0))),
+                                area=float(area) if _number(area) else w * h))
+    categories = [dict(id=i, name=str(i)) for i in sorted(set(index.values()))]
+    return dict(images=gt_images, annotations=annotations, categories=categories,
+                image_index=image_index)
+
+
 def _check_entries(ann_file, data):
     """Every entry the reader uses has its keys, with usable values: one line naming the
     first entry that does not (its list, position and id)."""
@@ -180,6 +207,7 @@ class COCOFormat(gluon.data.Dataset):
                              "them or remove them from %s"
                              % (len(damaged), image_dir, damaged[0][0], damaged[0][1],
                                 ann_file))
+        self.ground_truth = _ground_truth(data, images, index)
         self.items = []
         for img in sorted(data["images"], key=lambda i: _id_order(i["id"])):
             label = np.array(boxes.get(_key(img["id"]), []), np.float32).reshape(-1, 6)
@@ -187,7 +215,8 @@ class COCOFormat(gluon.data.Dataset):
                 self.stats["empty_images"] += 1
                 if skip_empty:
                     continue
-            self.items.append((img["id"], os.path.join(image_dir, img["file_name"]), label,
+            self.items.append((self.ground_truth["image_index"][_key(img["id"])],
+                               os.path.join(image_dir, img["file_name"]), label,
                                (img["width"], img["height"])))
         self.boxes = sum(len(item[2]) for item in self.items)
         if not self.items or not self.boxes:

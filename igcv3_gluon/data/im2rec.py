@@ -37,7 +37,7 @@ def list_images(root, classes=None):
     if unknown:
         raise UsageError("%s has class folders missing from the class list: %s"
                          % (root, ", ".join(unknown[:5])))
-    items = []
+    items, unnamed = [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder):
@@ -45,7 +45,18 @@ def list_images(root, classes=None):
         for dirpath, _, files in sorted(os.walk(folder)):
             for f in sorted(files):
                 if f.lower().endswith(EXTENSIONS):
-                    items.append((os.path.relpath(os.path.join(dirpath, f), root), label))
+                    rel = os.path.relpath(os.path.join(dirpath, f), root)
+                    try:
+                        rel.encode("utf-8")
+                    except UnicodeEncodeError:       # a name of bytes that are not UTF-8
+                        unnamed.append(rel.encode("utf-8", "surrogateescape").decode(
+                            "utf-8", "replace"))
+                        continue
+                    items.append((rel, label))
+    if unnamed:
+        sys.stderr.write("note: %d image(s) under %s have names that are not UTF-8 and are "
+                         "left out (the .lst is text), e.g. %s; rename them to pack them\n"
+                         % (len(unnamed), root, unnamed[0]))
     if not items:
         raise UsageError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS), root))
     return items, list(classes)
@@ -185,10 +196,18 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
             lines.append("%d\t%f\t%s\n" % (n, label, rel))
             n += 1
         bar.close()
-    except BaseException:
+    except BaseException as err:
         pool.close()
-        writer.close()
+        from ..utils import write_stopped
+        stopped = write_stopped(err, tmp_rec) if isinstance(err, Exception) else None
+        try:
+            writer.close()
+        except Exception:
+            pass
         _remove(tmp_rec, tmp_idx)
+        if stopped is not None:
+            stopped.filename = prefix + ".rec"
+            raise stopped from None
         raise
     pool.close()
     writer.close()
@@ -196,11 +215,15 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
         _remove(tmp_rec, tmp_idx)
         raise UsageError("no image under %s could be decoded (%d damaged, e.g. %s: %s)"
                          % (root, len(skipped), skipped[0][0], skipped[0][1]))
+    try:                                  # the text files first, the record pair last
+        atomic_write(prefix + ".lst", lambda p: _write_text(p, "".join(lines)))
+        atomic_write(prefix + ".classes.txt",
+                     lambda p: _write_text(p, "".join(c + "\n" for c in classes)))
+    except BaseException:
+        _remove(tmp_rec, tmp_idx)
+        raise
     os.replace(tmp_rec, prefix + ".rec")
     os.replace(tmp_idx, prefix + ".idx")
-    atomic_write(prefix + ".lst", lambda p: _write_text(p, "".join(lines)))
-    atomic_write(prefix + ".classes.txt",
-                 lambda p: _write_text(p, "".join(c + "\n" for c in classes)))
     return len(lines), classes, skipped
 
 
@@ -240,6 +263,14 @@ def main(argv=None):
         if not os.path.isfile(args.classes_from):
             raise UsageError("--classes-from %s does not exist" % args.classes_from)
         classes = [l.strip() for l in open(args.classes_from) if l.strip()]
+        if not classes:
+            raise UsageError("--classes-from %s is empty: give the .classes.txt of the "
+                             "training set (one class folder name per line)"
+                             % args.classes_from)
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
+        if repeated:
+            raise UsageError("--classes-from %s names %s more than once: one line per class"
+                             % (args.classes_from, ", ".join(repeated[:5])))
     n, classes, skipped = pack_folder(args.root, args.prefix, args.resize, args.quality,
                                       args.num_thread, not args.no_shuffle, classes=classes,
                                       progress=not args.no_progress,

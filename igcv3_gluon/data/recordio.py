@@ -83,6 +83,10 @@ def check_record_pair(rec_path, idx_path, flag="--rec"):
     return len(offsets)
 
 
+DECODE_ALL_UP_TO = 50000     # sets this small (ImageNet's val) have every image decoded
+DECODE_SAMPLE = 2000         # larger ones: this many, spread over the file
+
+
 def scan_records(rec_path, idx_path, images=True):
     """Every record the ``.idx`` lists, read only as far as its header (cheap: 32 bytes a
     record): ``(labels, problem)``, the label of each record (``IRHeader.label``, or the first
@@ -91,9 +95,58 @@ def scan_records(rec_path, idx_path, images=True):
     None when every record is. MXNet's RecordIO: ``uint32 magic, uint32 lrecord`` (length in
     the low 29 bits), then the data, whose first 24 bytes are ``IRHeader(flag, label, id,
     id2)``. ``images``: the image after the header must start as a JPEG/PNG/BMP, and a JPEG
-    must end with its end marker (two more small reads per record)."""
+    must end with its end marker (two more small reads per record); every image of a set of
+    at most 50,000 records is decoded (OpenCV), 2,000 spread over a larger one; and nothing
+    may follow the last record (MXNet's reader aborts the process on it)."""
     offsets = _read_index(idx_path)
     size = os.path.getsize(rec_path)
+    if offsets:
+        labels, problem = _scan(rec_path, offsets, size, images)
+        if problem or not images:
+            return labels, problem
+        end = _record_end(rec_path, max(offsets))
+        if end is not None and end < size:
+            return labels, ("%d bytes follow the last record (offset %d): junk appended, or "
+                            "the .idx of a shorter file" % (size - end, end))
+        step = 1 if len(offsets) <= DECODE_ALL_UP_TO else len(offsets) // DECODE_SAMPLE
+        problem = _undecodable(rec_path, offsets[::step], step)
+        return labels, problem
+    return np.zeros(0), None
+
+
+def _record_end(rec_path, offset):
+    """Where the record at ``offset`` ends (its data padded to 4 bytes), or None."""
+    with open(rec_path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(8)
+    if len(head) < 8:
+        return None
+    length = struct.unpack("<I", head[4:8])[0] & ((1 << 29) - 1)
+    return offset + 8 + (length + 3) // 4 * 4
+
+
+def _undecodable(rec_path, offsets, step):
+    """The first of the records at ``offsets`` whose image OpenCV cannot decode, described;
+    None when all decode."""
+    import cv2
+    with open(rec_path, "rb") as fh:
+        for k, off in enumerate(offsets):
+            fh.seek(off)
+            head = fh.read(8)
+            lrec = struct.unpack("<I", head[4:8])[0]
+            if lrec >> 29:                       # a record in parts: not an image of ours
+                continue
+            data = fh.read(lrec & ((1 << 29) - 1))
+            flag = struct.unpack("<I", data[:4])[0]
+            image = np.frombuffer(data[24 + 4 * flag:], np.uint8)
+            img = cv2.imdecode(image, cv2.IMREAD_COLOR) if image.size else None
+            if img is None or img.size == 0:
+                return ("record %d (offset %d) holds an image that does not decode (damaged "
+                        "inside)" % (k * step, off))
+    return None
+
+
+def _scan(rec_path, offsets, size, images):
     labels = np.zeros(len(offsets), np.float64)
     with open(rec_path, "rb") as fh:
         for n, off in enumerate(offsets):
@@ -145,8 +198,10 @@ def _first_records(rec_path, idx_path, limit, read):
 def short_sides(rec_path, idx_path, limit=8):
     """Short sides (pixels) of the first ``limit`` images of a ``.rec``, as packed."""
     import mxnet as mx
-    return _first_records(rec_path, idx_path, limit,
-                          lambda r: int(min(mx.recordio.unpack_img(r)[1].shape[:2])))
+    def side(record):
+        image = mx.recordio.unpack_img(record)[1]
+        return int(min(image.shape[:2])) if image is not None else None
+    return [s for s in _first_records(rec_path, idx_path, limit, side) if s is not None]
 
 
 AUGMENTATIONS = ("authors", "inception")

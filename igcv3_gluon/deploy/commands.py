@@ -18,7 +18,7 @@ import os
 import sys
 
 from ..cli import parse_ints, parse_shape
-from ..errors import UsageError
+from ..errors import CheckFailed, UsageError
 from ..models.spec import ARCH_KEYS, INPUT_KEYS
 
 
@@ -30,6 +30,9 @@ def _input_shape(args, prefix, batch=1):
     shape = read_meta(prefix).get("input_shape")
     if shape:
         return (batch,) + tuple(shape)
+    if os.path.isfile(prefix + "-meta.json"):
+        raise UsageError("%s-meta.json is not a readable description (cut short or not "
+                         "JSON): give --input-shape N,C,H,W or export again" % prefix)
     if os.path.isfile(artifact_paths(prefix)[0]):      # (a missing export is said next)
         sys.stderr.write("note: %s has no -meta.json: assuming %d,3,224,224 (give "
                          "--input-shape)\n" % (prefix, batch))
@@ -86,21 +89,39 @@ def _check_export(prefix, shape):
     except (mx.MXNetError, UnicodeDecodeError, ValueError):
         raise UsageError("%s is not an MXNet symbol file" % artifact_paths(prefix)[0])
     try:
-        read_params(artifact_paths(prefix)[1])
+        params = read_params(artifact_paths(prefix)[1])
     except WeightsError as err:
         raise UsageError(str(err))
     import contextlib
     import io
     try:
         with contextlib.redirect_stdout(io.StringIO()):     # MXNet prints its arguments
-            out_shapes = sym.infer_shape(data=shape)[1]
+            arg_shapes, out_shapes, aux_shapes = sym.infer_shape(data=shape)
     except mx.MXNetError as err:
         raise UsageError("input shape %s does not fit %s (%s)" % (
             ",".join(map(str, shape)), prefix,
             str(err).strip().splitlines()[-1][:160] if str(err).strip() else "shape error"))
     if out_shapes is None or any(s is None or 0 in s for s in out_shapes):
         raise UsageError("input shape %s does not fit %s" % (",".join(map(str, shape)), prefix))
+    _check_params_fit(prefix, params, dict(zip(sym.list_arguments(), arg_shapes)),
+                      dict(zip(sym.list_auxiliary_states(), aux_shapes)))
     return sym
+
+
+def _check_params_fit(prefix, params, arg_shapes, aux_shapes):
+    """Every tensor the graph needs is in its params file, with the graph's shape."""
+    needed = [("arg:" + k, v) for k, v in arg_shapes.items() if k != "data"] + \
+        [("aux:" + k, v) for k, v in aux_shapes.items()]
+    for name, want in needed:
+        have = params.get(name)
+        if have is None:
+            raise UsageError("%s-0000.params lacks %s, which %s-symbol.json needs: the two "
+                             "files are not one export (export again)" % (prefix, name[4:],
+                                                                          prefix))
+        if tuple(have.shape) != tuple(want):
+            raise UsageError("%s-0000.params holds %s with shape %s; %s-symbol.json needs %s: "
+                             "the two files are not one export (export again)" % (
+                                 prefix, name[4:], tuple(have.shape), prefix, tuple(want)))
 
 
 def _max_diff(prefix_a, prefix_b, shape):
@@ -184,20 +205,33 @@ def cmd_export(args):
 
 
 def cmd_optimize(args):
+    from .export import artifact_paths
     from .optimize import optimize_files
     args.input_shape = _input_shape(args, args.prefix)
     _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "optimize")
     print("optimizing %s ..." % args.prefix, flush=True)
-    (sym_file, params_file), report = optimize_files(
-        args.prefix, args.out_prefix, fold_shuffles=not args.keep_shuffles,
-        grouped=args.grouped)
-    diff = _max_diff(args.prefix, args.out_prefix, args.input_shape)
+    staging = "%s.part%d" % (args.out_prefix, os.getpid())     # checked before it is named
+    staged = artifact_paths(staging) + (staging + "-meta.json",)
+    try:
+        _, report = optimize_files(args.prefix, staging, fold_shuffles=not args.keep_shuffles,
+                                   grouped=args.grouped)
+        diff = _max_diff(args.prefix, staging, args.input_shape)
+        if diff > 1e-3:
+            raise CheckFailed("the optimised graph differs from the original by %.2e: not "
+                              "written" % diff, diff, 1e-3)
+        final = artifact_paths(args.out_prefix) + (args.out_prefix + "-meta.json",)
+        for src, dst in zip(staged, final):
+            if os.path.exists(src):
+                os.replace(src, dst)
+    finally:
+        for path in staged:
+            if os.path.exists(path):
+                os.remove(path)
+    sym_file, params_file = artifact_paths(args.out_prefix)
     print("folded %(batchnorms_folded)d BatchNorms and %(shuffles_folded)d shuffles; "
           "%(batchnorms_left)d BatchNorms and %(shuffles_left)d shuffles left" % report)
     print("wrote %s + %s; max |diff| to the original on a random batch: %.2e"
           % (sym_file, params_file, diff))
-    if diff > 1e-3:
-        raise UsageError("the optimised graph differs from the original by %.2e" % diff, 1)
 
 
 def cmd_onnx(args):

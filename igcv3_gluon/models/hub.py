@@ -71,7 +71,7 @@ def published(model):
     if model not in PUBLISHED:
         raise DownloadError(
             "no published ImageNet weights exist for %s (published: %s); train it "
-            "(train_imagenet.py / train_cifar.py) or pass pretrained=PATH"
+            "(train_imagenet.py / train_cifar.py) or give a weights file's path"
             % (model, ", ".join(PUBLISHED)))
     return PUBLISHED[model]
 
@@ -164,7 +164,8 @@ def fetch(pub, root=None, progress=True, timeout=60, say=None):
     path = os.path.join(root, entry["file_name"])
     replaced = ""
     by_hand = ("; without a network, download it elsewhere and put %s (SHA-1 %s; unzipped) "
-               "in %s, or pass pretrained=PATH" % (entry["file_name"], entry["sha1"], root))
+               "in %s (or give that file's path instead)" % (entry["file_name"],
+                                                             entry["sha1"], root))
     if os.path.isfile(path):
         if sha1_of(path) == entry["sha1"]:
             return path

@@ -59,6 +59,20 @@ def model_info(name):
 _KEEP_WITH_WEIGHTS = ("norm_layer", "norm_kwargs", "prefix", "dropout")
 
 
+def _described_by(name, path, classes, kwargs):
+    """The classes and architecture keys a weights file's description (its run's
+    ``config.json``, its ``-meta.json``) gives ``name``, where the caller gave none."""
+    from ..runs import resolve_weights
+    from .spec import ModelSpec
+    _, described = resolve_weights(path, "pretrained")
+    if not described or described.get("model") != name:
+        return classes, kwargs
+    spec = ModelSpec.from_dict(described)
+    if classes is None and isinstance(spec.classes, (int, list)):
+        classes = spec.classes
+    return classes, dict(spec.arch_kwargs(), **kwargs)
+
+
 def get_model(name, classes=None, pretrained=False, root=None, ctx=None, **kwargs):
     """Build zoo model ``name``.
 
@@ -75,7 +89,9 @@ def get_model(name, classes=None, pretrained=False, root=None, ctx=None, **kwarg
     crop, the publisher's top-1/top-5).
     """
     info = model_info(name)
-    if pretrained:
+    if pretrained and pretrained is not True:
+        classes, kwargs = _described_by(name, str(pretrained), classes, kwargs)
+    elif pretrained:
         changed = sorted(k for k in kwargs if k not in _KEEP_WITH_WEIGHTS)
         if changed or (classes is not None and classes != info.classes):
             raise ValueError("pretrained weights of %s are for its published architecture "

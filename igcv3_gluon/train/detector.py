@@ -36,8 +36,9 @@ def detect(net, img, ctx, size, mean=PIXEL_MEAN, std=PIXEL_STD):
 def evaluate_coco(net, val_set, contexts, size, progress=False, check_stop=None,
                   mean=PIXEL_MEAN, std=PIXEL_STD):
     """COCO mAP of ``net`` on ``val_set`` via pycocotools: AP, AP50, AP75, APs, APm, APl.
-    Image and category ids come from the json itself (GluonCV's metric pairs predictions
-    with ids by position, which misaligns on sets with empty images)."""
+    Each prediction carries the id of its own image (GluonCV's metric pairs predictions
+    with ids by position, which misaligns on sets with empty images); the ground truth is
+    the json's boxes renumbered (``COCOFormat.ground_truth``)."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
     net.set_nms(**NMS)
@@ -52,7 +53,7 @@ def evaluate_coco(net, val_set, contexts, size, progress=False, check_stop=None,
             ids, scores, boxes = detect(net, img, contexts[0], size, mean, std)
             for c, s, (x1, y1, x2, y2) in zip(ids, scores, boxes):
                 results.append({"image_id": val_set.items[i][0],
-                                "category_id": val_set.cat_ids[c],
+                                "category_id": int(c),
                                 "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
                                 "score": float(s)})
             bar.update(1)
@@ -61,7 +62,9 @@ def evaluate_coco(net, val_set, contexts, size, progress=False, check_stop=None,
     if not results:
         return dict.fromkeys(COCO_METRICS, 0.0)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(val_set.ann_file)
+        gt = COCO()
+        gt.dataset = {k: v for k, v in val_set.ground_truth.items() if k != "image_index"}
+        gt.createIndex()
         dt = gt.loadRes(results)
         ev = COCOeval(gt, dt, "bbox")
         ev.params.imgIds = val_set.image_ids

@@ -176,6 +176,30 @@ def _check_same_run(log, run):
                             ", ".join("%s=%s" % (k, old.get(k)) for k in diff)))
 
 
+# settings a resumed run may change without it being another run (they say how it is run,
+# not what it trains); every other change is printed and recorded in config.json
+_HOW_IT_RUNS = ("no_progress", "no_resume", "resume", "workers", "data_nthreads", "gpus",
+                "cpus", "contexts", "kvstore", "num_workers", "val_interval", "out_dir",
+                "changes", "plan")
+
+
+def _note_changes(old, new, done):
+    """A resumed run whose settings differ from those its first epochs were trained with
+    (``--lr`` lowered after a NaN, more ``--epochs``): said, and recorded in ``new`` as
+    ``changes`` (from which epoch, old and new value) so config.json never claims the new
+    values for the epochs already trained."""
+    if not old:
+        return
+    changed = {k: [old[k], new[k]] for k in sorted(set(old) & set(new))
+               if k not in _HOW_IT_RUNS and old[k] != new[k]}
+    new["changes"] = list(old.get("changes") or [])
+    if changed:
+        new["changes"].append(dict(from_epoch=done + 1, **changed))
+        say("note: continuing from epoch %d with %s (epochs 1-%d used %s)" % (
+            done + 1, ", ".join("%s=%s" % (k, v[1]) for k, v in changed.items()), done,
+            ", ".join("%s=%s" % (k, v[0]) for k, v in changed.items())))
+
+
 def _optimizer_snapshot(trainer):
     """The trainer's optimizer state as bytes (to restore later with ``_restore``)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,6 +307,8 @@ def _fit(task, net, run, cluster, worker_batch, initialize, session):
     record_config = dict(run.record, contexts=[str(c) for c in contexts],
                          num_workers=cluster.num_workers, kvstore=run.kvstore, dtype=run.dtype,
                          schedule=run.schedule.describe(), wd_on=run.sgd.wd_on)
+    if record is not None and state["done"]:
+        _note_changes(log.load_config(), record_config, state["done"])
     if cluster.is_main:
         log.save_config(record_config)
         say("run %s: %s" % (run.out_dir, json.dumps(
