@@ -6,8 +6,8 @@ STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # what `make demo` needs; GPU machines: make test EXTRAS=cu112,onnx
 EXTRAS ?= cpu,onnx
-# what `make test` adds: test tools, the converter's and OpenVINO's packages, and Horovod
-TEST_EXTRAS ?= test,convert,openvino
+# what `make test` adds: test tools, OpenVINO and NNCF, and Horovod
+TEST_EXTRAS ?= test,openvino
 # Horovod compiles against the installed MXNet (Gloo for CPUs; NCCL where CUDA is found)
 HOROVOD_ENV := HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
                HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1

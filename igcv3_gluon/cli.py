@@ -5,12 +5,13 @@ Library code below raises ValueError phrased in values; this layer names the fla
 import argparse
 
 from .errors import UsageError
+from .models.spec import ARCH_KEYS
 
 __all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "spec_from_args", "parse_ints",
            "parse_floats", "parse_shape", "flag_error", "MODEL_FLAGS"]
 
 # the architecture flags are the ModelSpec's architecture keys (one list: models/spec.py)
-MODEL_FLAGS = ("multiplier", "depths", "groups", "relu", "p2")
+MODEL_FLAGS = ARCH_KEYS
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -92,7 +93,7 @@ def spec_from_args(args, model=None, **described):
     """The ``ModelSpec`` of the model flags of ``args`` (``--model`` unless ``model`` is
     given) plus ``described`` (classes, mean, std, input_size, extra, ...); a value that does
     not fit the model is one line naming its flag."""
-    from .models.spec import ARCH_KEYS, ModelSpec
+    from .models.spec import ModelSpec
     values = {k: getattr(args, k, None) for k in ARCH_KEYS}
     try:
         spec = ModelSpec(model or args.model, **values, **described)

@@ -290,9 +290,12 @@ PREPROCESSING = {
 
 
 def weights_description(source, model, classes, src):
-    """What travels with converted weights (``runs.read_weights_meta`` reads it)."""
-    return dict(PREPROCESSING[source], model=model, classes=int(classes),
-                input_shape=[3, 224, 224], source="%s %s" % (source, os.path.basename(src)))
+    """What travels with converted weights (a ``ModelSpec``; ``runs.read_weights_meta`` reads
+    it)."""
+    from .models.spec import ModelSpec
+    return ModelSpec(model, classes=int(classes), source="%s %s" % (
+        source, os.path.basename(src)), extra=dict(input_shape=[3, 224, 224]),
+        **PREPROCESSING[source]).to_dict()
 
 
 def _cached_paths(pub, entry, root):
