@@ -167,7 +167,7 @@ def test_evaluation_survives_text_ids_and_missing_or_repeated_annotation_ids(coc
     """pycocotools needs integer image ids, and unique annotation ids; the ground truth the
     metric reads is renumbered, so a perfect detector still scores AP 1."""
     import mxnet as mx
-    import numpy as np
+    from conftest import OracleDetector
     from igcv3_gluon.train.detector import evaluate_coco
     ann, images = coco
 
@@ -182,21 +182,4 @@ def test_evaluation_survives_text_ids_and_missing_or_repeated_annotation_ids(coc
     val = COCOFormat(ann, images, skip_empty=False)
     assert len(val.ground_truth["annotations"]) == sum(len(i[2]) for i in val.items)
 
-    class Oracle:
-        i = 0
-
-        def set_nms(self, **kwargs):
-            pass
-
-        def hybridize(self, **kwargs):
-            pass
-
-        def __call__(self, x):
-            label = val.items[self.i][2]
-            self.i += 1
-            ids, scores, boxes = np.full((1, 50, 1), -1.0), np.zeros((1, 50, 1)), \
-                np.zeros((1, 50, 4))
-            ids[0, :len(label), 0], scores[0, :len(label), 0] = label[:, 4], 0.9
-            boxes[0, :len(label)] = label[:, :4] * 64 / 96.0
-            return [mx.nd.array(a) for a in (ids, scores, boxes)]
-    assert evaluate_coco(Oracle(), val, [mx.cpu()], 64)["AP"] > 0.99
+    assert evaluate_coco(OracleDetector(val, 64 / 96.0), val, [mx.cpu()], 64)["AP"] > 0.99

@@ -228,30 +228,11 @@ def test_coco_evaluation_scores_ground_truth_as_perfect(tmp_path):
     val = COCOFormat(ann, images, skip_empty=False)
     size = 64
 
-    class Oracle:
-        def __init__(self, shift=0):
-            self.shift, self.i = shift, 0
-
-        def set_nms(self, **kwargs):
-            pass
-
-        def hybridize(self, **kwargs):
-            pass
-
-        def __call__(self, x):
-            label = val.items[self.i][2]
-            self.i += 1
-            n = len(label)
-            ids = np.full((1, 100, 1), -1.0)
-            scores = np.zeros((1, 100, 1))
-            boxes = np.zeros((1, 100, 4))
-            ids[0, :n, 0] = (label[:, 4] + self.shift) % 3
-            scores[0, :n, 0] = 0.9
-            boxes[0, :n] = label[:, :4] * size / 96.0
-            return [mx.nd.array(a) for a in (ids, scores, boxes)]
-
-    assert evaluate_coco(Oracle(), val, [mx.cpu()], size)["AP"] > 0.99
-    assert evaluate_coco(Oracle(shift=1), val, [mx.cpu()], size)["AP"] == 0.0
+    from conftest import OracleDetector
+    scale = size / 96.0
+    assert evaluate_coco(OracleDetector(val, scale), val, [mx.cpu()], size)["AP"] > 0.99
+    assert evaluate_coco(OracleDetector(val, scale, shift=1), val, [mx.cpu()],
+                         size)["AP"] == 0.0
 
 
 @pytest.mark.parametrize("size", [320, 128])
