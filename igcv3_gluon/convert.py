@@ -24,7 +24,7 @@ must agree (max |diff| <= 1e-4 relative), or nothing is written. The result is o
 and ``train_ssdlite.py --backbone-params`` starts a detector from.
 
 The authors' *wide* detection backbone (``detection/model/igcv3_wide``) is a different
-network from the zoo's IGCV3-W (README, "Published weights"), so it does not convert.
+network from the zoo's IGCV3-W (docs/imagenet.md, "Published weights"), so it does not convert.
 """
 import argparse
 import json

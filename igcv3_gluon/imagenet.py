@@ -68,7 +68,7 @@ def build_parser():
     g = parser.add_argument_group("recipe")
     g.add_argument("--recipe", default="authors", choices=sorted(RECIPES),
                    help="authors: the authors' released pipeline; gluoncv: GluonCV-style "
-                        "(README, Training on ImageNet)")
+                        "(docs/imagenet.md)")
     g.add_argument("--augment", default=None, choices=AUGMENTATIONS,
                    help="training augmentation (default: the recipe's)")
     g.add_argument("--min-random-scale", type=float, default=0.533,

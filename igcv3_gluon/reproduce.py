@@ -1,4 +1,4 @@
-"""Every table of the paper from one place (issue 6).
+"""Every table of the paper from one place.
 
     python -m igcv3_gluon.reproduce --table 2          # rows, our sizes beside the paper's,
                                                        # and the command that trains each row
@@ -397,14 +397,14 @@ and GPU days (`train_ssdlite.py`). None of these data sets can be downloaded on 
 project is developed on.
 
 Size notes: rows built on IGCV3-D 1.0x (Tables 1, 2, 5, 6, 7) have 2.21M parameters without
-the FC, the size of the authors' released IGCV3-D, where the paper prints 2.4M (see README,
+the FC, the size of the authors' released IGCV3-D, where the paper prints 2.4M (see docs/design.md,
 "Known deviations"); with 4 branches in one group conv (Table 7) the network has fewer
 parameters still, since the paper gives no width change for those rows. IGCV1 and IGCV2 are
 the MobileNetV1 skeleton widened x1.2 and x2.2 to reach Table 1's 2.3M; IGCV3-Widest is the
 IGCV3-W plan x1.5 with every block under the strict condition (2.35M). The Table 4
 detectors are built as the authors' detection code builds them (2-group extra layers, heads
 ending with a BatchNorm): 4.22M for SSDLite2 and 4.02M for the MobileNetV2 baseline, where
-the table prints 4.0M and 4.3M (README, "Known deviations").
+the table prints 4.0M and 4.3M (docs/design.md, "Known deviations").
 """
 
 

@@ -1,4 +1,4 @@
-"""A two-minute check of a machine before a long run (issue 15):
+"""A two-minute check of a machine before a long run:
 
     python -m igcv3_gluon.selfcheck --gpus 0,1            # on the GPU machine
     python -m igcv3_gluon.selfcheck --cpus 2 --size 32    # what the tests run here

@@ -74,7 +74,7 @@ def test_size_within_paper_rounding_or_documented(name, rows):
 
 
 def test_deviations_are_explained_in_readme():
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "docs", "design.md")).read()
     section = readme.split("### Known deviations", 1)[1].split("\n## ", 1)[0]
     for name in DOCUMENTED_DEVIATIONS:
         assert "`%s`" % name in section, name

@@ -16,6 +16,11 @@ import pytest
 from conftest import ROOT
 
 README = os.path.join(ROOT, "README.md")
+# the README and the manual it links, in the order a user reads them (the sandbox runs the
+# runnable commands in this order)
+DOCS = [README] + [os.path.join(ROOT, "docs", name) for name in (
+    "design.md", "training.md", "imagenet.md", "detection.md", "distributed.md",
+    "deployment.md")]
 RUNNABLE = ("igcv3_gluon.deploy", "igcv3_gluon.complexity", "igcv3_gluon.reproduce",
             "igcv3_gluon.convert")
 
@@ -60,7 +65,7 @@ def parser_for(name):
     return importlib.import_module(modules.get(name, name)).build_parser()
 
 
-COMMANDS = shell_commands(open(README).read())
+COMMANDS = shell_commands("\n".join(open(path).read() for path in DOCS))
 
 
 def test_the_readme_has_the_commands_it_should():

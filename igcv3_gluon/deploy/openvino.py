@@ -1,4 +1,4 @@
-"""OpenVINO, the fastest CPU runtime for these networks (issue 16).
+"""OpenVINO, the fastest CPU runtime for these networks.
 
 ``to_openvino(prefix, out)`` turns an export into an OpenVINO IR (``out.xml`` + ``out.bin``,
 and ``out-meta.json``): the graph is optimised first when it is not already (BatchNorms and

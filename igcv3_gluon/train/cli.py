@@ -65,7 +65,8 @@ def parser_for(description, defaults, task="classification"):
     g.add_argument("--cpus", type=int, default=None,
                    help="number of CPU contexts (data parallelism without GPUs)")
     g.add_argument("--kvstore", default=defaults.get("kvstore", "device"), choices=KVSTORES,
-                   help="how devices and workers combine gradients (README, Distributed)")
+                   help="how devices and workers combine gradients (docs/training.md, "
+                        "Distributed training)")
     g.add_argument("--dtype", default="float32", choices=DTYPES,
                    help="training precision: float16 (GPUs) and bfloat16 (CPUs with AVX-512) "
                         "train with MXNet's AMP, float32 master weights")
@@ -116,7 +117,8 @@ def _horovod_device(contexts):
     local = os.environ.get("HOROVOD_LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK"))
     if local is None:
         raise UsageError("--kvstore horovod runs one process per device: start it with "
-                         "horovodrun -np %d (README, Distributed training)" % len(contexts))
+                         "horovodrun -np %d (docs/training.md, Distributed training)"
+                         % len(contexts))
     return [contexts[int(local) % len(contexts)]]
 
 

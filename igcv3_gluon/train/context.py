@@ -83,8 +83,8 @@ def make_cluster(kind, contexts):
         try:
             import horovod.mxnet as hvd
         except ImportError:
-            raise ValueError("Horovod is not installed: pip install -e .[horovod] (README, "
-                             "Distributed training)")
+            raise ValueError("Horovod is not installed: pip install -e .[horovod] "
+                             "(docs/training.md, Distributed training)")
         hvd.init()
         if len(contexts) > 1 and hvd.size() > 1:
             contexts = [contexts[hvd.local_rank() % len(contexts)]]   # one device per rank
@@ -97,7 +97,7 @@ def make_cluster(kind, contexts):
         if "DMLC_ROLE" not in os.environ:
             raise ValueError("kvstore %s needs MXNet's parameter-server environment (DMLC_ROLE, "
                              "DMLC_PS_ROOT_URI, ...): start the workers with "
-                             "`python -m igcv3_gluon.train.launch` (README, Distributed)" % kind)
+                             "`python -m igcv3_gluon.train.launch` (docs/training.md, Distributed training)" % kind)
         if kind not in _STORES:
             _STORES[kind] = mx.kv.create(kind)
         kv = _STORES[kind]

@@ -9,7 +9,7 @@ Every process gets DMLC_PS_ROOT_URI / DMLC_PS_ROOT_PORT (the scheduler, on loopb
 are ``python -c "import mxnet"`` (MXNet runs the role's loop on import). The launcher waits
 for the workers, stops everything after ``--timeout`` seconds, and returns the first non-zero
 worker exit code. For several machines, start the same command on each with its own role
-set by hand (README, "Distributed training").
+set by hand (docs/training.md, "Distributed training").
 """
 import argparse
 import os
