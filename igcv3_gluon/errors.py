@@ -3,8 +3,8 @@ import errno
 import os
 import sys
 
-__all__ = ["ProjectError", "WeightsError", "DownloadError", "CheckFailed", "UsageError",
-           "exit_on_usage_error"]
+__all__ = ["ProjectError", "WeightsError", "DownloadError", "CheckFailed", "NonFiniteLoss",
+           "Interrupted", "RunMismatch", "UsageError", "exit_on_usage_error"]
 
 
 class ProjectError(Exception):
@@ -30,6 +30,29 @@ class CheckFailed(ProjectError):
     def __init__(self, message, value=None, limit=None):
         super().__init__(message)
         self.value, self.limit = value, limit
+
+
+class NonFiniteLoss(ProjectError):
+    """Training stopped on a NaN or infinite loss: ``value``, ``epoch`` and ``batch`` where,
+    ``checkpoint`` the last good one (or None). Exit code 3."""
+    code = 3
+
+    def __init__(self, message, value=None, epoch=None, batch=None, checkpoint=None):
+        super().__init__(message)
+        self.value, self.epoch, self.batch, self.checkpoint = value, epoch, batch, checkpoint
+
+
+class Interrupted(ProjectError):
+    """A run stopped by Ctrl-C / SIGTERM; the message says where it was saved. Exit 130."""
+    code = 130
+
+
+class RunMismatch(ProjectError):
+    """An output folder holding another run: ``keys`` that differ, ``old`` their values."""
+
+    def __init__(self, message, keys=(), old=None):
+        super().__init__(message)
+        self.keys, self.old = list(keys), dict(old or {})
 
 
 class UsageError(ProjectError):

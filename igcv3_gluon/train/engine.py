@@ -31,7 +31,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..errors import ProjectError, UsageError
+from ..errors import Interrupted, NonFiniteLoss, ProjectError, RunMismatch, UsageError
 from ..nn import he_normal
 from ..utils import (FolderBusy, FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
                      progress_bar, remove_stale_temp_files, say)
@@ -112,7 +112,8 @@ class Task:
 
 
 class Stopped(Exception):
-    """Raised at a batch boundary after Ctrl-C / SIGTERM."""
+    """Raised at a batch boundary after Ctrl-C / SIGTERM; its message says where the run was
+    saved (empty until the loop that catches it fills it in)."""
 
 
 class _StopFlag:
@@ -171,9 +172,10 @@ def _check_same_run(log, run):
         return
     diff = [k for k in run.identity if old.get(k) != run.record.get(k)]
     if diff:
-        raise UsageError("%s holds a run with different %s (%s); use another output folder"
-                         % (log.out_dir, ", ".join(diff),
-                            ", ".join("%s=%s" % (k, old.get(k)) for k in diff)))
+        raise RunMismatch("%s holds a run with different %s (%s); use another output folder"
+                          % (log.out_dir, ", ".join(diff),
+                             ", ".join("%s=%s" % (k, old.get(k)) for k in diff)),
+                          diff, {k: old.get(k) for k in diff})
 
 
 # settings a resumed run may change without it being another run (they say how it is run,
@@ -319,11 +321,11 @@ def _fit(task, net, run, cluster, worker_batch, initialize, session):
         with _StopFlag() as stop:
             loop.stop = stop
             loop.run()
-    except Stopped:
-        raise UsageError(loop.stopped_message, code=130)
+    except Stopped as stop:
+        raise Interrupted(str(stop)) from None
     except KeyboardInterrupt:
-        raise UsageError("interrupted; the last complete checkpoint in %s is used when you run "
-                         "the same command again" % ckpts.directory, code=130)
+        raise Interrupted("interrupted; the last complete checkpoint in %s is used when you "
+                          "run the same command again" % ckpts.directory) from None
     return _finish(task, net, run, cluster, log, state)
 
 
@@ -336,7 +338,6 @@ class _Loop:
         self.trainer, self.data, self.per_epoch = trainer, data, per_epoch
         self.log, self.ckpts, self.state = log, ckpts, state
         self.stop = None
-        self.stopped_message = ""
         self.progress = run.progress and cluster.is_main
         self.stop_at = _stop_hook()
 
@@ -356,10 +357,9 @@ class _Loop:
             state["start"], state["partial"] = 0, None
             self.finish_epoch(epoch, row)
             if self.stop.requested and epoch + 1 < run.epochs:
-                self.stopped_message = ("interrupted after %s %d; saved to %s: run the same "
-                                        "command again to continue"
-                                        % (run.stage, epoch + 1, self.ckpts.directory))
-                raise Stopped
+                raise Stopped("interrupted after %s %d; saved to %s: run the same command "
+                              "again to continue" % (run.stage, epoch + 1,
+                                                     self.ckpts.directory))
 
     def train_epoch(self, epoch, start, partial):
         run, task, net, trainer = self.run_cfg, self.task, self.net, self.trainer
@@ -383,12 +383,13 @@ class _Loop:
                 numbers = task.tally(what)
                 if not math.isfinite(numbers["loss"]):
                     last = self.ckpts.latest()
-                    raise UsageError(
+                    where = (os.path.join(self.ckpts.directory, last["files"]["params"])
+                             if last else None)
+                    raise NonFiniteLoss(
                         "loss is %s at %s %d, batch %d: stopped; the last good checkpoint is %s "
                         "(lower --lr or add --warmup-epochs, then re-run to resume from it)"
                         % (numbers["loss"], run.stage, epoch + 1, done + 1,
-                           os.path.join(self.ckpts.directory, last["files"]["params"])
-                           if last else "none yet"), code=3)
+                           where or "none yet"), numbers["loss"], epoch + 1, done + 1, where)
                 for key, value in numbers.items():
                     sums[key] = sums.get(key, 0.0) + value
                 sums["batches"] = sums.get("batches", 0) + 1
@@ -402,11 +403,10 @@ class _Loop:
                     self.stop.requested = True
                 if self.stop.requested:
                     self.save(epoch, done, partial=sums)
-                    self.stopped_message = (
+                    raise Stopped(
                         "interrupted in %s %d after %d batch(es); saved to %s: run the same "
                         "command again to continue" % (run.stage, epoch + 1, done,
                                                        self.ckpts.directory))
-                    raise Stopped
         finally:
             bar.close()
         mx.nd.waitall()        # the last backward's BatchNorm statistics, before anyone reads
@@ -425,10 +425,9 @@ class _Loop:
                 metrics = self.task.evaluate(self.net, self.cluster.contexts, self.progress,
                                              self.stop.check)
             except Stopped:
-                self.stopped_message = ("interrupted during the evaluation after %s %d; saved "
-                                        "to %s: run the same command again to continue"
-                                        % (run.stage, epoch + 1, self.ckpts.directory))
-                raise
+                raise Stopped("interrupted during the evaluation after %s %d; saved to %s: "
+                              "run the same command again to continue"
+                              % (run.stage, epoch + 1, self.ckpts.directory)) from None
             except ProjectError as err:
                 raise UsageError("evaluation after %s %d failed: %s; the trained epoch is "
                                  "saved in %s: run the same command again once fixed"
