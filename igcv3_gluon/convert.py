@@ -119,7 +119,7 @@ def transfer(source_sym, source_values, net, source="source"):
     for i, (a, b) in enumerate(zip(theirs, ours)):
         if a[0] != b[0] or (a[0] != "bn" and a[1] != b[1]):
             raise WeightsError("%s differs from %s at layer %d: %s there, %s here"
-                             % (source, net.name, i + 1, _describe(a), _describe(b)))
+                               % (source, net.name, i + 1, _describe(a), _describe(b)))
         names = list(zip(a[2], b[2]))
         if a[0] == "fc" and len(a[2]) < len(b[2]):            # a bias-free FC: zero bias
             params[b[2][1]].set_data(mx.nd.zeros(params[b[2][1]].shape))
@@ -177,7 +177,7 @@ def _compare(ours, theirs, net, shape=(2, 3, 224, 224)):
     scale = max(1.0, float(np.abs(b).max()))
     if diff > 1e-4 * scale:
         raise WeightsError("the converted %s differs from the source by %.2e on a random batch "
-                         "(logits of scale %.1f): not written" % (net.name, diff, scale))
+                           "(logits of scale %.1f): not written" % (net.name, diff, scale))
     return diff, scale
 
 
@@ -190,7 +190,7 @@ def convert_authors(prefix, model="igcv3_d_1.0", epoch=0):
     for path in (sym_file, params_file):
         if not os.path.isfile(path):
             raise WeightsError("%s does not exist: give the authors' checkpoint prefix (PREFIX-"
-                             "symbol.json + PREFIX-%04d.params)" % (path, epoch))
+                               "symbol.json + PREFIX-%04d.params)" % (path, epoch))
     try:
         sym = mx.sym.load(sym_file)
     except (mx.MXNetError, UnicodeDecodeError, ValueError):
@@ -234,12 +234,13 @@ def convert_imgclsmob(path, model="igcv3_d_1.0", source=None):
     source = source or IMGCLSMOB_NAMES.get(model)
     if source is None:
         raise WeightsError("%s has no imgclsmob counterpart; known: %s (or name their model)"
-                         % (model, ", ".join("%s <- %s" % kv for kv in IMGCLSMOB_NAMES.items())))
+                           % (model, ", ".join("%s <- %s" % kv
+                                               for kv in IMGCLSMOB_NAMES.items())))
     try:
         from gluoncv2.model_provider import get_model as imgclsmob_model
     except ImportError:
         raise WeightsError("converting imgclsmob weights needs their network definitions: "
-                         "pip install gluoncv2")
+                           "pip install gluoncv2")
     from .deploy import read_params
     fcs = [v.shape[0] for v in read_params(path).values() if len(v.shape) == 2]
     try:           # the file's own class count (fine-tuned weights need not have 1000)
@@ -282,11 +283,10 @@ PREPROCESSING = {
     # ceil(224 / 0.875) = 256, centre crop 224
     "imgclsmob": dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
                       input_size=224, crop_ratio=0.875),
-    # GluonCV (scripts/classification/imagenet/train_imagenet.py): the same normalisation
-    # and validation resize / crop
-    "gluoncv": dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
-                    input_size=224, crop_ratio=0.875),
 }
+# GluonCV (scripts/classification/imagenet/train_imagenet.py): the same normalisation and
+# validation resize / crop as imgclsmob
+PREPROCESSING["gluoncv"] = PREPROCESSING["imgclsmob"]
 
 
 def weights_description(source, model, classes, src):
@@ -296,6 +296,16 @@ def weights_description(source, model, classes, src):
     return ModelSpec(model, classes=int(classes), source="%s %s" % (
         source, os.path.basename(src)), extra=dict(input_shape=[3, 224, 224]),
         **PREPROCESSING[source]).to_dict()
+
+
+def _published_record(pub, entry=None):
+    """The publisher's figures (and, for a download, its address and SHA-1) as the weights'
+    description carries them."""
+    record = dict(top1=pub.top1, top5=pub.top5, figures=pub.figures, publisher=pub.publisher,
+                  name=pub.name)
+    if entry is not None:
+        record.update(url=entry["url"], sha1=entry["sha1"])
+    return record
 
 
 def _cached_paths(pub, entry, root):
@@ -329,10 +339,7 @@ def pretrained_weights(model, root=None, progress=True, say=None):
     os.makedirs(os.path.dirname(params), exist_ok=True)
     atomic_write(params, net.save_parameters)
     meta = dict(weights_description(pub.publisher, model, net.output.weight.shape[0], raw),
-                published=dict(top1=pub.top1, top5=pub.top5, figures=pub.figures,
-                               publisher=pub.publisher, name=pub.name, url=entry["url"],
-                               sha1=entry["sha1"]),
-                converted_sha1=sha1_of(params))
+                published=_published_record(pub, entry), converted_sha1=sha1_of(params))
     atomic_write_json(meta_path, meta, sort_keys=True)
     say("converted %s's %s into %s (%d convolutions, %d BatchNorms; logits equal within "
         "%.1e): %s" % (pub.publisher, pub.name, model, counts["conv"], counts["bn"], diff,
@@ -370,8 +377,7 @@ def load_pretrained(net, model, pretrained, root=None, ctx=None, say=None):
             load_weights(net, path, ctx=ctx)
         meta = dict(weights_description(pub.publisher, model,
                                         converted.output.weight.shape[0], params),
-                    published=dict(top1=pub.top1, top5=pub.top5, figures=pub.figures,
-                                   publisher=pub.publisher, name=pub.name))
+                    published=_published_record(pub))
     net.pretrained_cfg = meta
     return meta
 

@@ -10,7 +10,8 @@ import signal
 import sys
 import threading
 
-__all__ = ["say", "atomic_write", "DiskFull", "write_stopped", "file_digest", "atomic_write_json", "sha256", "save_figure", "progress_bar",
+__all__ = ["say", "atomic_write", "DiskFull", "write_stopped", "remove_files", "file_digest",
+           "atomic_write_json", "sha256", "save_figure", "progress_bar",
            "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
            "remove_stale_temp_files"]
 
@@ -56,6 +57,13 @@ def _stopped_write(err, folder):
         import shutil
         return errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EFBIG
     return None
+
+
+def remove_files(*paths):
+    """Remove those of ``paths`` that exist (what a failed write leaves behind)."""
+    for path in paths:
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def write_stopped(err, path, size_hint=0):

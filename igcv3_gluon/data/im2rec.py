@@ -17,6 +17,7 @@ import sys
 from multiprocessing.pool import ThreadPool
 
 from ..errors import UsageError, exit_on_usage_error
+from ..utils import remove_files
 
 __all__ = ["list_images", "pack_folder", "main"]
 
@@ -135,12 +136,6 @@ def _write_text(path, text):
         fh.write(text)
 
 
-def _remove(*paths):
-    for path in paths:
-        if os.path.exists(path):
-            os.remove(path)
-
-
 def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, seed=0,
                 classes=None, progress=True, resize_mode="both", on_damaged="skip"):
     """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
@@ -204,7 +199,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
             writer.close()
         except Exception:
             pass
-        _remove(tmp_rec, tmp_idx)
+        remove_files(tmp_rec, tmp_idx)
         if stopped is not None:
             stopped.filename = prefix + ".rec"
             raise stopped from None
@@ -212,7 +207,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
     pool.close()
     writer.close()
     if not lines:
-        _remove(tmp_rec, tmp_idx)
+        remove_files(tmp_rec, tmp_idx)
         raise UsageError("no image under %s could be decoded (%d damaged, e.g. %s: %s)"
                          % (root, len(skipped), skipped[0][0], skipped[0][1]))
     try:                                  # the text files first, the record pair last
@@ -220,7 +215,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
         atomic_write(prefix + ".classes.txt",
                      lambda p: _write_text(p, "".join(c + "\n" for c in classes)))
     except BaseException:
-        _remove(tmp_rec, tmp_idx)
+        remove_files(tmp_rec, tmp_idx)
         raise
     os.replace(tmp_rec, prefix + ".rec")
     os.replace(tmp_idx, prefix + ".idx")

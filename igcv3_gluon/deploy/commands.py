@@ -224,9 +224,8 @@ def cmd_optimize(args):
             if os.path.exists(src):
                 os.replace(src, dst)
     finally:
-        for path in staged:
-            if os.path.exists(path):
-                os.remove(path)
+        from ..utils import remove_files
+        remove_files(*staged)
     sym_file, params_file = artifact_paths(args.out_prefix)
     print("folded %(batchnorms_folded)d BatchNorms and %(shuffles_folded)d shuffles; "
           "%(batchnorms_left)d BatchNorms and %(shuffles_left)d shuffles left" % report)

@@ -132,9 +132,8 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
         worst = ir_difference(prefix, ir_paths(out)[0], meta, shape, check_batches)
         meta["check"] = dict(batches=list(check_batches), max_rel_diff=worst)
         if worst > IR_TOLERANCE:
-            for path in ir_paths(out) + (out + ".onnx",):
-                if os.path.exists(path):
-                    os.remove(path)
+            from ..utils import remove_files
+            remove_files(*ir_paths(out), out + ".onnx")
             from ..errors import CheckFailed
             raise CheckFailed("the IR of %s differs from the MXNet export by %.1e at batch "
                               "%s (limit %g): not written" % (

@@ -25,9 +25,11 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from ..errors import DownloadError
+from ..utils import remove_files
 
 __all__ = ["Published", "PUBLISHED", "published", "store_entry", "models_root", "fetch",
            "sha1_of", "MIRROR_ENV"]
@@ -109,12 +111,6 @@ def sha1_of(path):
     return file_digest(path, "sha1")
 
 
-def _remove(*paths):
-    for path in paths:
-        if os.path.exists(path):
-            os.remove(path)
-
-
 def _download(url, part, progress, timeout):
     """``url`` into ``part``; DownloadError (one line) on any network failure."""
     try:
@@ -138,10 +134,7 @@ def _download(url, part, progress, timeout):
                 received += len(chunk)
                 if bar is not None:
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as err:
-        if isinstance(err, OSError) and err.errno is not None and not isinstance(
-                err, (ConnectionError, TimeoutError)):
-            raise                                     # a local disk fault: errors.py says it
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
         raise DownloadError("the download of %s broke off after %d bytes (%s)"
                             % (url, received, err)) from None
     finally:
@@ -189,7 +182,7 @@ def fetch(pub, root=None, progress=True, timeout=60, say=None):
                         entry["url"], entry["file_name"], ", ".join(zf.namelist()[:3])))
                 with zf.open(entry["file_name"]) as src, open(path + ".part", "wb") as dst:
                     shutil.copyfileobj(src, dst)
-        except (zipfile.BadZipFile, EOFError, zlib_error()):
+        except (zipfile.BadZipFile, EOFError, zlib.error):
             raise DownloadError("%s is not a complete zip archive (damaged or cut off)"
                                 % entry["url"]) from None
         got = sha1_of(path + ".part")
@@ -199,16 +192,11 @@ def fetch(pub, root=None, progress=True, timeout=60, say=None):
                                                             pub.publisher, entry["sha1"][:12]))
         os.replace(path + ".part", path)
     except DownloadError as err:
-        _remove(part, path + ".part")
+        remove_files(part, path + ".part")
         raise DownloadError(str(err) + replaced + by_hand) from None
     except BaseException:
-        _remove(part, path + ".part")
+        remove_files(part, path + ".part")
         raise
     finally:
-        _remove(part)
+        remove_files(part)
     return path
-
-
-def zlib_error():
-    import zlib
-    return zlib.error
