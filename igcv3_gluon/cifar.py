@@ -5,15 +5,14 @@ Entry point: ``train_cifar.py`` (``python train_cifar.py --help``).
 import sys
 
 from .data import DATASETS, channel_stats, load_dataset, make_loader
-from .errors import UsageError, exit_on_usage_error
+from .errors import UsageError, exit_on_usage_error, naming
 from .cli import spec_from_args
 from .models import get_model, model_info
 from .models.spec import ARCH_KEYS
 from .nn import norm_layer_for
 from .train.classifier import ClassifierTask
-from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
+from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
                         run_seeds, validate_common_args)
-from .train.engine import fit
 from .utils import say
 
 __all__ = ["DEFAULTS", "IDENTITY", "build_parser", "main", "run"]
@@ -43,7 +42,8 @@ def build_parser():
 
 def run(args):
     """One training run; returns its summary."""
-    train_x, train_y, test_x, test_y, classes = load_dataset(args.dataset, args.data_dir)
+    with naming("--data-dir"):
+        train_x, train_y, test_x, test_y, classes = load_dataset(args.dataset, args.data_dir)
     mean, std = channel_stats(train_x)
     flip = args.dataset != "digits"          # flipped digits are other symbols
     if not model_info(args.model).cifar:
@@ -82,6 +82,9 @@ def main(argv=None):
         args.dataset = "cifar10" if args.data_dir else "digits"
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    if args.dataset != "digits" and not args.data_dir:
+        raise UsageError("--dataset %s needs --data-dir (the folder with its binary files)"
+                         % args.dataset)
     validate_common_args(args)
     run_seeds(args, run)
     return 0

@@ -3,12 +3,14 @@
 
 Library code below raises ValueError phrased in values; this layer names the flags."""
 import argparse
+import os
 
 from .errors import UsageError
 from .models.spec import ARCH_KEYS
 
 __all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "spec_from_args", "parse_ints",
-           "parse_floats", "parse_shape", "flag_error", "MODEL_FLAGS"]
+           "parse_floats", "parse_shape", "flag_error", "MODEL_FLAGS", "adopt_run_settings",
+           "evaluation_dir"]
 
 # the architecture flags are the ModelSpec's architecture keys (one list: models/spec.py)
 MODEL_FLAGS = ARCH_KEYS
@@ -109,3 +111,24 @@ def model_kwargs(args, model):
     """``get_model`` keyword arguments from the model flags of ``args`` for zoo ``model``,
     checked against the model's own config (its number of stages, its block kind)."""
     return spec_from_args(args, model).arch_kwargs()
+
+
+def adopt_run_settings(args, parser, config, keys):
+    """Take ``keys`` from a run's ``config`` into ``args`` where the user left the flag at
+    its default (an explicit flag wins)."""
+    if not config:
+        return args
+    for key in keys:
+        if key in config and config[key] is not None and key in vars(args) \
+                and getattr(args, key) == parser.get_default(key):
+            setattr(args, key, config[key])
+    return args
+
+
+def evaluation_dir(args, parser, val_path):
+    """Where an ``--eval-only`` result goes: ``--out-dir`` when given, else
+    ``runs/evaluations/MODEL-VALNAME`` (never the training runs' default folder)."""
+    if args.out_dir != parser.get_default("out_dir"):
+        return args.out_dir
+    name = os.path.splitext(os.path.basename(str(val_path or "val").rstrip("/")))[0]
+    return os.path.join("runs", "evaluations", "%s-%s" % (args.model, name))

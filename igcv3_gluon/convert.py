@@ -34,7 +34,7 @@ import warnings
 
 import numpy as np
 
-from .errors import WeightsError, exit_on_usage_error
+from .errors import WeightsError, exit_on_usage_error, naming
 
 __all__ = ["SOURCES", "IMGCLSMOB_NAMES", "layers_of", "transfer", "convert_authors",
            "convert_imgclsmob", "main"]
@@ -357,7 +357,8 @@ def load_pretrained(net, model, pretrained, root=None, ctx=None, say=None):
     if pretrained is True:
         params, meta = pretrained_weights(model, root, say=say)
     else:
-        params, meta = resolve_weights(str(pretrained), "pretrained")
+        with naming("pretrained"):
+            params, meta = resolve_weights(str(pretrained))
     try:
         load_weights(net, params, ctx=ctx)
     except WeightsError:

@@ -19,18 +19,17 @@ import sys
 
 import mxnet as mx
 
-from .cli import parse_floats, spec_from_args
+from .cli import adopt_run_settings, evaluation_dir, parse_floats, spec_from_args
 from .data.coco import COCOFormat, coco_split_paths
 from .data.detection import PIXEL_MEAN, PIXEL_STD
-from .errors import UsageError, exit_on_usage_error
+from .errors import UsageError, exit_on_usage_error, naming
 from .models import list_models, model_info
 from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
-from .runs import adopt_run_settings, evaluation_dir, record_evaluation, resolve_weights
-from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
+from .runs import record_evaluation, resolve_weights
+from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
 from .train.detector import NMS, DetectorTask, detect, evaluate_coco
-from .train.engine import fit
 from .utils import save_figure, say
 
 __all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "predict_images"]
@@ -302,7 +301,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = backbone_config = None
     if args.predict or args.eval_only:
-        args.params_file, config = resolve_weights(args.params, "--params")
+        with naming("--params"):
+            args.params_file, config = resolve_weights(args.params)
         _check_params_file(args.params_file)
         if config and config.get("model") in list_models("classification"):
             raise UsageError("%s holds a classifier (%s), not a detector: evaluate it with "
@@ -313,8 +313,9 @@ def main(argv=None):
         if args.eval_only:
             args.out_dir = evaluation_dir(args, parser, args.val_ann or args.val_sets)
     elif args.backbone_params:
-        args.backbone_file, backbone_config = resolve_weights(
-            args.backbone_params, "--backbone-params", _backbone_classifier(args))
+        with naming("--backbone-params"):
+            args.backbone_file, backbone_config = resolve_weights(
+                args.backbone_params, _backbone_classifier(args))
     if args.lr is None:
         args.lr = RECIPES[args.recipe]["lr"]
     validate_common_args(args, task="detection")
@@ -350,10 +351,11 @@ def main(argv=None):
                              mean=args.mean, std=args.std)
         print("COCO mAP on %s (%d images): %s" % (val_set.ann_file, len(val_set), "  ".join(
             "%s %.1f%%" % (k, 100 * v) for k, v in coco.items())))
-        path = record_evaluation(args.params_file, config, args.out_dir, coco,
-                                 dict(model=args.model, dataset="coco",
-                                      multiplier=args.multiplier, data_shape=args.data_shape,
-                                      val_ann=os.path.basename(val_set.ann_file)))
+        with naming("--out-dir"):
+            path = record_evaluation(args.params_file, config, args.out_dir, coco,
+                                     dict(model=args.model, dataset="coco",
+                                          multiplier=args.multiplier, data_shape=args.data_shape,
+                                          val_ann=os.path.basename(val_set.ann_file)))
         say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
         return 0
     train_set = train_sets[0] if len(train_sets) == 1 else _union(train_sets)

@@ -1,16 +1,27 @@
 """Errors that end a command line with one line of text (no traceback)."""
+import contextlib
 import errno
 import os
 import sys
 
-__all__ = ["ProjectError", "WeightsError", "DownloadError", "CheckFailed", "NonFiniteLoss",
-           "Interrupted", "RunMismatch", "UsageError", "exit_on_usage_error"]
+__all__ = ["ProjectError", "DataError", "SetupError", "WeightsError", "DownloadError",
+           "CheckFailed", "NonFiniteLoss", "Interrupted", "RunMismatch", "FolderBusy",
+           "UsageError", "exit_on_usage_error", "naming"]
 
 
 class ProjectError(Exception):
     """An error of the library whose message is one line naming the problem and the fix;
     command lines print it without a traceback and exit with ``code``."""
     code = 2
+
+
+class DataError(ProjectError, ValueError):
+    """A data set, data file or folder that cannot be used as it is (missing, damaged, in
+    another format, labels out of range); the message names it and what to do."""
+
+
+class SetupError(ProjectError, ValueError):
+    """Settings of a run that do not go together (devices, kvstore, batch size)."""
 
 
 class WeightsError(ProjectError, ValueError):
@@ -33,13 +44,28 @@ class CheckFailed(ProjectError):
 
 
 class NonFiniteLoss(ProjectError):
-    """Training stopped on a NaN or infinite loss: ``value``, ``epoch`` and ``batch`` where,
-    ``checkpoint`` the last good one (or None). Exit code 3."""
+    """Training stopped on a NaN or infinite loss: ``value``, ``stage``/``epoch``/``batch``
+    where, ``checkpoint`` the last good one (or None), ``fix`` what to change before running
+    again (a command line names its flags: ``with_fix``). Exit code 3."""
     code = 3
 
-    def __init__(self, message, value=None, epoch=None, batch=None, checkpoint=None):
-        super().__init__(message)
-        self.value, self.epoch, self.batch, self.checkpoint = value, epoch, batch, checkpoint
+    def __init__(self, value, stage, epoch, batch, checkpoint,
+                 fix="lower the learning rate or warm it up"):
+        self.value, self.stage, self.epoch, self.batch = value, stage, epoch, batch
+        self.checkpoint, self.fix = checkpoint, fix
+        super().__init__(self._message())
+
+    def _message(self):
+        return ("loss is %s at %s %d, batch %d: stopped; the last good checkpoint is %s (%s, "
+                "then re-run to resume from it)" % (self.value, self.stage, self.epoch,
+                                                    self.batch, self.checkpoint or "none yet",
+                                                    self.fix))
+
+    def with_fix(self, fix):
+        """The same stop, advising ``fix`` (e.g. the flags that change the learning rate)."""
+        self.fix = fix
+        self.args = (self._message(),)
+        return self
 
 
 class Interrupted(ProjectError):
@@ -55,6 +81,15 @@ class RunMismatch(ProjectError):
         self.keys, self.old = list(keys), dict(old or {})
 
 
+class FolderBusy(ProjectError):
+    """Another live process holds the output folder's lock; ``pid`` is that process."""
+
+    def __init__(self, folder, pid):
+        super().__init__("%s is in use by a run still going (process %s): wait for it to end, "
+                         "stop it, or use another output folder" % (folder, pid))
+        self.folder, self.pid = folder, pid
+
+
 class UsageError(ProjectError):
     """Bad input at the edge (argument, data directory, file): the message names the
     problem and the fix. Command lines print it on one line and exit with ``code``."""
@@ -62,6 +97,18 @@ class UsageError(ProjectError):
     def __init__(self, message, code=2):
         super().__init__(message)
         self.code = code
+
+
+@contextlib.contextmanager
+def naming(flag):
+    """For command lines: a library error raised inside (phrased in values, naming the file
+    or the number) gets the ``flag`` that supplied the value in front, keeping its type:
+    ``--rec-val: data/val.rec does not exist; ...``."""
+    try:
+        yield
+    except ProjectError as err:
+        err.args = ("%s: %s" % (flag, err),)
+        raise
 
 
 def _size(n):

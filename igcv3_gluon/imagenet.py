@@ -25,17 +25,16 @@ import sys
 
 import numpy as np
 
-from .cli import parse_floats, parse_ints, spec_from_args
+from .cli import adopt_run_settings, evaluation_dir, parse_floats, parse_ints, spec_from_args
 from .models.spec import ARCH_KEYS, INPUT_KEYS
 from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
                             check_record_pair, scan_records, short_sides, train_augmentation)
-from .errors import UsageError, exit_on_usage_error
+from .errors import UsageError, exit_on_usage_error, naming
 from .nn import norm_layer_for
-from .runs import adopt_run_settings, evaluation_dir, record_evaluation, resolve_weights
+from .runs import record_evaluation, resolve_weights
 from .train.classifier import ClassifierTask, topk_accuracy
-from .train.cli import (export_name, flags_record, model_kwargs, parser_for, run_config,
+from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
-from .train.engine import fit
 from .utils import say
 
 __all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "run", "resolve_args",
@@ -162,12 +161,13 @@ def resolve_args(args):
     args.rec_val_idx = _idx_for(args.rec_val, args.rec_val_idx)
     if not args.rec_val:
         raise UsageError("--rec-val is required (validation RecordIO)")
-    args.val_images = check_record_pair(args.rec_val, args.rec_val_idx, "--rec-val")
+    with naming("--rec-val"):
+        args.val_images = check_record_pair(args.rec_val, args.rec_val_idx)
     if not args.eval_only:
         if not args.rec_train:
             raise UsageError("--rec-train is required (training RecordIO); or --eval-only")
-        args.train_images = check_record_pair(args.rec_train, args.rec_train_idx,
-                                              "--rec-train")
+        with naming("--rec-train"):
+            args.train_images = check_record_pair(args.rec_train, args.rec_train_idx)
     _check_class_lists(args)
     if args.num_classes is None:
         names = os.path.splitext(args.rec_train or args.rec_val)[0] + ".classes.txt"
@@ -252,8 +252,9 @@ def evaluate_params(args, net):
                   published["publisher"], published["name"], published["figures"],
                   published["top1"], published["top5"], 100 * result["acc"] - published["top1"],
                   100 * result["top5"] - published["top5"]))
-    path = record_evaluation(args.params_file, args.weights_config, args.out_dir, result,
-                             _spec(args, val_rec=os.path.basename(args.rec_val)).to_dict())
+    with naming("--out-dir"):
+        path = record_evaluation(args.params_file, args.weights_config, args.out_dir, result,
+                                 _spec(args, val_rec=os.path.basename(args.rec_val)).to_dict())
     say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
     return result
 
@@ -372,7 +373,8 @@ def main(argv=None):
         if not args.params:
             raise UsageError("--eval-only needs --params (a .params file or a run folder) or "
                              "--pretrained")
-        args.params_file, found = resolve_weights(args.params, "--params", args.model)
+        with naming("--params"):
+            args.params_file, found = resolve_weights(args.params, args.model)
         args.weights_config = found
         from .models import list_models
         if found and found.get("model") in list_models("detection"):

@@ -10,10 +10,10 @@
 import json
 import os
 
-from .errors import UsageError
+from .errors import RunMismatch, WeightsError
 
-__all__ = ["resolve_weights", "run_config_of", "run_folder_of", "adopt_run_settings",
-           "record_evaluation", "evaluation_dir", "weights_meta_path", "read_weights_meta"]
+__all__ = ["resolve_weights", "run_config_of", "run_folder_of", "record_evaluation",
+           "weights_meta_path", "read_weights_meta"]
 
 
 def weights_meta_path(params_file):
@@ -34,7 +34,7 @@ def read_weights_meta(params_file):
         with open(path) as fh:
             meta = json.load(fh)
     except (OSError, ValueError):
-        raise UsageError("%s is not a readable description of %s" % (path, params_file))
+        raise WeightsError("%s is not a readable description of %s" % (path, params_file))
     return meta if isinstance(meta, dict) else None
 
 
@@ -47,47 +47,49 @@ def run_config_of(folder):
         with open(path) as fh:
             return json.load(fh)
     except (OSError, ValueError):
-        raise UsageError("%s is not a readable run config" % path)
+        raise WeightsError("%s is not a readable run config" % path)
 
 
 PRETRAINED = "pretrained"
 
 
-def resolve_weights(path, flag="--params", model=None):
+def resolve_weights(path, model=None):
     """``(params file, run config or None)`` for a run folder or a weights file; the word
     ``pretrained``: the published ImageNet weights of zoo ``model`` (downloaded, converted
     and cached once: ``convert.pretrained_weights``) with their description."""
     if not path:
-        raise UsageError("%s is required (a .params file or a run folder)" % flag)
+        raise WeightsError("no weights given: give a .params file or a run folder")
     if path == PRETRAINED and not os.path.exists(path):
         if not model:
-            raise UsageError("%s pretrained: name the model whose published weights to use"
-                             % flag)
+            raise WeightsError("pretrained: name the model whose published weights to use")
         from .convert import pretrained_weights
         return pretrained_weights(model)
     if os.path.isdir(path):
-        config = run_config_of(path)
-        if config is None:
-            raise UsageError("%s %s is a folder without config.json: give a run folder "
-                             "(--out-dir of a training run) or a .params file" % (flag, path))
-        for name in ("best.params", "final.params"):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name), config
-        import glob
-        ckpts = sorted(glob.glob(os.path.join(path, "checkpoints", "ckpt-*.params")))
-        if ckpts:
-            raise UsageError("%s %s holds no best.params or final.params yet: its training "
-                             "stopped before an evaluation finished; run the training command "
-                             "again to finish it, or give %s %s (its last checkpoint)"
-                             % (flag, path, flag, ckpts[-1]))
-        raise UsageError("%s %s holds no best.params or final.params yet (has the run "
-                         "finished an epoch?)" % (flag, path))
+        return _weights_of_folder(path)
     if not os.path.isfile(path):
-        raise UsageError("%s %s does not exist" % (flag, path))
+        raise WeightsError("%s does not exist" % path)
     folder = run_folder_of(path)
     if folder is None:
         return path, read_weights_meta(path)
     return path, run_config_of(folder)
+
+
+def _weights_of_folder(path):
+    config = run_config_of(path)
+    if config is None:
+        raise WeightsError("%s is a folder without config.json: give a run folder (the output "
+                           "folder of a training run) or a .params file" % path)
+    for name in ("best.params", "final.params"):
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name), config
+    import glob
+    ckpts = sorted(glob.glob(os.path.join(path, "checkpoints", "ckpt-*.params")))
+    if ckpts:
+        raise WeightsError("%s holds no best.params or final.params yet: its training stopped "
+                           "before an evaluation finished; run the training command again to "
+                           "finish it, or give its last checkpoint %s" % (path, ckpts[-1]))
+    raise WeightsError("%s holds no best.params or final.params yet (has the run finished an "
+                       "epoch?)" % path)
 
 
 def run_folder_of(params_file):
@@ -101,29 +103,8 @@ def run_folder_of(params_file):
     return None
 
 
-def adopt_run_settings(args, parser, config, keys):
-    """Take ``keys`` from a run's ``config`` into ``args`` where the user left the flag at
-    its default (an explicit flag wins)."""
-    if not config:
-        return args
-    for key in keys:
-        if key in config and config[key] is not None and key in vars(args) \
-                and getattr(args, key) == parser.get_default(key):
-            setattr(args, key, config[key])
-    return args
-
-
-def evaluation_dir(args, parser, val_path):
-    """Where an ``--eval-only`` result goes: ``--out-dir`` when given, else
-    ``runs/evaluations/MODEL-VALNAME`` (never the training runs' default folder)."""
-    if args.out_dir != parser.get_default("out_dir"):
-        return args.out_dir
-    name = os.path.splitext(os.path.basename(str(val_path or "val").rstrip("/")))[0]
-    return os.path.join("runs", "evaluations", "%s-%s" % (args.model, name))
-
-
 def record_evaluation(params_file, config, out_dir, metrics, facts):
-    """Write an ``--eval-only`` result as ``evaluation.json`` in ``out_dir`` (never into the
+    """Write an evaluation's result as ``evaluation.json`` in ``out_dir`` (never into the
     training run the weights came from), beside a ``config.json`` describing what was
     evaluated (``facts``: model, dataset, ...; the weights' path as ``evaluated``), where the
     reproduction report (``reproduce --collect``) finds it. Returns the path written."""
@@ -131,12 +112,12 @@ def record_evaluation(params_file, config, out_dir, metrics, facts):
     folder = out_dir
     existing = run_config_of(folder)
     if existing is not None and not existing.get("evaluated"):
-        raise UsageError("%s holds a training run of %s; give --out-dir another folder for "
-                         "this evaluation" % (folder, existing.get("model")))
+        raise RunMismatch("%s holds a training run of %s; give another output folder for this "
+                          "evaluation" % (folder, existing.get("model")), ["evaluated"])
     if existing is not None and existing.get("model") != facts.get("model"):
-        raise UsageError("%s holds an evaluation of %s; give --out-dir another folder for "
-                         "this evaluation of %s" % (folder, existing.get("model"),
-                                                    facts.get("model")))
+        raise RunMismatch("%s holds an evaluation of %s; give another output folder for this "
+                          "evaluation of %s" % (folder, existing.get("model"), facts.get("model")),
+                          ["model"], {"model": existing.get("model")})
     os.makedirs(folder, exist_ok=True)
     source = {k: config[k] for k in ("stage", "recipe") if config and config.get(k)}
     atomic_write_json(os.path.join(folder, "config.json"),

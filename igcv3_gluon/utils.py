@@ -1,4 +1,4 @@
-"""Neutral helpers every package may use (nothing here imports from igcv3_gluon):
+"""Neutral helpers every package may use (they import only ``errors``, which imports nothing):
 messages for a person, atomic file writes, figures, progress bars, signal handling and a
 per-folder lock."""
 import contextlib
@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 import threading
+
+from .errors import FolderBusy
 
 __all__ = ["say", "atomic_write", "DiskFull", "write_stopped", "remove_files", "file_digest",
            "atomic_write_json", "sha256", "save_figure", "progress_bar",
@@ -215,14 +217,6 @@ def ignore_interrupts():
         yield
     finally:
         signal.signal(signal.SIGINT, old)
-
-
-class FolderBusy(Exception):
-    """Another live process holds the folder's lock; ``pid`` is that process."""
-
-    def __init__(self, folder, pid):
-        super().__init__("%s is in use by process %s" % (folder, pid))
-        self.folder, self.pid = folder, pid
 
 
 class FolderLock:

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import ROOT, fake_coco
 from igcv3_gluon.data.coco import COCOFormat
-from igcv3_gluon.errors import UsageError
+from igcv3_gluon.errors import DataError
 
 
 def data_is_cut(content):
@@ -50,7 +50,7 @@ def _edit(ann, change):
 def test_entries_without_the_keys_used_are_one_line_naming_the_entry(coco, change, message):
     ann, images = coco
     _edit(ann, change)
-    with pytest.raises(UsageError, match=message) as err:
+    with pytest.raises(DataError, match=message) as err:
         COCOFormat(ann, images)
     assert "\n" not in str(err.value) and ann in str(err.value)
 
@@ -65,11 +65,11 @@ def test_files_that_are_not_images_are_named_before_training(coco, content):
     with open(os.path.join(images, name), "wb") as fh:
         fh.write(content)
     if data_is_cut(content):
-        with pytest.raises(UsageError, match=r"first: .*%s, a JPEG cut off before its end "
+        with pytest.raises(DataError, match=r"first: .*%s, a JPEG cut off before its end "
                                              r"marker" % re.escape(name)):
             COCOFormat(ann, images)
         return
-    with pytest.raises(UsageError, match=r"1 file\(s\) in .* are not whole images \(first: "
+    with pytest.raises(DataError, match=r"1 file\(s\) in .* are not whole images \(first: "
                                          r".*%s, (empty|not JPEG/PNG/BMP/GIF)\): replace them"
                        % re.escape(name)):
         COCOFormat(ann, images)
@@ -153,12 +153,12 @@ def test_float_ids_match_integer_ids_and_a_wrong_image_size_is_named(coco):
     _edit(ann, lambda d: d["images"][0].update(width=10000, height=5))
     data = COCOFormat(ann, images, skip_empty=False)
     index = [k for k, item in enumerate(data.items) if item[3] == (10000, 5)][0]
-    with pytest.raises(UsageError, match=r"is 96x96 pixels but .* says 10000x5: its boxes are "
+    with pytest.raises(DataError, match=r"is 96x96 pixels but .* says 10000x5: its boxes are "
                                          r"in the json's coordinates"):
         data[index]
     os.makedirs(os.path.join(images, "folder.jpg"))
     _edit(ann, lambda d: d["images"][1].update(file_name="folder.jpg"))
-    with pytest.raises(UsageError, match=r"folder.jpg \(listed in .*\) is a folder, not an "
+    with pytest.raises(DataError, match=r"folder.jpg \(listed in .*\) is a folder, not an "
                                          r"image file"):
         COCOFormat(ann, images)
 

@@ -7,7 +7,7 @@ import pytest
 
 from igcv3_gluon.data import (EpochBatches, channel_stats, crop_flip_keys, load_cifar,
                               load_dataset, load_digits32, make_loader, write_cifar_binary)
-from igcv3_gluon.errors import UsageError
+from igcv3_gluon.errors import DataError
 from conftest import fake_cifar10
 
 
@@ -60,7 +60,7 @@ def test_bad_data_dirs_give_one_line_errors(tmp_path, damage, match):
         root = os.path.join(root, "nowhere")
     elif damage == "badtar":
         (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"not a tarball")
-    with pytest.raises(UsageError, match=match) as err:
+    with pytest.raises(DataError, match=match) as err:
         load_cifar(root, "cifar10")
     assert "\n" not in str(err.value)
 

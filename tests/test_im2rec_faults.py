@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from igcv3_gluon.data.im2rec import main, pack_folder
-from igcv3_gluon.errors import UsageError
+from igcv3_gluon.errors import DataError
 
 
 def _jpg(path, seed):
@@ -56,8 +56,8 @@ def test_damaged_images_are_named_and_skipped_and_empty_classes_warned(tree, tmp
 
 def test_on_damaged_stop_and_a_tree_where_nothing_decodes_leave_nothing(tree, tmp_path):
     prefix = str(tmp_path / "rec" / "set")
-    with pytest.raises(UsageError, match=r"(cut|empty)\.jpg: (JPEG cut off|empty file).*"
-                                         r"--on-damaged skip"):
+    with pytest.raises(DataError, match=r"(cut|empty)\.jpg: (JPEG cut off|empty file).*"
+                                         r"skip damaged images"):
         pack_folder(tree, prefix, shuffle=False, progress=False, on_damaged="stop")
     assert os.listdir(str(tmp_path / "rec")) == []
     for name in os.listdir(os.path.join(tree, "a")):
@@ -65,7 +65,7 @@ def test_on_damaged_stop_and_a_tree_where_nothing_decodes_leave_nothing(tree, tm
             os.remove(os.path.join(tree, "a", name))
     for name in os.listdir(os.path.join(tree, "c")):
         open(os.path.join(tree, "c", name), "wb").write(b"not a picture")
-    with pytest.raises(UsageError, match=r"no image under .* could be decoded \(4 damaged"):
+    with pytest.raises(DataError, match=r"no image under .* could be decoded \(4 damaged"):
         pack_folder(tree, prefix, shuffle=False, progress=False)
     assert _leftovers(str(tmp_path / "rec")) == [] and os.listdir(str(tmp_path / "rec")) == []
 

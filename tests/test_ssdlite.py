@@ -122,7 +122,7 @@ def test_custom_classes_and_export_keeps_detections(tmp_path):
 
 def test_coco_format_checks_clips_and_skips(tmp_path):
     from igcv3_gluon.data.coco import COCOFormat
-    from igcv3_gluon.errors import UsageError
+    from igcv3_gluon.errors import DataError
     ann, images = fake_coco(tmp_path, 4, size=64, seed=3)
     data = json.load(open(ann))
     data["annotations"][0]["bbox"] = [50, 50, 40, 40]          # partly outside: clipped
@@ -140,7 +140,7 @@ def test_coco_format_checks_clips_and_skips(tmp_path):
     img, label = train[0]
     assert img.shape == (64, 64, 3) and label.shape[1] == 6
     os.remove(os.path.join(images, "0002.jpg"))
-    with pytest.raises(UsageError, match="1 image.*missing .*0002.jpg"):
+    with pytest.raises(DataError, match="1 image.*missing .*0002.jpg"):
         COCOFormat(ann, images)
 
 
@@ -348,8 +348,8 @@ def test_coco_layout_with_a_union_of_training_splits(tmp_path):
     assert [len(s) for s in train_sets] == [5, 3] and len(val) == 2
     assert val.classes == ["red_box", "green_ellipse", "blue_box"]
     args.train_sets = "train2014,test2015"
-    from igcv3_gluon.errors import UsageError
-    with pytest.raises(UsageError, match="instances_test2015.json does not exist"):
+    from igcv3_gluon.errors import DataError
+    with pytest.raises(DataError, match="instances_test2015.json does not exist"):
         _datasets(args)
 
 

@@ -43,7 +43,7 @@ def test_folders_where_files_belong(tmp_path, tiny_rec, capsys):
     folder.mkdir()
     assert imagenet.main(["--rec-train", str(folder), "--rec-val", tiny_rec["val"] + ".rec",
                           "--out-dir", str(tmp_path / "r")]) == 2
-    assert "--rec-train %s is a folder: give the .rec file" % folder in _one_line(capsys)
+    assert "--rec-train: %s is a folder: give the .rec file" % folder in _one_line(capsys)
     det = _run_folder(str(tmp_path / "det"), "ssdlite_320_igcv3_w_coco")
     out = tmp_path / "pred"
     image = os.path.join(tiny_rec["images"], "val", sorted(os.listdir(os.path.join(
@@ -81,5 +81,6 @@ def test_a_threshold_outside_0_1_and_a_run_without_best_weights(tmp_path, capsys
     open(ckpt, "wb").close()
     assert detection.main(["--eval-only", "--params", det, "--val-ann", "x.json",
                            "--val-images", str(tmp_path)]) == 2
-    assert "its training stopped before an evaluation finished; run the training command " \
-        "again to finish it, or give --params %s" % ckpt in _one_line(capsys)
+    assert "--params: %s holds no best.params or final.params yet: its training stopped " \
+        "before an evaluation finished; run the training command again to finish it, or " \
+        "give its last checkpoint %s" % (det, ckpt) in _one_line(capsys)

@@ -1,11 +1,11 @@
 """CIFAR-10/100 in the official *binary* format, and the embedded digits set.
 
 The python-format CIFAR files are pickles; unpickling untrusted files can run code, so they
-are never read here. Accepted layouts under ``--data-dir``:
+are never read here. Accepted layouts under the data folder:
 
 * ``cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin`` (or ``cifar-10-binary.tar.gz``)
 * ``cifar-100-binary/{train,test}.bin`` (or ``cifar-100-binary.tar.gz``)
-  (the files may also sit directly in ``--data-dir``).
+  (the files may also sit directly in the data folder).
 
 Each CIFAR-10 record is 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32); a
 CIFAR-100 record has a coarse and a fine label byte first (the fine label is used).
@@ -15,7 +15,7 @@ import tarfile
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DataError
 
 __all__ = ["DATASETS", "load_dataset", "load_cifar", "load_digits32", "write_cifar_binary"]
 
@@ -33,8 +33,8 @@ _PIXELS = 3 * 32 * 32
 def _parse(blob, label_bytes, name):
     record = label_bytes + _PIXELS
     if len(blob) == 0 or len(blob) % record:
-        raise UsageError("%s: %d bytes is not a whole number of %d-byte CIFAR records "
-                         "(truncated or not the binary version?)" % (name, len(blob), record))
+        raise DataError("%s: %d bytes is not a whole number of %d-byte CIFAR records "
+                        "(truncated or not the binary version?)" % (name, len(blob), record))
     rows = np.frombuffer(blob, dtype=np.uint8).reshape(-1, record)
     labels = rows[:, label_bytes - 1].astype(np.int32)
     images = rows[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
@@ -57,24 +57,24 @@ def _read_split(data_dir, layout, files):
                 members = {os.path.basename(m.name): m for m in tar.getmembers() if m.isfile()}
                 missing = [f for f in files if f not in members]
                 if missing:
-                    raise UsageError("%s lacks %s: is it the CIFAR *binary* archive?"
-                                     % (archive, ", ".join(missing)))
+                    raise DataError("%s lacks %s: is it the CIFAR *binary* archive?"
+                                    % (archive, ", ".join(missing)))
                 return [_parse(tar.extractfile(members[f]).read(), layout["label_bytes"], f)
                         for f in files]
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise UsageError("%s is not a readable .tar.gz (%s)" % (archive, err))
-    raise UsageError("no CIFAR binary files in %s: expected %s/{%s} or %s"
-                     % (data_dir, layout["folder"], ",".join(files), layout["archive"]))
+            raise DataError("%s is not a readable .tar.gz (%s)" % (archive, err))
+    raise DataError("no CIFAR binary files in %s: expected %s/{%s} or %s"
+                    % (data_dir, layout["folder"], ",".join(files), layout["archive"]))
 
 
 def load_cifar(data_dir, dataset="cifar10"):
     """``(train_images, train_labels, test_images, test_labels)``; images uint8 NHWC."""
     if dataset not in _LAYOUT:
-        raise UsageError("unknown dataset %r: choose cifar10 or cifar100" % dataset)
+        raise DataError("unknown dataset %r: choose cifar10 or cifar100" % dataset)
     if not os.path.isdir(data_dir):
-        raise UsageError("data directory %s does not exist (give --data-dir the folder that "
-                         "holds %s/ or %s)" % (data_dir, _LAYOUT[dataset]["folder"],
-                                               _LAYOUT[dataset]["archive"]))
+        raise DataError("data directory %s does not exist (give the folder that holds %s/ "
+                        "or %s)" % (data_dir, _LAYOUT[dataset]["folder"],
+                                    _LAYOUT[dataset]["archive"]))
     layout = _LAYOUT[dataset]
     out = []
     for split in ("train", "test"):
@@ -82,8 +82,8 @@ def load_cifar(data_dir, dataset="cifar10"):
         out.append(np.concatenate([p[0] for p in parts]))
         labels = np.concatenate([p[1] for p in parts])
         if labels.max() >= layout["classes"]:
-            raise UsageError("%s labels reach %d: these are not %s files"
-                             % (split, labels.max(), dataset))
+            raise DataError("%s labels reach %d: these are not %s files"
+                            % (split, labels.max(), dataset))
         out.append(labels)
     return tuple(out)
 
@@ -110,8 +110,8 @@ def load_dataset(name, data_dir=None):
     if name == "digits":
         return load_digits32() + (10,)
     if data_dir is None:
-        raise UsageError("--dataset %s needs --data-dir (the folder with %s/)"
-                         % (name, _LAYOUT.get(name, {}).get("folder", "the files")))
+        raise DataError("%s is read from a data folder (the one with %s/); none was given"
+                        % (name, _LAYOUT.get(name, {}).get("folder", "its files")))
     return load_cifar(data_dir, name) + (_LAYOUT[name]["classes"],)
 
 

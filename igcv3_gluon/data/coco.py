@@ -27,7 +27,7 @@ import os
 import numpy as np
 from mxnet import gluon
 
-from ..errors import UsageError
+from ..errors import DataError
 
 __all__ = ["COCOFormat", "coco_split_paths"]
 
@@ -57,9 +57,9 @@ def _duplicates(entries, ann_file, part):
     for pos, entry in enumerate(entries):
         key = _key(entry["id"])
         if key in seen:
-            raise UsageError("%s: %s[%d] and %s[%d] share id %s; every %s needs its own id"
-                             % (ann_file, part, seen[key], part, pos, entry["id"],
-                                {"images": "image", "categories": "category"}[part]))
+            raise DataError("%s: %s[%d] and %s[%d] share id %s; every %s needs its own id"
+                            % (ann_file, part, seen[key], part, pos, entry["id"],
+                               {"images": "image", "categories": "category"}[part]))
         seen[key] = pos
 
 
@@ -103,10 +103,10 @@ def _check_entries(ann_file, data):
             "categories": (("id", None), ("name", str))}
     for part, keys in need.items():
         if not isinstance(data[part], list):
-            raise UsageError("%s: %s must be a list" % (ann_file, part))
+            raise DataError("%s: %s must be a list" % (ann_file, part))
         for pos, entry in enumerate(data[part]):
             if not isinstance(entry, dict):
-                raise UsageError("%s: %s[%d] is not an object" % (ann_file, part, pos))
+                raise DataError("%s: %s[%d] is not an object" % (ann_file, part, pos))
             for key, kind in keys:
                 value = entry.get(key)
                 bad = (value is None or (kind is str and not isinstance(value, str))
@@ -115,9 +115,9 @@ def _check_entries(ann_file, data):
                                                   and all(_number(v) for v in value))))
                 if bad:
                     what = "no %s" % key if key not in entry else "%s %r" % (key, value)
-                    raise UsageError("%s: %s[%d] (id %s) has %s; every entry of %s needs %s"
-                                     % (ann_file, part, pos, entry.get("id", "?"), what, part,
-                                        ", ".join(k for k, _ in keys)))
+                    raise DataError("%s: %s[%d] (id %s) has %s; every entry of %s needs %s"
+                                    % (ann_file, part, pos, entry.get("id", "?"), what, part,
+                                       ", ".join(k for k, _ in keys)))
 
 
 def _unreadable_images(paths):
@@ -142,26 +142,26 @@ def _unreadable_images(paths):
 class COCOFormat(gluon.data.Dataset):
     def __init__(self, ann_file, image_dir, skip_empty=True):
         if not os.path.isfile(ann_file):
-            raise UsageError("annotation file %s does not exist" % ann_file)
+            raise DataError("annotation file %s does not exist" % ann_file)
         if not os.path.isdir(image_dir):
-            raise UsageError("image folder %s does not exist" % image_dir)
+            raise DataError("image folder %s does not exist" % image_dir)
         try:
             with open(ann_file) as fh:
                 data = json.load(fh)
         except (OSError, ValueError) as err:
-            raise UsageError("%s is not a readable json file (%s)" % (ann_file, err))
+            raise DataError("%s is not a readable json file (%s)" % (ann_file, err))
         if not isinstance(data, dict):
-            raise UsageError("%s is not COCO-format: not a json object" % ann_file)
+            raise DataError("%s is not COCO-format: not a json object" % ann_file)
         missing_keys = [k for k in ("images", "annotations", "categories") if k not in data]
         if missing_keys:
-            raise UsageError("%s is not COCO-format: no %s" % (ann_file, ", ".join(missing_keys)))
+            raise DataError("%s is not COCO-format: no %s" % (ann_file, ", ".join(missing_keys)))
         _check_entries(ann_file, data)
         _duplicates(data["images"], ann_file, "images")
         _duplicates(data["categories"], ann_file, "categories")
         self.ann_file, self.image_dir = ann_file, image_dir
         cats = sorted(data["categories"], key=lambda c: _id_order(c["id"]))
         if not cats:
-            raise UsageError("%s has no categories" % ann_file)
+            raise DataError("%s has no categories" % ann_file)
         self.cat_ids = [c["id"] for c in cats]
         self.classes = [c["name"] for c in cats]
         # ids matched as text: "1" and 1 are one image (sets written by other tools mix them)
@@ -194,19 +194,19 @@ class COCOFormat(gluon.data.Dataset):
         paths = [os.path.join(image_dir, img["file_name"]) for img in data["images"]]
         folders = [p for p in paths if os.path.isdir(p)]
         if folders:
-            raise UsageError("%s (listed in %s) is a folder, not an image file"
-                             % (folders[0], ann_file))
+            raise DataError("%s (listed in %s) is a folder, not an image file"
+                            % (folders[0], ann_file))
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
-            raise UsageError("%d image(s) listed in %s are missing from %s (first: %s)"
-                             % (len(missing), ann_file, image_dir,
-                                os.path.relpath(missing[0], image_dir)))
+            raise DataError("%d image(s) listed in %s are missing from %s (first: %s)"
+                            % (len(missing), ann_file, image_dir,
+                               os.path.relpath(missing[0], image_dir)))
         damaged = _unreadable_images(paths)
         if damaged:
-            raise UsageError("%d file(s) in %s are not whole images (first: %s, %s): replace "
-                             "them or remove them from %s"
-                             % (len(damaged), image_dir, damaged[0][0], damaged[0][1],
-                                ann_file))
+            raise DataError("%d file(s) in %s are not whole images (first: %s, %s): replace "
+                            "them or remove them from %s"
+                            % (len(damaged), image_dir, damaged[0][0], damaged[0][1],
+                               ann_file))
         self.ground_truth = _ground_truth(data, images, index)
         self.items = []
         for img in sorted(data["images"], key=lambda i: _id_order(i["id"])):
@@ -225,8 +225,8 @@ class COCOFormat(gluon.data.Dataset):
                 hint = ("; no annotation's image_id matches an image id (e.g. image_id %r, "
                         "image ids such as %r)" % (data["annotations"][0]["image_id"],
                                                    data["images"][0]["id"]))
-            raise UsageError("%s has no image with a usable box (%s)%s"
-                             % (ann_file, self.describe(), hint))
+            raise DataError("%s has no image with a usable box (%s)%s"
+                            % (ann_file, self.describe(), hint))
 
     def describe(self):
         """The counts of what was left out or changed, for the log."""
@@ -247,13 +247,13 @@ class COCOFormat(gluon.data.Dataset):
         except mx.MXNetError:
             image = None
         if image is None or image.size == 0:
-            raise UsageError("%s cannot be decoded as an image (damaged or cut off): replace "
-                             "it or remove it from %s" % (path, self.ann_file))
+            raise DataError("%s cannot be decoded as an image (damaged or cut off): replace "
+                            "it or remove it from %s" % (path, self.ann_file))
         if (image.shape[1], image.shape[0]) != (int(width), int(height)):
-            raise UsageError("%s is %dx%d pixels but %s says %dx%d: its boxes are in the "
-                             "json's coordinates; fix width/height there"
-                             % (path, image.shape[1], image.shape[0], self.ann_file, width,
-                                height))
+            raise DataError("%s is %dx%d pixels but %s says %dx%d: its boxes are in the "
+                            "json's coordinates; fix width/height there"
+                            % (path, image.shape[1], image.shape[0], self.ann_file, width,
+                               height))
         return image, label
 
     @property

@@ -16,7 +16,7 @@ import os
 import sys
 from multiprocessing.pool import ThreadPool
 
-from ..errors import UsageError, exit_on_usage_error
+from ..errors import DataError, UsageError, exit_on_usage_error
 from ..utils import remove_files
 
 __all__ = ["list_images", "pack_folder", "main"]
@@ -28,16 +28,16 @@ def list_images(root, classes=None):
     """``(relative_path, label)`` of every image under ``root/<class>/`` and the class list
     (sorted folder names, or ``classes`` to keep the train set's labels for val)."""
     if not os.path.isdir(root):
-        raise UsageError("image folder %s does not exist (expected ROOT/<class>/*.jpg)" % root)
+        raise DataError("image folder %s does not exist (expected ROOT/<class>/*.jpg)" % root)
     found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if classes is None:
         classes = found
     if not classes:
-        raise UsageError("%s has no class sub-folders (expected ROOT/<class>/*.jpg)" % root)
+        raise DataError("%s has no class sub-folders (expected ROOT/<class>/*.jpg)" % root)
     unknown = sorted(set(found) - set(classes))
     if unknown:
-        raise UsageError("%s has class folders missing from the class list: %s"
-                         % (root, ", ".join(unknown[:5])))
+        raise DataError("%s has class folders missing from the class list: %s"
+                        % (root, ", ".join(unknown[:5])))
     items, unnamed = [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -59,7 +59,7 @@ def list_images(root, classes=None):
                          "left out (the .lst is text), e.g. %s; rename them to pack them\n"
                          % (len(unnamed), root, unnamed[0]))
     if not items:
-        raise UsageError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS), root))
+        raise DataError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS), root))
     return items, list(classes)
 
 
@@ -136,24 +136,8 @@ def _write_text(path, text):
         fh.write(text)
 
 
-def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, seed=0,
-                classes=None, progress=True, resize_mode="both", on_damaged="skip"):
-    """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
-    skipped ``(path, reason)``). Images are shuffled once (``seed``) as im2rec does for
-    training sets. A damaged image (``damage_of``, or one OpenCV cannot decode) is skipped
-    and named, or stops the packing (``on_damaged="stop"``); nothing is left behind by a
-    packing that stops or packs nothing."""
-    import random
-
-    import mxnet as mx
-    from tqdm import tqdm
-
-    from ..utils import atomic_write
-    if not os.path.basename(prefix):
-        raise UsageError("the output prefix %s is a folder: give PREFIX (writes PREFIX.rec, "
-                         ".idx, .lst, .classes.txt), e.g. %s" % (
-                             prefix, os.path.join(prefix.rstrip(os.sep) or ".", "train")))
-    items, classes = list_images(root, classes)
+def _note_left_out(root, items, classes):
+    """Say what the packing leaves out: files of other kinds, class folders without images."""
     others = other_files(root, classes)
     if others:
         sys.stderr.write("note: %d file(s) under %s are not of the packed kinds (%s) and are "
@@ -163,37 +147,38 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
     if empty:
         sys.stderr.write("warning: %d class folder(s) of %s hold no image and keep their "
                          "label all the same: %s\n" % (len(empty), root, ", ".join(empty[:5])))
-    if shuffle:
-        random.Random(seed).shuffle(items)
-    out_dir = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(out_dir, exist_ok=True)
-    tmp_rec, tmp_idx = prefix + ".rec.part", prefix + ".idx.part"
+
+
+def _write_records(root, items, tmp_idx, tmp_rec, encode, threads, on_damaged, progress, desc):
+    """Encode ``items`` on ``threads`` threads and write them to the record pair; returns the
+    ``.lst`` lines and the skipped ``(path, reason)``. Whatever stops it (a damaged image
+    with ``on_damaged="stop"``, a full disk, Ctrl-C) removes the pair."""
+    import mxnet as mx
+    from tqdm import tqdm
+
+    from ..utils import write_stopped
     open(tmp_rec, "wb").close()          # an unwritable folder: OSError, one line (errors.py)
     writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
     skipped, lines = [], []
     pool = ThreadPool(max(1, threads))               # OpenCV releases the GIL while coding
     try:
-        encoded = pool.imap(lambda it: _encode(root, it[0], resize, quality, resize_mode),
-                            items, chunksize=8)
-        bar = tqdm(total=len(items), desc="packing %s" % os.path.basename(prefix),
-                   unit="img", disable=not progress, dynamic_ncols=True)
-        n = 0
-        for (rel, label), (jpg, damage) in zip(items, encoded):
-            bar.update(1)
-            if jpg is None:
-                if on_damaged == "stop":
-                    raise UsageError("%s: %s; repair or remove it (or pack with --on-damaged "
-                                     "skip)" % (os.path.join(root, rel), damage))
-                skipped.append((rel, damage))
-                continue
-            header = mx.recordio.IRHeader(0, float(label), n, 0)
-            writer.write_idx(n, mx.recordio.pack(header, jpg))
-            lines.append("%d\t%f\t%s\n" % (n, label, rel))
-            n += 1
-        bar.close()
+        encoded = pool.imap(lambda it: encode(it[0]), items, chunksize=8)
+        with tqdm(total=len(items), desc=desc, unit="img", disable=not progress,
+                  dynamic_ncols=True) as bar:
+            for (rel, label), (jpg, damage) in zip(items, encoded):
+                bar.update(1)
+                if jpg is None:
+                    if on_damaged == "stop":
+                        raise DataError("%s: %s; repair or remove it, or let the packing skip "
+                                        "damaged images" % (os.path.join(root, rel), damage))
+                    skipped.append((rel, damage))
+                    continue
+                n = len(lines)
+                header = mx.recordio.IRHeader(0, float(label), n, 0)
+                writer.write_idx(n, mx.recordio.pack(header, jpg))
+                lines.append("%d\t%f\t%s\n" % (n, label, rel))
     except BaseException as err:
         pool.close()
-        from ..utils import write_stopped
         stopped = write_stopped(err, tmp_rec) if isinstance(err, Exception) else None
         try:
             writer.close()
@@ -201,15 +186,42 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
             pass
         remove_files(tmp_rec, tmp_idx)
         if stopped is not None:
-            stopped.filename = prefix + ".rec"
+            stopped.filename = tmp_rec[:-len(".part")]
             raise stopped from None
         raise
     pool.close()
     writer.close()
+    return lines, skipped
+
+
+def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, seed=0,
+                classes=None, progress=True, resize_mode="both", on_damaged="skip"):
+    """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
+    skipped ``(path, reason)``). Images are shuffled once (``seed``) as im2rec does for
+    training sets. A damaged image (``damage_of``, or one OpenCV cannot decode) is skipped
+    and named, or stops the packing (``on_damaged="stop"``); nothing is left behind by a
+    packing that stops or packs nothing."""
+    import random
+
+    from ..utils import atomic_write
+    if not os.path.basename(prefix):
+        raise DataError("the output prefix %s is a folder: give PREFIX (writes PREFIX.rec, "
+                        ".idx, .lst, .classes.txt), e.g. %s" % (
+                            prefix, os.path.join(prefix.rstrip(os.sep) or ".", "train")))
+    items, classes = list_images(root, classes)
+    _note_left_out(root, items, classes)
+    if shuffle:
+        random.Random(seed).shuffle(items)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    tmp_rec, tmp_idx = prefix + ".rec.part", prefix + ".idx.part"
+    lines, skipped = _write_records(
+        root, items, tmp_idx, tmp_rec,
+        lambda rel: _encode(root, rel, resize, quality, resize_mode), threads, on_damaged,
+        progress, "packing %s" % os.path.basename(prefix))
     if not lines:
         remove_files(tmp_rec, tmp_idx)
-        raise UsageError("no image under %s could be decoded (%d damaged, e.g. %s: %s)"
-                         % (root, len(skipped), skipped[0][0], skipped[0][1]))
+        raise DataError("no image under %s could be decoded (%d damaged, e.g. %s: %s)"
+                        % (root, len(skipped), skipped[0][0], skipped[0][1]))
     try:                                  # the text files first, the record pair last
         atomic_write(prefix + ".lst", lambda p: _write_text(p, "".join(lines)))
         atomic_write(prefix + ".classes.txt",

@@ -27,7 +27,7 @@ import struct
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DataError
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_record_pair",
            "part_sizes", "scan_records", "short_sides", "train_augmentation"]
@@ -47,39 +47,38 @@ def _read_index(idx_path):
             try:
                 offsets.append(int(parts[1]))
             except (IndexError, ValueError):
-                raise UsageError("%s line %d is not 'key<TAB>offset': not an MXNet .idx file"
-                                 % (idx_path, n))
+                raise DataError("%s line %d is not 'key<TAB>offset': not an MXNet .idx file"
+                                % (idx_path, n))
     return offsets
 
 
-def check_record_pair(rec_path, idx_path, flag="--rec"):
+def check_record_pair(rec_path, idx_path):
     """Validate a ``.rec`` / ``.idx`` pair (exists, non-empty, every indexed offset inside the
     ``.rec``, a RecordIO record at sampled offsets); returns the number of records."""
-    for path, what in ((rec_path, flag), (idx_path, flag + "-idx")):
+    for path in (rec_path, idx_path):
         if path and os.path.isdir(path):
-            raise UsageError("%s %s is a folder: give the .rec file (its .idx beside it), "
-                             "e.g. %s" % (what, path, os.path.join(path, "train.rec")))
+            raise DataError("%s is a folder: give the .rec file (its .idx beside it), e.g. %s"
+                            % (path, os.path.join(path, "train.rec")))
         if not path or not os.path.isfile(path):
-            raise UsageError("%s %s does not exist; build the .rec/.idx pair with "
-                             "`python -m igcv3_gluon.data.im2rec IMAGE_DIR PREFIX`"
-                             % (what, path))
+            raise DataError("%s does not exist; build the .rec/.idx pair with "
+                            "`python -m igcv3_gluon.data.im2rec IMAGE_DIR PREFIX`" % path)
     offsets = _read_index(idx_path)
     if not offsets:
-        raise UsageError("%s-idx %s is empty" % (flag, idx_path))
+        raise DataError("the index %s is empty" % idx_path)
     size = os.path.getsize(rec_path)
     if max(offsets) >= size:
-        raise UsageError("%s-idx %s does not belong to %s (offset %d beyond its %d bytes): "
-                         "rebuild the pair or pass the matching .idx"
-                         % (flag, idx_path, rec_path, max(offsets), size))
+        raise DataError("the index %s does not belong to %s (offset %d beyond its %d bytes): "
+                        "rebuild the pair or pass the matching .idx"
+                        % (idx_path, rec_path, max(offsets), size))
     picks = sorted(set(offsets[i] for i in np.linspace(0, len(offsets) - 1, 16).astype(int)))
     with open(rec_path, "rb") as fh:
         for off in picks:
             fh.seek(off)
             head = fh.read(4)
             if len(head) < 4 or struct.unpack("<I", head)[0] != _MAGIC:
-                raise UsageError("%s-idx %s does not match %s (no record at offset %d): "
-                                 "rebuild the pair or pass the matching .idx"
-                                 % (flag, idx_path, rec_path, off))
+                raise DataError("the index %s does not match %s (no record at offset %d): "
+                                "rebuild the pair or pass the matching .idx"
+                                % (idx_path, rec_path, off))
     return len(offsets)
 
 

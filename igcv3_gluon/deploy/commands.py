@@ -18,7 +18,7 @@ import os
 import sys
 
 from ..cli import parse_ints, parse_shape
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, UsageError, naming
 from ..models.spec import ARCH_KEYS, INPUT_KEYS
 
 
@@ -155,7 +155,8 @@ def cmd_export(args):
     from . import WeightsError, export, export_detector, load_weights
     config = None
     if args.params:
-        args.params_file, config = resolve_weights(args.params, "--params", args.model)
+        with naming("--params"):
+            args.params_file, config = resolve_weights(args.params, args.model)
     config = config or {}
     args.model = args.model or config.get("model")
     if not args.model:

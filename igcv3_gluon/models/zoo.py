@@ -62,9 +62,11 @@ _KEEP_WITH_WEIGHTS = ("norm_layer", "norm_kwargs", "prefix", "dropout")
 def _described_by(name, path, classes, kwargs):
     """The classes and architecture keys a weights file's description (its run's
     ``config.json``, its ``-meta.json``) gives ``name``, where the caller gave none."""
+    from ..errors import naming
     from ..runs import resolve_weights
     from .spec import ModelSpec
-    _, described = resolve_weights(path, "pretrained")
+    with naming("pretrained"):
+        _, described = resolve_weights(path)
     if not described or described.get("model") != name:
         return classes, kwargs
     spec = ModelSpec.from_dict(described)

@@ -9,16 +9,17 @@ import numpy as np
 
 from ..cli import HelpFormatter, add_model_args, flag_error, model_kwargs, parse_ints
 from ..models.spec import ARCH_KEYS, ModelSpec
-from ..errors import UsageError
+from ..errors import NonFiniteLoss, UsageError
 from ..utils import atomic_write_json
 from .context import KVSTORES, available_gpus
+from . import engine
 from .engine import RunConfig
 from .optim import WD_RULES, SGDConfig
 from .precision import DTYPES, check_dtype
 from .precision import enable as enable_precision
 from .schedule import LRSchedule
 
-__all__ = ["parser_for", "validate_common_args", "contexts_from_args", "run_config",
+__all__ = ["parser_for", "validate_common_args", "contexts_from_args", "run_config", "fit",
            "run_seeds", "parse_steps", "model_kwargs", "export_name", "flags_record"]
 
 CLASSIFIER_FLAGS = ARCH_KEYS
@@ -158,7 +159,7 @@ def validate_common_args(args, task="classification"):
     return args
 
 
-def run_config(args, record, identity, export_name, **changes):
+def run_config(args, settings, identity, export_name, **changes):
     """The engine's ``RunConfig`` from the flags (``changes`` override fields: a second
     stage's epochs, lr, out_dir, ...)."""
     values = dict(out_dir=args.out_dir, epochs=args.epochs, batch_size=args.batch_size,
@@ -176,8 +177,16 @@ def run_config(args, record, identity, export_name, **changes):
                      contexts=args.contexts, kvstore=args.kvstore, dtype=args.dtype,
                      seed=args.seed, val_interval=args.val_interval,
                      resume=not args.no_resume, progress=not args.no_progress,
-                     stage=values["stage"], export_name=export_name, record=record,
+                     stage=values["stage"], export_name=export_name, settings=settings,
                      identity=identity)
+
+
+def fit(task, net, run, **kwargs):
+    """``engine.fit``; a stop on a non-finite loss advises the flags that fix it."""
+    try:
+        return engine.fit(task, net, run, **kwargs)
+    except NonFiniteLoss as err:
+        raise err.with_fix("lower --lr or add --warmup-epochs") from None
 
 
 def flags_record(args):

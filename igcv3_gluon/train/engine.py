@@ -31,9 +31,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from ..errors import Interrupted, NonFiniteLoss, ProjectError, RunMismatch, UsageError
+from ..errors import (DataError, Interrupted, NonFiniteLoss, ProjectError, RunMismatch,
+                      SetupError)
 from ..nn import he_normal
-from ..utils import (FolderBusy, FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
+from ..utils import (FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
                      progress_bar, remove_stale_temp_files, say)
 from . import precision
 from .checkpoint import CheckpointManager
@@ -42,7 +43,7 @@ from .logbook import RunLog
 from .optim import SGDConfig, make_trainer
 from .schedule import LRSchedule
 
-__all__ = ["RunConfig", "Task", "fit", "seed_everything", "Stopped"]
+__all__ = ["RunConfig", "RunState", "Task", "fit", "seed_everything", "Stopped"]
 
 
 @dataclass
@@ -62,8 +63,8 @@ class RunConfig:
     progress: bool = True
     stage: str = "epoch"                  # label of the progress bar and epoch lines
     export_name: str = "model"            # export/<export_name>-symbol.json
-    record: dict = field(default_factory=dict)     # config.json
-    identity: tuple = ()                  # keys of ``record`` a run found in out_dir must share
+    settings: dict = field(default_factory=dict)   # what config.json records
+    identity: tuple = ()                  # keys of ``settings`` a run found in out_dir shares
 
 
 class Task:
@@ -170,7 +171,7 @@ def _check_same_run(log, run):
     old = log.load_config()
     if old is None:
         return
-    diff = [k for k in run.identity if old.get(k) != run.record.get(k)]
+    diff = [k for k in run.identity if old.get(k) != run.settings.get(k)]
     if diff:
         raise RunMismatch("%s holds a run with different %s (%s); use another output folder"
                           % (log.out_dir, ", ".join(diff),
@@ -224,6 +225,45 @@ def _loss_scale(trainer):
     return None if scaler is None else float(scaler.loss_scale)
 
 
+@dataclass
+class RunState:
+    """Where a run is, as its checkpoints record it: ``done`` epochs finished, ``start``
+    batches of the next one done, the best metric ``best_value`` and its ``best_epoch``,
+    ``partial`` tallies of an interrupted epoch, ``pending`` the row of an epoch saved
+    before its evaluation (which a resumed run does first)."""
+    done: int = 0
+    start: int = 0
+    best_value: float = None
+    best_epoch: int = 0
+    partial: dict = None
+    pending: dict = None
+
+    @classmethod
+    def from_checkpoint(cls, ckpt):
+        best = ckpt.get("best") or {}
+        return cls(done=ckpt["epochs_done"], start=ckpt["batch"], best_value=best.get("value"),
+                   best_epoch=best.get("epoch", 0), partial=ckpt.get("partial"),
+                   pending=ckpt.get("pending"))
+
+    @property
+    def best(self):
+        """As checkpoints store it: ``{"value": ..., "epoch": ...}``."""
+        return {"value": self.best_value, "epoch": self.best_epoch}
+
+    def improves(self, value):
+        return value is not None and (self.best_value is None or value > self.best_value)
+
+
+@dataclass
+class _Parts:
+    """What one ``fit`` builds before its epoch loop."""
+    cluster: object
+    trainer: object
+    data: object
+    log: RunLog
+    ckpts: CheckpointManager
+
+
 def fit(task, net, run, initialize=True, session=None):
     """Train ``net`` on ``task`` as ``run`` says; returns the run summary (a dict).
 
@@ -235,126 +275,129 @@ def fit(task, net, run, initialize=True, session=None):
     session = {} if session is None else session
     try:
         cluster = session.get("cluster") or make_cluster(run.kvstore, run.contexts)
-        worker_batch = cluster.worker_batch(run.batch_size)
+        cluster.worker_batch(run.batch_size)
     except ValueError as err:
-        raise UsageError(str(err))
+        raise SetupError(str(err)) from None
     session["cluster"] = cluster
     lock = FolderLock(run.out_dir) if cluster.is_main else None
     if lock is not None:
-        try:
-            lock.acquire()
-        except FolderBusy as busy:
-            raise UsageError("%s is in use by a run still going (process %s): wait for it to "
-                             "end, stop it, or use another output folder"
-                             % (busy.folder, busy.pid))
+        lock.acquire()                     # FolderBusy: another live run holds the folder
     try:
-        return _fit(task, net, run, cluster, worker_batch, initialize, session)
+        parts = _prepare(task, net, run, cluster, initialize, session)
+        state = _resume_or_start(task, net, run, parts, initialize, session)
+        _write_config(run, parts, state)
+        try:
+            with _StopFlag() as stop:
+                _Loop(task, net, run, parts, state, stop).run()
+        except Stopped as stopped:
+            raise Interrupted(str(stopped)) from None
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted; the last complete checkpoint in %s is used when "
+                              "you run the same command again" % parts.ckpts.directory) from None
+        return _finish(task, net, run, cluster, parts.log, state)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _fit(task, net, run, cluster, worker_batch, initialize, session):
-    contexts = cluster.contexts
+def _prepare(task, net, run, cluster, initialize, session):
+    """The run's log, checkpoints, initial weights, Trainer (kept in ``session``) and data."""
     log = RunLog(run.out_dir, enabled=cluster.is_main)
-    ckpts = CheckpointManager(os.path.join(run.out_dir, "checkpoints"))
     _check_same_run(log, run)
     seed_everything(run.seed)
     if initialize:
-        net.initialize(he_normal(), ctx=contexts, force_reinit=True)
+        net.initialize(he_normal(), ctx=cluster.contexts, force_reinit=True)
     net.hybridize(static_alloc=True, static_shape=True)
     if "trainer" not in session:
         session["trainer"] = make_trainer(net, cluster, run.sgd, run.dtype)
         session["fresh_states"] = _optimizer_snapshot(session["trainer"])
-    trainer = session["trainer"]
     with ignore_interrupts():              # loader worker processes leave Ctrl-C to us
-        data = task.train_data(net, cluster.rank, cluster.num_workers, run.batch_size, contexts)
-    per_epoch = data.batches_per_epoch
-    if per_epoch == 0:
-        raise UsageError("the training set has fewer images per worker than the global batch "
-                         "of %d allows (%d per worker)" % (run.batch_size, worker_batch))
-
+        data = task.train_data(net, cluster.rank, cluster.num_workers, run.batch_size,
+                               cluster.contexts)
+    if data.batches_per_epoch == 0:
+        raise DataError("the training set has fewer images per worker than the global batch "
+                        "of %d allows (%d per worker)"
+                        % (run.batch_size, cluster.worker_batch(run.batch_size)))
     if cluster.is_main:                    # what killed runs left half-written
         stale = remove_stale_temp_files(run.out_dir)
         if stale:
             say("removed %d temporary file(s) of an interrupted write: %s"
                 % (len(stale), ", ".join(os.path.basename(p) for p in stale[:3])))
-    record = ckpts.latest(log=say) if run.resume else None
-    if record is None and not run.resume and ckpts.any():
-        raise UsageError("%s already holds checkpoints and resuming was refused (--no-resume); "
-                         "use another output folder" % run.out_dir)
-    state = dict(done=0, start=0, best={"value": None, "epoch": 0}, partial=None, pending=None)
-    if record is not None:
-        try:
-            ckpts.load(record, net, trainer, ctx=contexts)
-        except (AssertionError, mx.MXNetError, ValueError) as err:
-            raise UsageError("checkpoint %s does not fit this network (%s); it was written by "
-                             "another version of the code or architecture: use another output "
-                             "folder" % (record["files"]["params"], str(err).split(",")[0][:120]))
-        state.update(done=record["epochs_done"], start=record["batch"],
-                     best=record.get("best") or state["best"], partial=record.get("partial"),
-                     pending=record.get("pending"))
-        log.truncate(state["done"])
-        say("resuming %s from %s: %d epoch(s) done%s" % (
-            run.out_dir, record["files"]["params"], state["done"],
-            ", %d batch(es) into the next" % state["start"] if state["start"] else
-            (", its evaluation pending" if state["pending"] else "")))
-    else:
+    return _Parts(cluster, session["trainer"], data, log,
+                  CheckpointManager(os.path.join(run.out_dir, "checkpoints")))
+
+
+def _resume_or_start(task, net, run, parts, initialize, session):
+    """The last good checkpoint loaded (weights, optimizer, position), or a fresh start;
+    the weights broadcast to every worker. Returns the run's ``RunState``."""
+    ckpts, log = parts.ckpts, parts.log
+    ckpt = ckpts.latest(log=say) if run.resume else None
+    if ckpt is None and not run.resume and ckpts.any():
+        raise RunMismatch("%s already holds checkpoints and this run may not resume them; use "
+                          "another output folder" % run.out_dir, ["resume"])
+    if ckpt is None:
         log.truncate(0)         # no checkpoint: rows of an earlier start describe nothing
         if not initialize and session.get("fresh_states"):
-            _restore(trainer, session["fresh_states"])        # a new stage: fresh momentum
-        task.start_fresh(net, contexts)
-    cluster.broadcast(net)
-
-    record_config = dict(run.record, contexts=[str(c) for c in contexts],
-                         num_workers=cluster.num_workers, kvstore=run.kvstore, dtype=run.dtype,
-                         schedule=run.schedule.describe(), wd_on=run.sgd.wd_on)
-    if record is not None and state["done"]:
-        _note_changes(log.load_config(), record_config, state["done"])
-    if cluster.is_main:
-        log.save_config(record_config)
-        say("run %s: %s" % (run.out_dir, json.dumps(
-            {k: record_config[k] for k in sorted(record_config) if k != "contexts"})))
-
-    loop = _Loop(task, net, run, cluster, trainer, data, per_epoch, log, ckpts, state)
+            _restore(parts.trainer, session["fresh_states"])  # a new stage: fresh momentum
+        task.start_fresh(net, parts.cluster.contexts)
+        parts.cluster.broadcast(net)
+        return RunState()
     try:
-        with _StopFlag() as stop:
-            loop.stop = stop
-            loop.run()
-    except Stopped as stop:
-        raise Interrupted(str(stop)) from None
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted; the last complete checkpoint in %s is used when you "
-                          "run the same command again" % ckpts.directory) from None
-    return _finish(task, net, run, cluster, log, state)
+        ckpts.load(ckpt, net, parts.trainer, ctx=parts.cluster.contexts)
+    except (AssertionError, mx.MXNetError, ValueError) as err:
+        raise RunMismatch("checkpoint %s does not fit this network (%s); it was written by "
+                          "another version of the code or architecture: use another output "
+                          "folder" % (ckpt["files"]["params"], str(err).split(",")[0][:120]),
+                          ["architecture"]) from None
+    state = RunState.from_checkpoint(ckpt)
+    log.truncate(state.done)
+    say("resuming %s from %s: %d epoch(s) done%s" % (
+        run.out_dir, ckpt["files"]["params"], state.done,
+        ", %d batch(es) into the next" % state.start if state.start else
+        (", its evaluation pending" if state.pending else "")))
+    parts.cluster.broadcast(net)
+    return state
+
+
+def _write_config(run, parts, state):
+    """``config.json``: the run's settings and how it runs; a resumed run's changes noted."""
+    cluster = parts.cluster
+    config = dict(run.settings, contexts=[str(c) for c in cluster.contexts],
+                  num_workers=cluster.num_workers, kvstore=run.kvstore, dtype=run.dtype,
+                  schedule=run.schedule.describe(), wd_on=run.sgd.wd_on)
+    if state.done:
+        _note_changes(parts.log.load_config(), config, state.done)
+    if cluster.is_main:
+        parts.log.save_config(config)
+        say("run %s: %s" % (run.out_dir, json.dumps(
+            {k: config[k] for k in sorted(config) if k != "contexts"})))
 
 
 class _Loop:
-    """The epoch loop of one run (state: ``done`` epochs, ``start`` batch, ``best``,
-    ``partial`` tallies of an interrupted epoch, ``pending`` row awaiting evaluation)."""
+    """The epoch loop of one run: trains, evaluates, checkpoints and logs epoch after epoch
+    from ``state``, and stops at a batch boundary once ``stop`` is requested."""
 
-    def __init__(self, task, net, run, cluster, trainer, data, per_epoch, log, ckpts, state):
-        self.task, self.net, self.run_cfg, self.cluster = task, net, run, cluster
-        self.trainer, self.data, self.per_epoch = trainer, data, per_epoch
-        self.log, self.ckpts, self.state = log, ckpts, state
-        self.stop = None
-        self.progress = run.progress and cluster.is_main
+    def __init__(self, task, net, run, parts, state, stop):
+        self.task, self.net, self.run_cfg, self.parts = task, net, run, parts
+        self.cluster, self.trainer, self.ckpts = parts.cluster, parts.trainer, parts.ckpts
+        self.state, self.stop = state, stop
+        self.progress = run.progress and parts.cluster.is_main
         self.stop_at = _stop_hook()
 
     def save(self, done, batch, **extra):
         if self.cluster.is_main:
-            self.ckpts.save(self.net, self.trainer, done, batch, best=self.state["best"],
+            self.ckpts.save(self.net, self.trainer, done, batch, best=self.state.best,
                             seed=self.run_cfg.seed, loss_scale=_loss_scale(self.trainer),
                             **extra)
 
     def run(self):
         run, state = self.run_cfg, self.state
-        if state["pending"] is not None:                 # stopped during its evaluation
-            self.finish_epoch(state["done"] - 1, state["pending"])
-            state["pending"] = None
-        for epoch in range(state["done"], run.epochs):
-            row = self.train_epoch(epoch, state["start"], state["partial"])
-            state["start"], state["partial"] = 0, None
+        if state.pending is not None:                   # stopped during its evaluation
+            self.finish_epoch(state.done - 1, state.pending)
+            state.pending = None
+        for epoch in range(state.done, run.epochs):
+            row = self.train_epoch(epoch, state.start, state.partial)
+            state.start, state.partial = 0, None
             self.finish_epoch(epoch, row)
             if self.stop.requested and epoch + 1 < run.epochs:
                 raise Stopped("interrupted after %s %d; saved to %s: run the same command "
@@ -362,91 +405,105 @@ class _Loop:
                                                      self.ckpts.directory))
 
     def train_epoch(self, epoch, start, partial):
-        run, task, net, trainer = self.run_cfg, self.task, self.net, self.trainer
-        contexts = self.cluster.contexts
+        """One epoch from batch ``start`` (``partial``: the tallies of the batches before);
+        returns its log row."""
+        run, data = self.run_cfg, self.parts.data
         divisor = self.cluster.gradient_divisor(
-            task.gradient_divisor(run.batch_size, self.cluster.num_workers))
-        self.data.set_epoch(epoch, start)
-        task.begin_epoch(net)
+            self.task.gradient_divisor(run.batch_size, self.cluster.num_workers))
+        data.set_epoch(epoch, start)
+        self.task.begin_epoch(self.net)
         sums = dict(partial or {})
         done, seen, tic = start, 0, time.time()
-        bar = progress_bar(self.per_epoch, start, "%s %d/%d" % (run.stage, epoch + 1, run.epochs),
-                           self.progress)
+        bar = progress_bar(data.batches_per_epoch, start,
+                           "%s %d/%d" % (run.stage, epoch + 1, run.epochs), self.progress)
         try:
-            for batch in self.data:
-                trainer.set_learning_rate(run.schedule(epoch + done / self.per_epoch))
-                with autograd.record():
-                    losses, what = task.forward(net, batch, contexts)
-                with precision.scale_loss(losses, trainer, run.dtype) as scaled:
-                    autograd.backward(scaled)
-                trainer.step(divisor)
-                numbers = task.tally(what)
+            for batch in data:
+                numbers = self.step(batch, epoch + done / data.batches_per_epoch, divisor)
                 if not math.isfinite(numbers["loss"]):
-                    last = self.ckpts.latest()
-                    where = (os.path.join(self.ckpts.directory, last["files"]["params"])
-                             if last else None)
-                    raise NonFiniteLoss(
-                        "loss is %s at %s %d, batch %d: stopped; the last good checkpoint is %s "
-                        "(lower --lr or add --warmup-epochs, then re-run to resume from it)"
-                        % (numbers["loss"], run.stage, epoch + 1, done + 1,
-                           where or "none yet"), numbers["loss"], epoch + 1, done + 1, where)
+                    raise self.non_finite(numbers["loss"], epoch, done)
                 for key, value in numbers.items():
                     sums[key] = sums.get(key, 0.0) + value
                 sums["batches"] = sums.get("batches", 0) + 1
                 done += 1
                 seen += numbers.get("images", 0)
                 bar.update(1)
-                bar.set_postfix(task.row(sums), refresh=False)
-                if self.stop_at and self.stop_at[:2] == (epoch + 1, done):
-                    if self.stop_at[2]:
-                        os.kill(os.getpid(), signal.SIGKILL)
-                    self.stop.requested = True
-                if self.stop.requested:
-                    self.save(epoch, done, partial=sums)
-                    raise Stopped(
-                        "interrupted in %s %d after %d batch(es); saved to %s: run the same "
-                        "command again to continue" % (run.stage, epoch + 1, done,
-                                                       self.ckpts.directory))
+                bar.set_postfix(self.task.row(sums), refresh=False)
+                self.stop_if_asked(epoch, done, sums)
         finally:
             bar.close()
         mx.nd.waitall()        # the last backward's BatchNorm statistics, before anyone reads
         seconds = time.time() - tic
-        row = dict(epoch=epoch + 1, lr=trainer.learning_rate, **task.row(sums),
-                   images=int(sums.get("images", 0)), img_per_s=seen / max(seconds, 1e-9))
-        return row
+        return dict(epoch=epoch + 1, lr=self.trainer.learning_rate, **self.task.row(sums),
+                    images=int(sums.get("images", 0)), img_per_s=seen / max(seconds, 1e-9))
+
+    def step(self, batch, epoch_position, divisor):
+        """One update at ``epoch_position`` (epochs, fractional) of the schedule; returns
+        the batch's tallies."""
+        run, trainer = self.run_cfg, self.trainer
+        trainer.set_learning_rate(run.schedule(epoch_position))
+        with autograd.record():
+            losses, what = self.task.forward(self.net, batch, self.cluster.contexts)
+        with precision.scale_loss(losses, trainer, run.dtype) as scaled:
+            autograd.backward(scaled)
+        trainer.step(divisor)
+        return self.task.tally(what)
+
+    def non_finite(self, value, epoch, done):
+        last = self.ckpts.latest()
+        where = os.path.join(self.ckpts.directory, last["files"]["params"]) if last else None
+        return NonFiniteLoss(value, self.run_cfg.stage, epoch + 1, done + 1, where)
+
+    def stop_if_asked(self, epoch, done, sums):
+        """After batch ``done`` of ``epoch``: a requested stop (or the test hook's) saves the
+        position and the epoch's tallies so far, then raises ``Stopped``."""
+        if self.stop_at and self.stop_at[:2] == (epoch + 1, done):
+            if self.stop_at[2]:
+                os.kill(os.getpid(), signal.SIGKILL)
+            self.stop.requested = True
+        if self.stop.requested:
+            self.save(epoch, done, partial=sums)
+            raise Stopped("interrupted in %s %d after %d batch(es); saved to %s: run the same "
+                          "command again to continue" % (self.run_cfg.stage, epoch + 1, done,
+                                                         self.ckpts.directory))
+
+    def evaluate(self, epoch):
+        """The validation metrics after ``epoch``; a failure keeps its type, its message says
+        that the trained epoch is saved."""
+        stage = self.run_cfg.stage
+        try:
+            return self.task.evaluate(self.net, self.cluster.contexts, self.progress,
+                                      self.stop.check)
+        except Stopped:
+            raise Stopped("interrupted during the evaluation after %s %d; saved to %s: run the "
+                          "same command again to continue"
+                          % (stage, epoch + 1, self.ckpts.directory)) from None
+        except ProjectError as err:
+            err.args = ("evaluation after %s %d failed: %s; the trained epoch is saved in %s: "
+                        "run the same command again once fixed"
+                        % (stage, epoch + 1, err, self.ckpts.directory),)
+            raise
 
     def finish_epoch(self, epoch, row):
+        """Evaluate (when due), keep the best weights, log the row, checkpoint."""
         run, state = self.run_cfg, self.state
         if (epoch + 1) % run.val_interval == 0 or epoch + 1 == run.epochs:
             # the trained epoch is saved first: an evaluation that fails (a damaged image in
             # the validation set, a kill) never loses it; a resume evaluates it then
             self.save(epoch + 1, 0, pending=row)
-            try:
-                metrics = self.task.evaluate(self.net, self.cluster.contexts, self.progress,
-                                             self.stop.check)
-            except Stopped:
-                raise Stopped("interrupted during the evaluation after %s %d; saved to %s: "
-                              "run the same command again to continue"
-                              % (run.stage, epoch + 1, self.ckpts.directory)) from None
-            except ProjectError as err:
-                raise UsageError("evaluation after %s %d failed: %s; the trained epoch is "
-                                 "saved in %s: run the same command again once fixed"
-                                 % (run.stage, epoch + 1, err, self.ckpts.directory)) from None
-            row.update({"val_" + k: v for k, v in metrics.items()})
-            value = row.get(self.task.best_key)
-            if value is not None and (state["best"]["value"] is None
-                                      or value > state["best"]["value"]):
-                state["best"] = {"value": value, "epoch": epoch + 1}
+            row.update({"val_" + k: v for k, v in self.evaluate(epoch).items()})
+            if state.improves(row.get(self.task.best_key)):
+                state.best_value, state.best_epoch = row[self.task.best_key], epoch + 1
                 if self.cluster.is_main:
                     atomic_write(os.path.join(run.out_dir, "best.params"),
                                  self.net.save_parameters)
-        self.log.append(row)
+        self.parts.log.append(row)
         self.save(epoch + 1, 0)
         if self.cluster.is_main:
             say("%s %d/%d  %s  %.0f img/s  lr %.3g" % (run.stage, epoch + 1, run.epochs,
                                                      self.task.epoch_line(row),
                                                      row["img_per_s"], row["lr"]))
-            self.log.plot(self.task.curves[0], self.task.curves[1], title=self.task.title)
+            self.parts.log.plot(self.task.curves[0], self.task.curves[1],
+                                title=self.task.title)
 
 
 def _finish(task, net, run, cluster, log, state):
@@ -454,10 +511,10 @@ def _finish(task, net, run, cluster, log, state):
     mx.nd.waitall()
     key = task.best_key
     records = log.records() if cluster.is_main else []
-    summary = {k: run.record[k] for k in ("model", "dataset", "stage") if k in run.record}
+    summary = {k: run.settings[k] for k in ("model", "dataset", "stage") if k in run.settings}
     summary.update(out_dir=run.out_dir, seed=run.seed, epochs=run.epochs, rank=cluster.rank,
-                   best_metric=key, best_epoch=state["best"]["epoch"])
-    summary["best_" + key] = state["best"]["value"]
+                   best_metric=key, best_epoch=state.best_epoch)
+    summary["best_" + key] = state.best_value
     summary["final_" + key] = next((r[key] for r in reversed(records) if key in r), None)
     if cluster.distributed:                  # every worker's final weights, to compare
         net.save_parameters(os.path.join(run.out_dir, "final-rank%d.params" % cluster.rank))
