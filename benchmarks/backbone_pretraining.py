@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Does an ImageNet-style pretrained backbone help SSDLite2 (issue 12)? The chain of Table 4
+"""Does an ImageNet-style pretrained backbone help SSDLite2? The chain of Table 4
 in miniature, on generated data, with the project's own scripts:
 
 1. a classification set of the detection set's three object kinds (``data.synthetic``),
@@ -17,15 +17,13 @@ GluonCV's loss.
 
 Prints one table; measures, never asserts.
 """
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from common import ROOT, command_line  # noqa: E402 (puts the project on sys.path)
 
 from igcv3_gluon.data.im2rec import pack_folder  # noqa: E402
 from igcv3_gluon.data.synthetic import shape_folders, shapes_coco  # noqa: E402
@@ -45,14 +43,8 @@ def ap50(run_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cls-epochs", type=int, default=12)
-    parser.add_argument("--det-epochs", type=int, default=8)
-    parser.add_argument("--train-images", type=int, default=320)
-    parser.add_argument("--det-lr", type=float, default=0.2,
-                        help="detector lr (authors' loss normalisation)")
-    args = parser.parse_args()
+    args = command_line(__doc__, cls_epochs=12, det_epochs=8, train_images=320,
+                            det_lr=(0.2, "detector lr (authors' loss normalisation)"))
     with tempfile.TemporaryDirectory() as tmp:
         train = shape_folders(os.path.join(tmp, "cls", "train"), 150, seed=0)
         val = shape_folders(os.path.join(tmp, "cls", "val"), 30, seed=1)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Detector inference throughput at 320x320, side by side in one process (issue 5). Prints
+"""Detector inference throughput at 320x320, side by side in one process. Prints
 images/s and ratios; never asserts a time.
 
     python benchmarks/detect_throughput.py [--batch-sizes 1,16] [--rounds 10]
@@ -9,13 +9,12 @@ classes, random weights), each hybridized as trained (static alloc/shape, NMS in
 exported + ``igcv3_gluon.deploy.optimize``d (BatchNorms and shuffles folded), timed in
 interleaved rounds.
 """
-import argparse
 import os
 import sys
 import tempfile
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 warnings.simplefilter("ignore", UserWarning)
 
 import mxnet as mx  # noqa: E402
@@ -39,11 +38,7 @@ def detector(name):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", default="1,16")
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
+    args = command_line(__doc__, batch_sizes="1,16", rounds=10)
     with tempfile.TemporaryDirectory() as tmp:
         nets = {}
         for name in DETECTORS:

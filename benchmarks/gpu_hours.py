@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """An estimate of the GPU hours of Table 3 (IGCV3-D on ImageNet) and Table 4 (SSDLite2 on
-COCO), from throughput measured here (issue 12). No GPU reaches this project, so:
+COCO), from throughput measured here. No GPU reaches this project, so:
 
 1. time one training step (forward, backward, SGD) of GluonCV's ResNet-50 v1b and of our
    networks side by side in one process (interleaved rounds, medians), at their inputs;
@@ -16,11 +16,7 @@ estimate is a lower bound. Prints a table; never asserts.
 
     python benchmarks/gpu_hours.py [--batch 8] [--rounds 3]
 """
-import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
@@ -58,11 +54,7 @@ def detector_step(batch, size=320):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+    args = command_line(__doc__, batch=8, rounds=3)
     from gluoncv.model_zoo import get_model
     resnet = get_model("resnet50_v1b", pretrained=False)
     resnet.initialize(mx.init.Xavier())

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""ImageNet-size throughput, side by side in one process (issue 4). Prints images/s and
+"""ImageNet-size throughput, side by side in one process. Prints images/s and
 ratios to GluonCV's MobileNetV2; never asserts a time.
 
     python benchmarks/imagenet_throughput.py [--batch-sizes 1,32] [--rounds 5] [--threads 1,2]
@@ -12,13 +12,12 @@ Rows:
   generated JPEGs of ImageNet's typical size (500x375, packed short side 480 as the authors
   did), images/s for each ``--threads`` value and per thread.
 """
-import argparse
 import os
 import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -80,12 +79,7 @@ def decode_rate(prefix, threads, batch=32, epochs=3):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", default="1,32")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--threads", default="1,2")
-    args = parser.parse_args()
+    args = command_line(__doc__, batch_sizes="1,32", rounds=5, threads="1,2")
     base = "gluoncv mobilenetv2_1.0"
     print("| what | batch | igcv3_d_1.0 | mobilenetv2_1.0 (ours) | %s | igcv3_d / %s |"
           % (base, base))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Inference latency at 224x224, side by side in one process (issue 7). Prints medians and
+"""Inference latency at 224x224, side by side in one process. Prints medians and
 ratios; never asserts a time.
 
     python benchmarks/inference.py [--batch-sizes 1,16] [--rounds 10] [--profile]
@@ -18,7 +18,7 @@ ONNX Runtime (after the MXNet rounds, its own interleaved rounds), ratios to our
 ``--profile`` adds where the time goes: MXNet's profiler per operator for ``igcv3_d_1.0`` as
 trained, and ONNX Runtime's per operator type for the optimised IGCV3-D and MobileNetV2.
 
-OpenVINO (issue 16; ``--runtimes`` picks the sections), ratios to GluonCV's
+OpenVINO (``--runtimes`` picks the sections), ratios to GluonCV's
 ``mobilenetv2_1.0`` optimised and run the same way: every optimised export converted by
 ``deploy.openvino.to_openvino`` and compiled at float32 (``f32``) and at the CPU plugin's
 default precision (``default``: bfloat16 where the CPU has AVX512-BF16/AMX); IGCV3-D with the
@@ -31,17 +31,15 @@ ones: OpenVINO's threads keep spinning after a call, and on 2 cores a network ti
 after another one shares the cores with them (without it every batch-1 time grows by about
 0.5-1 ms and the ratios shrink toward 1).
 """
-import argparse
 import collections
 import logging
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 warnings.simplefilter("ignore", UserWarning)
 
 import mxnet as mx  # noqa: E402
@@ -187,7 +185,7 @@ def openvino_section(xmls, batch, rounds, repeat):
     table(medians, OV_BASE, "OpenVINO, batch %d (%d rounds of %d calls)" % (
         batch, rounds, repeat))
     d = "igcv3_d_1.0 optimised"
-    print("targets (issue 16), batch %d:" % batch)
+    print("targets, batch %d:" % batch)
     for precision in ("f32", "default"):
         print("  OpenVINO %s: igcv3_d_1.0 / GluonCV MobileNetV2 %.2fx (target <= 1.2); "
               "bound without P1 %.2fx" % (
@@ -207,16 +205,11 @@ def openvino_section(xmls, batch, rounds, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-sizes", default="1,16")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=10,
-                        help="OpenVINO: consecutive calls timed per network and round")
-    parser.add_argument("--runtimes", default="mxnet,openvino",
-                        help="sections: mxnet (MXNet then ONNX Runtime), openvino")
-    parser.add_argument("--profile", action="store_true")
-    args = parser.parse_args()
+    args = command_line(
+            __doc__, batch_sizes="1,16", rounds=10,
+            repeat=(10, "OpenVINO: consecutive calls timed per network and round"),
+            runtimes=("mxnet,openvino", "sections: mxnet (MXNet then ONNX Runtime), openvino"),
+            profile=False)
     runtimes = args.runtimes.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         prefixes = prepare(tmp)

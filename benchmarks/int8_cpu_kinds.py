@@ -11,13 +11,11 @@ in saturating 16 bits) on any machine. Accuracy: the digits run's export in Open
 MXNet (``quantize`` presets). Speed: IGCV3-D 1.0 at 224x224 (random weights, optimised) at
 float32 and INT8 with both weight widths, interleaved rounds.
 """
-import argparse
 import os
-import sys
 import tempfile
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 warnings.simplefilter("ignore", UserWarning)
 
 import numpy as np  # noqa: E402
@@ -90,11 +88,8 @@ def speed(tmp, rounds, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default="runs/demo", help="a digits run (make demo's)")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
+    args = command_line(__doc__.split("\n")[0], run=("runs/demo", "a digits run (make demo's)"),
+                            rounds=10, repeat=5)
     with tempfile.TemporaryDirectory() as tmp:
         digits_accuracy(args.run, tmp)
         speed(tmp, args.rounds, args.repeat)

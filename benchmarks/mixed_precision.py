@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Training speed in float32 and bfloat16 (MXNet AMP on oneDNN), IGCV3-D 1.0 and GluonCV's
-MobileNetV2 1.0 at 224x224 (issue 15). Prints images/s and ratios; never asserts.
+MobileNetV2 1.0 at 224x224. Prints images/s and ratios; never asserts.
 
     python benchmarks/mixed_precision.py [--batch 16] [--rounds 3] [--iters 3]
 
@@ -8,15 +8,13 @@ AMP switches MXNet process-wide, so one process cannot time both precisions: eac
 measurement runs in a child process, and the configurations alternate round by round
 (fp32, bf16, fp32, bf16, ...) so that the machine's load falls on all alike; medians.
 """
-import argparse
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import ROOT, command_line  # puts the project on sys.path
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, %(root)r)
@@ -50,13 +48,7 @@ def measure(dtype, name, batch, iters):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=3)
-    args = parser.parse_args()
-    sys.path.insert(0, ROOT)
+    args = command_line(__doc__, batch=16, rounds=3, iters=3)
     from igcv3_gluon.train.precision import check_dtype
     import mxnet as mx
     check_dtype("bfloat16", [mx.cpu()])

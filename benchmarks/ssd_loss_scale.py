@@ -8,12 +8,10 @@ norms (whole network).
 
     python benchmarks/ssd_loss_scale.py
 """
-import os
-import sys
 import tempfile
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import common  # noqa: E402,F401 (puts the project on sys.path)
 warnings.simplefilter("ignore", UserWarning)
 
 

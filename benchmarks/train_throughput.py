@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Training throughput of the CIFAR models and of the data pipeline, side by side in one
-process (issue 3). Prints images/s and ratios; never asserts a time.
+process. Prints images/s and ratios; never asserts a time.
 
     python benchmarks/train_throughput.py [--batch-size 64] [--iters 10] [--workers 2]
 
@@ -11,12 +11,9 @@ Rows:
 * the DataLoader alone (pad + random crop + flip + normalise, ``--workers`` processes) on
   CIFAR-sized uint8 images; it must run at least 3x the fastest model.
 """
-import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
@@ -72,12 +69,7 @@ def loader_rate(batch, workers, images=10000, epochs=2):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    args = command_line(__doc__, batch_size=64, iters=10, workers=2)
     rows = [("cifar_igcv3_d_1.0", train_rate("cifar_igcv3_d_1.0", args.batch_size, args.iters)),
             ("cifar_mobilenetv2_1.0",
              train_rate("cifar_mobilenetv2_1.0", args.batch_size, args.iters)),

@@ -301,6 +301,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = backbone_config = None
     if args.predict or args.eval_only:
+        if not args.params:
+            raise UsageError("--params is required (a .params file or a run folder)")
         with naming("--params"):
             args.params_file, config = resolve_weights(args.params)
         _check_params_file(args.params_file)

@@ -86,11 +86,8 @@ def _step(task_obj, net, data, contexts):
 def run_check(task, dtype, kvstore, contexts, size, multiplier, batch, iterations):
     """One check in this process; returns a dict (JSON-able)."""
     import mxnet as mx
-    import numpy as np
     from .nn import he_normal
     from .train import precision
-    from .train.context import make_cluster
-    from .train.optim import SGDConfig, make_trainer
     model = TASKS[task]
     # the reference: the same step on as many CPU contexts (BatchNorm statistics are per
     # device, so the batch is split the same way), float32, before any mixed precision
@@ -113,16 +110,40 @@ def run_check(task, dtype, kvstore, contexts, size, multiplier, batch, iteration
         param.set_data(mx.nd.array(weights[name]))
     net.hybridize(static_alloc=True, static_shape=True)
     loss, grads = _step(task_obj, net, data, contexts)
-    scale = max(abs(want_loss), 1e-6)
-    loss_diff = abs(loss - want_loss) / scale
-    # all gradients as one vector: the relative L2 error of the step's direction and size
+    found = _differences(loss, grads, want_loss, want_grads)
+    seconds = _timed_steps(task_obj, net, data, contexts, kvstore, dtype, batch, iterations)
+    if dtype == "float32":
+        ok = (found["loss_diff"] <= TOLERANCE[dtype]
+              and found["grad_diff"] <= 2 * TOLERANCE[dtype])
+    else:
+        ok = found.pop("finite") and found["loss_diff"] <= TOLERANCE[dtype]
+    found.pop("finite", None)
+    return dict(task=task, model=model, dtype=dtype, kvstore=kvstore,
+                devices=[str(c) for c in contexts], loss=loss, reference_loss=want_loss,
+                **found, img_per_s=iterations * batch / seconds, ok=bool(ok))
+
+
+def _differences(loss, grads, want_loss, want_grads):
+    """The loss's relative error; all gradients as one vector: the relative L2 error of the
+    step (direction and size) and the cosine of the two directions; whether all is finite."""
+    import numpy as np
+    loss_diff = abs(loss - want_loss) / max(abs(want_loss), 1e-6)
     diff = np.sqrt(sum(float(((grads[k] - want_grads[k]) ** 2).sum()) for k in want_grads))
     norm = np.sqrt(sum(float((want_grads[k] ** 2).sum()) for k in want_grads))
-    grad_diff = diff / max(norm, 1e-12)
     dot = sum(float((grads[k] * want_grads[k]).sum()) for k in want_grads)
     norm2 = np.sqrt(sum(float((grads[k] ** 2).sum()) for k in grads))
-    cosine = dot / max(norm * norm2, 1e-12)
     finite = all(np.isfinite(g).all() for g in grads.values()) and np.isfinite(loss)
+    return dict(loss_diff=loss_diff, grad_diff=diff / max(norm, 1e-12),
+                cosine=dot / max(norm * norm2, 1e-12), finite=bool(finite))
+
+
+def _timed_steps(task_obj, net, data, contexts, kvstore, dtype, batch, iterations):
+    """Seconds of ``iterations`` training steps (forward, backward, update through the
+    kvstore) after one untimed step."""
+    import mxnet as mx
+    from .train import precision
+    from .train.context import make_cluster
+    from .train.optim import SGDConfig, make_trainer
     cluster = make_cluster(kvstore, contexts)
     trainer = make_trainer(net, cluster, SGDConfig(1e-4, 0.9, 4e-5), dtype)
     divisor = task_obj.gradient_divisor(batch, 1)
@@ -131,21 +152,12 @@ def run_check(task, dtype, kvstore, contexts, size, multiplier, batch, iteration
             mx.nd.waitall()
             tic = time.time()
         with mx.autograd.record():
-            losses, what = task_obj.forward(net, data, contexts)
+            losses, _ = task_obj.forward(net, data, contexts)
         with precision.scale_loss(losses, trainer, dtype) as scaled:
             mx.autograd.backward(scaled)
         trainer.step(divisor)
     mx.nd.waitall()
-    seconds = time.time() - tic
-    if dtype == "float32":
-        ok = loss_diff <= TOLERANCE[dtype] and grad_diff <= 2 * TOLERANCE[dtype]
-    else:
-        ok = finite and loss_diff <= TOLERANCE[dtype]
-    return dict(task=task, model=model, dtype=dtype, kvstore=kvstore,
-                devices=[str(c) for c in contexts], loss=loss, reference_loss=want_loss,
-                loss_diff=loss_diff, grad_diff=grad_diff, cosine=cosine,
-                img_per_s=iterations * batch / seconds,
-                ok=bool(ok))
+    return time.time() - tic
 
 
 def build_parser():

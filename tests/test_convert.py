@@ -1,4 +1,4 @@
-"""Published weights (issue 11): the authors' released graph rebuilt name for name, their
+"""Published weights: the authors' released graph rebuilt name for name, their
 checkpoint and imgclsmob's weights converted into our networks with equal logits."""
 import json
 import os

@@ -41,9 +41,9 @@ def test_damaged_images_are_named_and_skipped_and_empty_classes_warned(tree, tmp
     prefix = str(tmp_path / "rec" / "set")
     assert main([tree, prefix, "--no-progress", "--no-shuffle"]) == 0
     out = capsys.readouterr()
-    assert "skipped (JPEG cut off (no end marker)): %s" % os.path.join(tree, "a", "cut.jpg") \
-        in out.err
-    assert "skipped (empty file): %s" % os.path.join(tree, "a", "empty.jpg") in out.err
+    assert "skipped (a JPEG cut off before its end marker): %s" \
+        % os.path.join(tree, "a", "cut.jpg") in out.err
+    assert "skipped (empty): %s" % os.path.join(tree, "a", "empty.jpg") in out.err
     assert "warning: 1 class folder(s) of %s hold no image and keep their label all the same: "\
         "b" % tree in out.err
     assert "Premature end" not in out.err                 # libjpeg never saw the cut file
@@ -56,7 +56,7 @@ def test_damaged_images_are_named_and_skipped_and_empty_classes_warned(tree, tmp
 
 def test_on_damaged_stop_and_a_tree_where_nothing_decodes_leave_nothing(tree, tmp_path):
     prefix = str(tmp_path / "rec" / "set")
-    with pytest.raises(DataError, match=r"(cut|empty)\.jpg: (JPEG cut off|empty file).*"
+    with pytest.raises(DataError, match=r"(cut|empty)\.jpg: (a JPEG cut off|empty).*"
                                          r"skip damaged images"):
         pack_folder(tree, prefix, shuffle=False, progress=False, on_damaged="stop")
     assert os.listdir(str(tmp_path / "rec")) == []

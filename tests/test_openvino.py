@@ -1,4 +1,4 @@
-"""OpenVINO deployment (issue 16): IR equal to MXNet at two batch sizes, ONNX with a free
+"""OpenVINO deployment: IR equal to MXNet at two batch sizes, ONNX with a free
 batch axis, NNCF INT8 (every convolution INT8, digits accuracy kept), the detector with
 MXNet's NMS, and the command line."""
 import os

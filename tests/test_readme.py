@@ -1,4 +1,4 @@
-"""The README's commands, as written (issue 14: examples drifted from the code).
+"""The README's commands, as written (examples drifted from the code).
 
 Every command of the README's shell blocks is parsed by its entry point's own parser
 (an unknown flag or choice fails); the ones that need no data set and no GPU run for real,
@@ -141,7 +141,7 @@ def test_readme_commands_that_need_no_data_run_as_written(sandbox):
 
 
 def assert_every_runtime_timed_with_the_baseline(argv, stdout):
-    """`deploy bench --runtime ... --baseline` (issue 16): a row for every runtime (OpenVINO
+    """`deploy bench --runtime ... --baseline`: a row for every runtime (OpenVINO
     at each precision) and network, GluonCV's MobileNetV2 included, at every batch size."""
     batches = argv[argv.index("--batch") + 1].split(",")
     runtimes = argv[argv.index("--runtime") + 1].split(",")

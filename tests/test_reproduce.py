@@ -1,4 +1,4 @@
-"""Baselines, ablations and the reproduction report (issue 6)."""
+"""Baselines, ablations and the reproduction report."""
 import json
 import os
 import subprocess

@@ -62,8 +62,8 @@ def test_detector_maps_anchors_and_separable_heads(name, expansion, preset, dept
 
 
 def expected_anchors(preset, size):
-    """Every anchor box (cx, cy, w, h) in pixels, from the formulas of issue 12, written
-    here independently of igcv3_gluon.models.ssdlite."""
+    """Every anchor box (cx, cy, w, h) in pixels, from the anchor formulas, written here
+    independently of igcv3_gluon.models.ssdlite."""
     from math import sqrt
     if preset == "authors":       # the authors' symbol_factory.py + MXNet's MultiBoxPrior
         s = [round(0.2 + (0.9 - 0.2) * (k - 1) / 5, 2) for k in range(1, 7)] + [1.04]
@@ -166,7 +166,7 @@ def test_bad_detection_data_is_a_one_line_error(tmp_path, shapes):
 
 def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path, shapes):
     """Ctrl-C mid-epoch, resume, SIGKILL, resume: the same parameters as an uninterrupted
-    run, bit for bit (the SSD augmentation is seeded per sample, issue 14); then COCO
+    run, bit for bit (the SSD augmentation is seeded per sample); then COCO
     evaluation and prediction from the run folder."""
     out, ref = str(tmp_path / "run"), str(tmp_path / "reference")
     args = [*shapes, *TINY, "--epochs", "4", "--batch-size", "4", "--workers", "2"]
@@ -195,7 +195,7 @@ def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert {"val_AP", "val_AP50", "val_AP75", "val_APs", "val_APm", "val_APl"} <= set(rows[-1])
     assert rows[-1]["cls_loss"] < rows[0]["cls_loss"]
-    # the export says the width and input size built (issue 14)
+    # the export says the width and input size built
     assert os.path.isfile(os.path.join(out, "export",
                                        "ssdlite_320_igcv3_w_coco-w0.5-128-symbol.json"))
     best = os.path.join(out, "best.params")
@@ -257,7 +257,7 @@ def test_anchor_centres_cover_every_map_symmetrically(size):
 
 
 def test_ssdlite2_learns_generated_shapes_to_ap50_above_half(tmp_path):
-    """Acceptance (issue 5): a generated COCO-format set of 320x320 images (coloured
+    """Acceptance: a generated COCO-format set of 320x320 images (coloured
     rectangles / ellipses of 3 classes on textured backgrounds) trains on the CPU and
     reaches COCO AP50 >= 0.5 on its own held-out images (measured: 0.85 after 6 epochs,
     0.76 after 3, in 58 s; a longer run: benchmarks/backbone_pretraining.py)."""

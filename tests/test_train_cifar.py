@@ -235,3 +235,24 @@ def test_a_resumed_run_with_changed_settings_says_so_and_records_them(tmp_path):
     config = json.load(open(os.path.join(out, "config.json")))
     change = config["changes"][0]
     assert change["from_epoch"] == 2 and change["lr"] == [0.1, 0.05]
+
+
+def test_a_kill_after_the_log_row_before_the_checkpoint_leaves_the_row_once(tmp_path):
+    """A kill between writing an epoch's log row and the checkpoint that follows leaves the
+    checkpoint saved before the evaluation (``pending``) and the row: the resumed run
+    evaluates that epoch again and logs it once (a SIGKILL test met this by its timing)."""
+    out = str(tmp_path / "run")
+    first = train(*TINY, "--epochs", "1", "--out-dir", out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    row = epochs_logged(out)[0]
+    path = os.path.join(out, "checkpoints", "ckpt-0001-00000.json")
+    ckpt = json.load(open(path))
+    ckpt["pending"] = {k: v for k, v in row.items() if not k.startswith("val_")}
+    json.dump(ckpt, open(path, "w"))
+    os.remove(os.path.join(out, "summary.json"))
+    again = train(*TINY, "--epochs", "2", "--out-dir", out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "1 epoch(s) done, its evaluation pending" in again.stderr
+    rows = epochs_logged(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[0]["val_acc"] == row["val_acc"]               # the same weights, evaluated

@@ -146,7 +146,7 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda r: ["--rec-train", r["train"] + ".missing.rec", "--rec-val", r["val"] + ".rec"],
-     "--rec-train .*missing.rec does not exist"),
+     "--rec-train: .*missing.rec does not exist"),
     (lambda r: data(r) + ["--rec-train-idx", r["val"] + ".idx"], "does not match"),
     (lambda r: ["--rec-train", r["val"] + ".rec", "--rec-train-idx", r["train"] + ".idx",
                 "--rec-val", r["val"] + ".rec"], "does not belong to"),

@@ -10,8 +10,9 @@ takes any COCO-format set and checks it at the edge:
 * every entry's keys are checked up front (images: id, file_name, width, height;
   annotations: image_id, category_id, bbox; categories: id, name): one line naming the
   first bad entry; ids match as text (``"1"`` and ``1`` are one image);
-* image files that are empty or not JPEG/PNG/BMP/GIF are named before training starts (8
-  bytes read per file); one that still fails to decode stops the run naming the file;
+* image files that are empty, not JPEG/PNG/BMP (the kinds MXNet decodes) or JPEGs cut off
+  before their end marker are named before training starts (``images.file_problem``: two
+  small reads per file); one that still fails to decode stops the run naming the file;
 * boxes partly outside the image are clipped to it; boxes with no area left, ``iscrowd``,
   of unknown categories or of images not in the json are left out, and the counts are
   printed (``self.stats``, ``describe()``);
@@ -28,6 +29,7 @@ import numpy as np
 from mxnet import gluon
 
 from ..errors import DataError
+from .images import file_problem
 
 __all__ = ["COCOFormat", "coco_split_paths"]
 
@@ -36,9 +38,6 @@ def coco_split_paths(data_dir, split):
     """``(annotation json, image folder)`` of split ``split`` in COCO's standard layout."""
     return (os.path.join(data_dir, "annotations", "instances_%s.json" % split),
             os.path.join(data_dir, split))
-
-
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"GIF8")
 
 
 def _number(value):
@@ -121,92 +120,99 @@ def _check_entries(ann_file, data):
 
 
 def _unreadable_images(paths):
-    """Image files that cannot be images whole: empty, not starting like a JPEG, PNG, BMP or
-    GIF, or a JPEG cut off before its end marker (reads 8 bytes at the start and 64 at the
-    end of each: cheap even for COCO's 118k). Returns ``(path, reason)`` pairs."""
-    bad = []
-    for path in paths:
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-            if not head.startswith(_IMAGE_MAGIC):
-                bad.append((path, "empty" if not head else "not JPEG/PNG/BMP/GIF"))
-                continue
-            if head.startswith(b"\xff\xd8"):
-                fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, fh.tell() - 64))
-                if b"\xff\xd9" not in fh.read():
-                    bad.append((path, "a JPEG cut off before its end marker"))
-    return bad
+    """``(path, reason)`` of the image files that cannot be images whole
+    (``images.file_problem``: two small reads per file, cheap even for COCO's 118k)."""
+    found = ((path, file_problem(path)) for path in paths)
+    return [(path, problem) for path, problem in found if problem]
+
+
+def _read_json(ann_file, image_dir):
+    """The annotation file as a dict with ``images``, ``annotations`` and ``categories``
+    whose every entry has the keys the reader uses."""
+    if not os.path.isfile(ann_file):
+        raise DataError("annotation file %s does not exist" % ann_file)
+    if not os.path.isdir(image_dir):
+        raise DataError("image folder %s does not exist" % image_dir)
+    try:
+        with open(ann_file) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise DataError("%s is not a readable json file (%s)" % (ann_file, err))
+    if not isinstance(data, dict):
+        raise DataError("%s is not COCO-format: not a json object" % ann_file)
+    missing_keys = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing_keys:
+        raise DataError("%s is not COCO-format: no %s" % (ann_file, ", ".join(missing_keys)))
+    _check_entries(ann_file, data)
+    _duplicates(data["images"], ann_file, "images")
+    _duplicates(data["categories"], ann_file, "categories")
+    if not data["categories"]:
+        raise DataError("%s has no categories" % ann_file)
+    return data
+
+
+def _check_image_files(paths, ann_file, image_dir):
+    """Every listed image is a file that looks whole, before any training starts."""
+    folders = [p for p in paths if os.path.isdir(p)]
+    if folders:
+        raise DataError("%s (listed in %s) is a folder, not an image file"
+                        % (folders[0], ann_file))
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise DataError("%d image(s) listed in %s are missing from %s (first: %s)"
+                        % (len(missing), ann_file, image_dir,
+                           os.path.relpath(missing[0], image_dir)))
+    damaged = _unreadable_images(paths)
+    if damaged:
+        raise DataError("%d file(s) in %s are not whole images (first: %s, %s): replace "
+                        "them or remove them from %s"
+                        % (len(damaged), image_dir, damaged[0][0], damaged[0][1], ann_file))
+
+
+def _usable_boxes(data, images, index, stats):
+    """Boxes per image id (as ``_key``): ``[x1, y1, x2, y2, class, 0]`` clipped to the image;
+    crowd boxes, boxes of unknown categories or images and boxes without area are counted
+    in ``stats`` and left out."""
+    boxes = {}
+    for ann in data["annotations"]:
+        img = images.get(_key(ann["image_id"]))
+        if img is None:
+            stats["orphan"] += 1
+            continue
+        if ann.get("iscrowd", 0):
+            stats["crowd"] += 1
+            continue
+        if _key(ann["category_id"]) not in index:
+            stats["unknown_category"] += 1
+            continue
+        x, y, w, h = ann["bbox"]
+        x1, y1 = max(0.0, x), max(0.0, y)
+        x2, y2 = min(float(img["width"]), x + w), min(float(img["height"]), y + h)
+        if (x1, y1, x2, y2) != (x, y, x + w, y + h):
+            stats["clipped"] += 1
+        if x2 - x1 < 1 or y2 - y1 < 1:
+            stats["no_area"] += 1
+            continue
+        boxes.setdefault(_key(img["id"]), []).append(
+            [x1, y1, x2, y2, index[_key(ann["category_id"])], 0])
+    return boxes
 
 
 class COCOFormat(gluon.data.Dataset):
     def __init__(self, ann_file, image_dir, skip_empty=True):
-        if not os.path.isfile(ann_file):
-            raise DataError("annotation file %s does not exist" % ann_file)
-        if not os.path.isdir(image_dir):
-            raise DataError("image folder %s does not exist" % image_dir)
-        try:
-            with open(ann_file) as fh:
-                data = json.load(fh)
-        except (OSError, ValueError) as err:
-            raise DataError("%s is not a readable json file (%s)" % (ann_file, err))
-        if not isinstance(data, dict):
-            raise DataError("%s is not COCO-format: not a json object" % ann_file)
-        missing_keys = [k for k in ("images", "annotations", "categories") if k not in data]
-        if missing_keys:
-            raise DataError("%s is not COCO-format: no %s" % (ann_file, ", ".join(missing_keys)))
-        _check_entries(ann_file, data)
-        _duplicates(data["images"], ann_file, "images")
-        _duplicates(data["categories"], ann_file, "categories")
+        data = _read_json(ann_file, image_dir)
         self.ann_file, self.image_dir = ann_file, image_dir
         cats = sorted(data["categories"], key=lambda c: _id_order(c["id"]))
-        if not cats:
-            raise DataError("%s has no categories" % ann_file)
         self.cat_ids = [c["id"] for c in cats]
         self.classes = [c["name"] for c in cats]
         # ids matched as text: "1" and 1 are one image (sets written by other tools mix them)
         index = {_key(cid): i for i, cid in enumerate(self.cat_ids)}
-        boxes = {}
         self.stats = dict(crowd=0, orphan=0, unknown_category=0, clipped=0, no_area=0,
                           empty_images=0)
         images = {_key(img["id"]): img for img in data["images"]}
-        for ann in data["annotations"]:
-            img = images.get(_key(ann["image_id"]))
-            if img is None:
-                self.stats["orphan"] += 1
-                continue
-            if ann.get("iscrowd", 0):
-                self.stats["crowd"] += 1
-                continue
-            if _key(ann["category_id"]) not in index:
-                self.stats["unknown_category"] += 1
-                continue
-            x, y, w, h = ann["bbox"]
-            x1, y1 = max(0.0, x), max(0.0, y)
-            x2, y2 = min(float(img["width"]), x + w), min(float(img["height"]), y + h)
-            if (x1, y1, x2, y2) != (x, y, x + w, y + h):
-                self.stats["clipped"] += 1
-            if x2 - x1 < 1 or y2 - y1 < 1:
-                self.stats["no_area"] += 1
-                continue
-            boxes.setdefault(_key(img["id"]), []).append(
-                [x1, y1, x2, y2, index[_key(ann["category_id"])], 0])
-        paths = [os.path.join(image_dir, img["file_name"]) for img in data["images"]]
-        folders = [p for p in paths if os.path.isdir(p)]
-        if folders:
-            raise DataError("%s (listed in %s) is a folder, not an image file"
-                            % (folders[0], ann_file))
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise DataError("%d image(s) listed in %s are missing from %s (first: %s)"
-                            % (len(missing), ann_file, image_dir,
-                               os.path.relpath(missing[0], image_dir)))
-        damaged = _unreadable_images(paths)
-        if damaged:
-            raise DataError("%d file(s) in %s are not whole images (first: %s, %s): replace "
-                            "them or remove them from %s"
-                            % (len(damaged), image_dir, damaged[0][0], damaged[0][1],
-                               ann_file))
+        boxes = _usable_boxes(data, images, index, self.stats)
+        _check_image_files([os.path.join(image_dir, img["file_name"])
+                            for img in data["images"]], ann_file, image_dir)
         self.ground_truth = _ground_truth(data, images, index)
         self.items = []
         for img in sorted(data["images"], key=lambda i: _id_order(i["id"])):

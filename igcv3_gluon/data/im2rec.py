@@ -17,6 +17,7 @@ import sys
 from multiprocessing.pool import ThreadPool
 
 from ..errors import DataError, UsageError, exit_on_usage_error
+from .images import TAIL, bytes_problem
 from ..utils import remove_files
 
 __all__ = ["list_images", "pack_folder", "main"]
@@ -94,16 +95,6 @@ def resized_shape(h, w, resize, mode="both"):
     return resize, w * resize // h
 
 
-def damage_of(data):
-    """Why the bytes of an image file cannot be packed whole, or None: empty, or a JPEG cut
-    off before its end marker (libjpeg would fill the missing part with grey and only warn)."""
-    if not data:
-        return "empty file"
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        return "JPEG cut off (no end marker)"
-    return None
-
-
 def _encode(root, rel, resize, quality, mode="both"):
     """``(JPEG bytes, None)`` of one image, its short side set to ``resize``
     (``resized_shape``; 0 keeps the size), with cv2.resize's default (bilinear)
@@ -115,7 +106,7 @@ def _encode(root, rel, resize, quality, mode="both"):
             data = fh.read()
     except OSError as err:                      # a broken link, no permission, a folder
         return None, "unreadable: %s" % (err.strerror or err)
-    damage = damage_of(data)
+    damage = bytes_problem(data[:8], data[-TAIL:], kinds=None)
     if damage:
         return None, damage
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -198,7 +189,7 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
                 classes=None, progress=True, resize_mode="both", on_damaged="skip"):
     """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
     skipped ``(path, reason)``). Images are shuffled once (``seed``) as im2rec does for
-    training sets. A damaged image (``damage_of``, or one OpenCV cannot decode) is skipped
+    training sets. A damaged image (``images.bytes_problem``, or one OpenCV cannot decode) is skipped
     and named, or stops the packing (``on_damaged="stop"``); nothing is left behind by a
     packing that stops or packs nothing."""
     import random

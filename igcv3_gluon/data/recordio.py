@@ -28,6 +28,7 @@ import struct
 import numpy as np
 
 from ..errors import DataError
+from .images import span_problem
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_record_pair",
            "part_sizes", "scan_records", "short_sides", "train_augmentation"]
@@ -163,25 +164,10 @@ def _scan(rec_path, offsets, size, images):
                 label = struct.unpack("<f", head[32:36])[0]
             labels[n] = label
             if images and cflag == 0:
-                problem = _image_problem(fh, off + 8 + 24 + 4 * flag, off + 8 + length)
+                problem = span_problem(fh, off + 8 + 24 + 4 * flag, off + 8 + length)
                 if problem:
-                    return labels[:n + 1], "record %d (offset %d) %s" % (n, off, problem)
+                    return labels[:n + 1], "record %d (offset %d): %s" % (n, off, problem)
     return labels, None
-
-
-def _image_problem(fh, start, end):
-    """What is wrong with the image bytes ``[start, end)`` of a record, or None: not a
-    JPEG/PNG/BMP, or a JPEG cut off before its end marker (MXNet's C++ decoder would abort
-    the process mid-epoch on it)."""
-    fh.seek(start)
-    magic = fh.read(4)
-    if not magic.startswith((b"\xff\xd8", b"\x89PNG", b"BM")):
-        return "holds no JPEG/PNG/BMP image (starts %r)" % magic
-    if magic.startswith(b"\xff\xd8"):
-        fh.seek(max(start, end - 64))
-        if b"\xff\xd9" not in fh.read(end - max(start, end - 64)):
-            return "holds a JPEG cut off before its end marker"
-    return None
 
 
 def _first_records(rec_path, idx_path, limit, read):

@@ -62,7 +62,14 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     shape, calibration, gate = _parents()
+    _add_export(sub, shape)
+    _add_conversions(sub, shape)
+    _add_int8(sub, shape, calibration, gate)
+    _add_bench(sub, shape)
+    return parser
 
+
+def _add_export(sub, shape):
     p = sub.add_parser("export", help="zoo model (+ trained .params) -> symbol/params",
                        formatter_class=HelpFormatter, parents=[shape])
     p.add_argument("model", nargs="?", help="zoo name (default: the --params run's)")
@@ -75,6 +82,9 @@ def build_parser():
     p.add_argument("--out", required=True, help="output prefix")
     p.set_defaults(run=commands.cmd_export)
 
+
+def _add_conversions(sub, shape):
+    """``optimize`` and ``onnx``."""
     p = sub.add_parser("optimize", help="fold BatchNorms and shuffles", parents=[shape])
     p.add_argument("prefix", help=PREFIX_HELP)
     p.add_argument("out_prefix")
@@ -91,6 +101,9 @@ def build_parser():
     p.add_argument("output")
     p.set_defaults(run=commands.cmd_onnx)
 
+
+def _add_int8(sub, shape, calibration, gate):
+    """``quantize`` (MXNet) and ``openvino`` (IR, optionally NNCF INT8)."""
     p = sub.add_parser("quantize", help="INT8 post-training quantization",
                        parents=[shape, calibration, gate])
     p.add_argument("prefix", help=PREFIX_HELP)
@@ -117,6 +130,8 @@ def build_parser():
                         "(default: as many as needed; 0: plain quantization)")
     p.set_defaults(run=commands.cmd_openvino, calib_batches=10)
 
+
+def _add_bench(sub, shape):
     p = sub.add_parser("bench", help="latency of exports, side by side", parents=[shape])
     p.add_argument("prefixes", nargs="+", help="exports (PREFIX or a run folder), side by side")
     p.add_argument("--batch", default="1,16")
@@ -134,7 +149,6 @@ def build_parser():
     p.add_argument("--fuse", action="store_true",
                    help="MXNet: apply oneDNN operator fusion (optimize_for('MKLDNN'))")
     p.set_defaults(run=commands.cmd_bench)
-    return parser
 
 
 @exit_on_usage_error

@@ -225,44 +225,38 @@ def _single_use(g, nid, op):
     return None
 
 
-def _fold_shuffle_grouped(g, rid, lid, a, g1, a_act=None):
-    """Grouped form of ``A (G1 groups) [-> ReLU6] -> shuffle -> Dw3x3 -> ReLU6 -> B (G2
-    groups)`` (``a_act``: the activation between A and the shuffle, if any).
-
-    The intermediate channels are reordered by (branch of A, branch of B): A stays a G1-group
-    conv (its outputs only move inside their group), the depthwise conv and ReLU6 follow the
-    new order, and B becomes a G1*G2-group conv with G1 x C_out outputs whose G1 partial sums
-    are added (``slice_axis`` + ``elemwise_add`` on the narrow C_out side). Same MACs as the
-    original group convs, no shuffle, no dense conv. Returns False if the pattern differs."""
+def _grouped_pattern(g, lid, a, g1):
+    """``(d, b, g2, perm, order)`` when the shuffle ``lid`` after A (G1 groups) feeds a
+    depthwise 3x3 ``d`` -> ReLU6 -> a G2-group 1x1 ``b`` whose (branch of A, branch of B)
+    pairs are equal-sized, else None. ``perm``: post-shuffle position j <- channel perm[j];
+    ``order``: new channel k <- position order[k], sorted by (branch of A, branch of B)."""
     d = _single_use(g, lid, "Convolution")
     if d is None or _tuple(g.attr(d, "kernel")) != (3, 3):
-        return False
+        return None
     m = g.conv_weight(a).shape[0]
     if int(g.attr(d, "num_group", "1")) != m:
-        return False
+        return None
     act = _single_use(g, d, "clip")
     b = _single_use(g, act, "Convolution") if act is not None else None
     if b is None or _tuple(g.attr(b, "kernel")) != (1, 1):
-        return False
+        return None
     g2 = int(g.attr(b, "num_group", "1"))
-    wb = g.conv_weight(b)
-    cout = wb.shape[0]
-    if g2 == 1 or m % (g1 * g2) or cout % g2:
-        return False
-    perm = shuffle_permutation(m, g1)                # post-shuffle position j <- channel perm[j]
+    if g2 == 1 or m % (g1 * g2) or g.conv_weight(b).shape[0] % g2:
+        return None
+    perm = shuffle_permutation(m, g1)
     producer = perm // (m // g1)                     # branch of A feeding position j
     consumer = np.arange(m) // (m // g2)             # branch of B reading position j
-    order = np.lexsort((np.arange(m), consumer, producer))   # new channel k <- position order[k]
+    order = np.lexsort((np.arange(m), consumer, producer))
     sizes = np.bincount(producer * g2 + consumer, minlength=g1 * g2)
-    if (sizes != m // (g1 * g2)).any():             # every (branch, branch) pair equal-sized
-        return False
-    wa, ba = g.conv_weight(a), g.conv_bias(a)
-    ba = np.zeros(m, np.float32) if ba is None else ba
-    g.set_conv(a, wa[perm[order]], ba[perm[order]])
-    wd, bd = g.conv_weight(d), g.conv_bias(d)
-    bd = np.zeros(m, np.float32) if bd is None else bd
-    g.set_conv(d, wd[order], bd[order])
-    g.nodes[d]["inputs"][0] = [a_act if a_act is not None else a, 0, 0]
+    if (sizes != m // (g1 * g2)).any():
+        return None
+    return d, b, g2, perm, order
+
+
+def _grouped_weights(wb, order, g1, g2):
+    """B's weight as a G1*G2-group conv with G1 x C_out outputs: group (p, q) reads the
+    channels of A's branch p that B's branch q read, and writes B's branch q."""
+    m, cout = len(order), wb.shape[0]
     per_in, per_out = m // (g1 * g2), cout // g2
     new_w = np.zeros((g1 * cout, per_in) + wb.shape[2:], np.float32)
     for p in range(g1):
@@ -271,12 +265,12 @@ def _fold_shuffle_grouped(g, rid, lid, a, g1, a_act=None):
             positions = order[group * per_in:(group + 1) * per_in]
             new_w[group * per_out:(group + 1) * per_out] = \
                 wb[q * per_out:(q + 1) * per_out, positions - q * (m // g2)]
-    bb = g.conv_bias(b)
-    bb = np.zeros(cout, np.float32) if bb is None else bb
-    new_b = np.zeros(g1 * cout, np.float32)
-    new_b[:cout] = bb
-    g.set_conv(b, new_w, new_b, groups=g1 * g2)
-    g.nodes[b]["attrs"]["num_filter"] = str(g1 * cout)
+    return new_w
+
+
+def _sum_partial_outputs(g, b, g1, cout):
+    """B's G1 slices of ``cout`` channels added up (``slice_axis`` + ``elemwise_add``); B's
+    consumers and the heads read the sum."""
     name = g.nodes[b]["name"]
     parts = []
     for p in range(g1):
@@ -289,12 +283,42 @@ def _fold_shuffle_grouped(g, rid, lid, a, g1, a_act=None):
         g.nodes.append({"op": "elemwise_add", "name": "%s_sum%d" % (name, k),
                         "inputs": [[total, 0, 0], [part, 0, 0]]})
         total = len(g.nodes) - 1
-    for node in g.nodes:                             # B's consumers read the sum
+    for node in g.nodes:
         if node.get("op") == "slice_axis" and node["inputs"][0][0] == b:
             continue
         node["inputs"] = [[total, 0, 0] if i[0] == b and i[1] == 0 else i
                           for i in node["inputs"]]
     g.heads = [[total, 0, 0] if h[0] == b and h[1] == 0 else h for h in g.heads]
+
+
+def _fold_shuffle_grouped(g, rid, lid, a, g1, a_act=None):
+    """Grouped form of ``A (G1 groups) [-> ReLU6] -> shuffle -> Dw3x3 -> ReLU6 -> B (G2
+    groups)`` (``a_act``: the activation between A and the shuffle, if any).
+
+    The intermediate channels are reordered by (branch of A, branch of B): A stays a G1-group
+    conv (its outputs only move inside their group), the depthwise conv and ReLU6 follow the
+    new order, and B becomes a G1*G2-group conv with G1 x C_out outputs whose G1 partial sums
+    are added (``slice_axis`` + ``elemwise_add`` on the narrow C_out side). Same MACs as the
+    original group convs, no shuffle, no dense conv. Returns False if the pattern differs."""
+    found = _grouped_pattern(g, lid, a, g1)
+    if found is None:
+        return False
+    d, b, g2, perm, order = found
+    m = len(order)
+    wa, ba = g.conv_weight(a), g.conv_bias(a)
+    ba = np.zeros(m, np.float32) if ba is None else ba
+    g.set_conv(a, wa[perm[order]], ba[perm[order]])
+    wd, bd = g.conv_weight(d), g.conv_bias(d)
+    bd = np.zeros(m, np.float32) if bd is None else bd
+    g.set_conv(d, wd[order], bd[order])
+    g.nodes[d]["inputs"][0] = [a_act if a_act is not None else a, 0, 0]
+    wb, bb = g.conv_weight(b), g.conv_bias(b)
+    cout = wb.shape[0]
+    new_b = np.zeros(g1 * cout, np.float32)
+    new_b[:cout] = 0 if bb is None else bb
+    g.set_conv(b, _grouped_weights(wb, order, g1, g2), new_b, groups=g1 * g2)
+    g.nodes[b]["attrs"]["num_filter"] = str(g1 * cout)
+    _sum_partial_outputs(g, b, g1, cout)
     return True
 
 

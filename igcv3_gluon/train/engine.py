@@ -350,7 +350,10 @@ def _resume_or_start(task, net, run, parts, initialize, session):
                           "folder" % (ckpt["files"]["params"], str(err).split(",")[0][:120]),
                           ["architecture"]) from None
     state = RunState.from_checkpoint(ckpt)
-    log.truncate(state.done)
+    # the log keeps the rows of the epochs the checkpoint finished; an epoch saved before
+    # its evaluation is not finished (a kill after its row was written, before the
+    # checkpoint that follows it, must not leave that row twice)
+    log.truncate(state.done - 1 if state.pending is not None else state.done)
     say("resuming %s from %s: %d epoch(s) done%s" % (
         run.out_dir, ckpt["files"]["params"], state.done,
         ", %d batch(es) into the next" % state.start if state.start else
