@@ -11,11 +11,13 @@ norms (whole network).
 import tempfile
 import warnings
 
-import common  # noqa: E402,F401 (puts the project on sys.path)
+from common import command_line  # puts the project on sys.path
+
 warnings.simplefilter("ignore", UserWarning)
 
 
 def main():
+    command_line(__doc__)                   # --help; no flags
     import mxnet as mx
     import numpy as np
     from mxnet import autograd

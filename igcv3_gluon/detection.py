@@ -299,7 +299,30 @@ def _classes_for_prediction(args, config):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    config = backbone_config = None
+    config, backbone_config = _weights_given(args, parser)
+    if args.lr is None:
+        args.lr = RECIPES[args.recipe]["lr"]
+    validate_common_args(args, task="detection")
+    norm_source = _normalisation(args, parser, backbone_config)
+    if args.data_shape < 64 or args.data_shape % 32:
+        raise UsageError("--data-shape must be a multiple of 32, at least 64")
+    if args.predict:
+        return _predict(args, config)
+    train_sets, val_set = _datasets(args, need_train=not args.eval_only)
+    if args.eval_only:
+        return _evaluate(args, config, val_set)
+    summary = _train(args, train_sets, val_set, backbone_config, norm_source)
+    if summary.get("export"):
+        print("best AP %.1f%% (epoch %d); exported %s" % (100 * (summary["best_val_AP"] or 0),
+                                                       summary["best_epoch"],
+                                                       summary["export"]["symbol"]))
+    return 0
+
+
+def _weights_given(args, parser):
+    """``(config, backbone_config)``: the run settings of ``--params`` (prediction and
+    evaluation adopt its model, width, input size, anchors and normalisation) or of
+    ``--backbone-params``."""
     if args.predict or args.eval_only:
         if not args.params:
             raise UsageError("--params is required (a .params file or a run folder)")
@@ -314,52 +337,59 @@ def main(argv=None):
                                                   "anchors", "mean", "std"))
         if args.eval_only:
             args.out_dir = evaluation_dir(args, parser, args.val_ann or args.val_sets)
-    elif args.backbone_params:
+        return config, None
+    if args.backbone_params:
         with naming("--backbone-params"):
             args.backbone_file, backbone_config = resolve_weights(
                 args.backbone_params, _backbone_classifier(args))
-    if args.lr is None:
-        args.lr = RECIPES[args.recipe]["lr"]
-    validate_common_args(args, task="detection")
-    norm_source = _normalisation(args, parser, backbone_config)
-    if args.data_shape < 64 or args.data_shape % 32:
-        raise UsageError("--data-shape must be a multiple of 32, at least 64")
-    if args.predict:
-        if not 0.0 <= args.threshold <= 1.0:
-            raise UsageError("--threshold is a score between 0 and 1; got %g" % args.threshold)
-        images = read_images(args.predict)
-        classes = _classes_for_prediction(args, config)
-        net = _build_net(args, classes)
-        _load_params(net, args.params_file, args.contexts)
-        net.set_nms(**NMS)
-        net.hybridize(static_alloc=True, static_shape=True)
-        for out, n in predict_images(net, classes, args.predict,
-                                     os.path.join(args.out_dir, "predictions"),
-                                     args.data_shape, args.threshold, args.contexts,
-                                     args.mean, args.std, images):
-            print("%s: %d detection(s) >= %.2f" % (out, n, args.threshold))
-        return 0
-    train_sets, val_set = _datasets(args, need_train=not args.eval_only)
+        return None, backbone_config
+    return None, None
+
+
+def _predict(args, config):
+    """``--predict``: draw the detections of the trained detector on each image."""
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UsageError("--threshold is a score between 0 and 1; got %g" % args.threshold)
+    images = read_images(args.predict)
+    classes = _classes_for_prediction(args, config)
+    net = _build_net(args, classes)
+    _load_params(net, args.params_file, args.contexts)
+    net.set_nms(**NMS)
+    net.hybridize(static_alloc=True, static_shape=True)
+    for out, n in predict_images(net, classes, args.predict,
+                                 os.path.join(args.out_dir, "predictions"),
+                                 args.data_shape, args.threshold, args.contexts,
+                                 args.mean, args.std, images):
+        print("%s: %d detection(s) >= %.2f" % (out, n, args.threshold))
+    return 0
+
+
+def _evaluate(args, config, val_set):
+    """``--eval-only``: COCO mAP of the trained detector, recorded as ``evaluation.json``."""
     trained = (config or {}).get("classes")
-    if args.eval_only and isinstance(trained, list) and trained != list(val_set.classes):
+    if isinstance(trained, list) and trained != list(val_set.classes):
         raise UsageError("the weights detect %s; %s has the categories %s: evaluate on the set "
                          "the detector was trained for" % (
                              ", ".join(trained[:6]), val_set.ann_file,
                              ", ".join(val_set.classes[:6])))
     net = _build_net(args, val_set.classes)
-    if args.eval_only:
-        _load_params(net, args.params_file, args.contexts)
-        coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress,
-                             mean=args.mean, std=args.std)
-        print("COCO mAP on %s (%d images): %s" % (val_set.ann_file, len(val_set), "  ".join(
-            "%s %.1f%%" % (k, 100 * v) for k, v in coco.items())))
-        with naming("--out-dir"):
-            path = record_evaluation(args.params_file, config, args.out_dir, coco,
-                                     dict(model=args.model, dataset="coco",
-                                          multiplier=args.multiplier, data_shape=args.data_shape,
-                                          val_ann=os.path.basename(val_set.ann_file)))
-        say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
-        return 0
+    _load_params(net, args.params_file, args.contexts)
+    coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress,
+                         mean=args.mean, std=args.std)
+    print("COCO mAP on %s (%d images): %s" % (val_set.ann_file, len(val_set), "  ".join(
+        "%s %.1f%%" % (k, 100 * v) for k, v in coco.items())))
+    with naming("--out-dir"):
+        path = record_evaluation(args.params_file, config, args.out_dir, coco,
+                                 dict(model=args.model, dataset="coco",
+                                      multiplier=args.multiplier, data_shape=args.data_shape,
+                                      val_ann=os.path.basename(val_set.ann_file)))
+    say("recorded in %s (python -m igcv3_gluon.reproduce --collect collects it)" % path)
+    return 0
+
+
+def _train(args, train_sets, val_set, backbone_config, norm_source):
+    """The training run (engine ``fit``); returns its summary."""
+    net = _build_net(args, val_set.classes)
     train_set = train_sets[0] if len(train_sets) == 1 else _union(train_sets)
     say("training on %d images (%s), validating on %d; classes: %s" % (
         len(train_set), ", ".join(s.ann_file for s in train_sets), len(val_set),
@@ -369,20 +399,15 @@ def main(argv=None):
     say("input normalisation: (pixel - %s) / %s (%s)" % (
         ",".join("%g" % v for v in args.mean), ",".join("%g" % v for v in args.std),
         norm_source))
-    record = dict(flags_record(args), dataset="coco", classes=list(train_set.classes),
-                  train_ann=[s.ann_file for s in train_sets], val_ann=val_set.ann_file,
-                  train_images=len(train_set), val_images=len(val_set), stage="train",
-                  mean=list(args.mean), std=list(args.std))
+    settings = dict(flags_record(args), dataset="coco", classes=list(train_set.classes),
+                    train_ann=[s.ann_file for s in train_sets], val_ann=val_set.ann_file,
+                    train_images=len(train_set), val_images=len(val_set), stage="train",
+                    mean=list(args.mean), std=list(args.std))
     loader = (_backbone_loader(args.backbone_file, backbone_config) if args.backbone_params
               else None)
-    summary = fit(_task(args, train_set, val_set, loader), net,
-                  run_config(args, record, IDENTITY,
-                             export_name(args.model, vars(args), args.data_shape)))
-    if summary.get("export"):
-        print("best AP %.1f%% (epoch %d); exported %s" % (100 * (summary["best_val_AP"] or 0),
-                                                       summary["best_epoch"],
-                                                       summary["export"]["symbol"]))
-    return 0
+    return fit(_task(args, train_set, val_set, loader), net,
+               run_config(args, settings, IDENTITY,
+                          export_name(args.model, vars(args), args.data_shape)))
 
 
 def _union(sets):

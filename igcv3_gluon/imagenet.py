@@ -157,6 +157,20 @@ def resolve_args(args):
     validate_common_args(args)
     if not 0 < args.min_random_scale <= 1:
         raise UsageError("--min-random-scale must be in (0, 1]")
+    _check_records(args)
+    if args.data_nthreads < 1 or args.input_size < 32:
+        raise UsageError("--data-nthreads must be >= 1, --input-size >= 32")
+    if not 0 < args.crop_ratio <= 1:
+        raise UsageError("--crop-ratio must be in (0, 1]")
+    if args.retrain_epochs < 0:
+        raise UsageError("--retrain-epochs must be >= 0")
+    return args
+
+
+def _check_records(args):
+    """The RecordIO pairs exist and belong together, every record's header and label is
+    right (``scan_records``), the class lists agree; sets ``args.num_classes`` when the
+    ``.classes.txt`` says it."""
     args.rec_train_idx = _idx_for(args.rec_train, args.rec_train_idx)
     args.rec_val_idx = _idx_for(args.rec_val, args.rec_val_idx)
     if not args.rec_val:
@@ -184,13 +198,6 @@ def resolve_args(args):
             raise UsageError("%s %s: record %d has label %g but --num-classes is %d (%d "
                              "records out of range)" % (flag, rec, bad[0], labels[bad[0]],
                                                         args.num_classes, len(bad)))
-    if args.data_nthreads < 1 or args.input_size < 32:
-        raise UsageError("--data-nthreads must be >= 1, --input-size >= 32")
-    if not 0 < args.crop_ratio <= 1:
-        raise UsageError("--crop-ratio must be in (0, 1]")
-    if args.retrain_epochs < 0:
-        raise UsageError("--retrain-epochs must be >= 0")
-    return args
 
 
 def _augmentation(args):

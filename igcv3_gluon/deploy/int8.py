@@ -296,7 +296,7 @@ def warn_if_vnni_ir_on_this_cpu(xml):
         return False
     if int8.get("target") == "vnni" and not has_vnni("openvino"):
         warnings.warn("%s was quantized for VNNI CPUs (8-bit weights) and this CPU's int8 "
-                      "kernels have no VNNI: results may saturate; quantize again with "
-                      "--int8-target any (7-bit weights)" % xml, RuntimeWarning, stacklevel=3)
+                      "kernels have no VNNI: results may saturate; quantize it again for any "
+                      "CPU (7-bit weights)" % xml, RuntimeWarning, stacklevel=3)
         return True
     return False
