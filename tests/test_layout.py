@@ -66,9 +66,10 @@ def test_library_modules_raise_typed_errors_and_name_no_flag():
         for name in files:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, PACKAGE).replace(os.sep, "/")
-            if name.endswith(".py") and rel not in COMMAND_LINES and rel != "errors.py":
+            if name.endswith(".py") and rel not in COMMAND_LINES:
                 found.update({"%s:%d" % (rel, line): what
-                              for line, what in library_findings(path)})
+                              for line, what in library_findings(path)
+                              if not (rel == "errors.py" and what == "UsageError")})
     assert found == {}
     # the scan sees what it looks for: a command line of the list is full of both
     assert len(library_findings(os.path.join(PACKAGE, "train", "cli.py"))) > 20
