@@ -23,5 +23,33 @@ def command_line(doc, argv=None, **flags):
         if default is False:
             parser.add_argument(flag, action="store_true", help=text)
         else:
-            parser.add_argument(flag, type=type(default), default=default, help=text)
+            parser.add_argument(flag, type=_kind(name, default), default=default, help=text)
     return parser.parse_args(argv)
+
+
+def _kind(name, default):
+    """How a flag's text is read: counts are integers >= 1 (``workers`` >= 0), a list like
+    ``1,16`` holds such integers, other values keep the type of their default."""
+    lowest = 0 if name == "workers" or default == 0 else 1
+
+    def count(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < lowest:
+            raise argparse.ArgumentTypeError("takes an integer >= %d; got %r" % (lowest, text))
+        return value
+
+    def counts(text):
+        for part in str(text).split(","):
+            count(part)
+        return text
+
+    if isinstance(default, bool) or not isinstance(default, (int, str)):
+        return type(default)
+    if isinstance(default, int):
+        return count
+    if all(part.isdigit() for part in default.split(",")):
+        return counts
+    return str

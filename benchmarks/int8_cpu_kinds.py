@@ -12,6 +12,7 @@ MXNet (``quantize`` presets). Speed: IGCV3-D 1.0 at 224x224 (random weights, opt
 float32 and INT8 with both weight widths, interleaved rounds.
 """
 import os
+import sys
 import tempfile
 import warnings
 
@@ -70,7 +71,9 @@ def speed(tmp, rounds, repeat):
     init_like_trained(net, 0)
     net(mx.nd.zeros((1, 3, 224, 224)))
     export(net, os.path.join(tmp, "igcv3_d"), (1, 3, 224, 224))
-    (xml, _), _ = to_openvino(os.path.join(tmp, "igcv3_d"), os.path.join(tmp, "igcv3_d-ir"))
+    # random weights amplify float rounding: speed only, no IR-vs-MXNet check here
+    (xml, _), _ = to_openvino(os.path.join(tmp, "igcv3_d"), os.path.join(tmp, "igcv3_d-ir"),
+                              check_batches=())
     rng = np.random.RandomState(0)
     calib = [rng.uniform(-1, 1, (8, 3, 224, 224)).astype(np.float32) for _ in range(2)]
     xmls = {"f32": xml}
@@ -90,6 +93,9 @@ def speed(tmp, rounds, repeat):
 def main():
     args = command_line(__doc__.split("\n")[0], run=("runs/demo", "a digits run (make demo's)"),
                             rounds=10, repeat=5)
+    if not os.path.isfile(os.path.join(args.run, "summary.json")):
+        sys.exit("int8_cpu_kinds.py: error: --run %s is not a finished digits run (no "
+                 "summary.json): run `make demo`, or give a train_cifar.py run folder" % args.run)
     with tempfile.TemporaryDirectory() as tmp:
         digits_accuracy(args.run, tmp)
         speed(tmp, args.rounds, args.repeat)

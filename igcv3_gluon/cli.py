@@ -3,6 +3,7 @@
 
 Library code below raises ValueError phrased in values; this layer names the flags."""
 import argparse
+import math
 import os
 
 from .errors import UsageError
@@ -52,20 +53,31 @@ def parse_floats(value, flag, count=3):
     try:
         items = value if isinstance(value, (list, tuple)) else str(value).split(",")
         values = tuple(float(v) for v in items)
-        assert len(values) == count
-        return values
-    except (ValueError, AssertionError):
-        raise UsageError("%s takes %d numbers such as R,G,B; got %r" % (flag, count, value))
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != count or not all(math.isfinite(v) for v in values):
+        raise UsageError("%s takes %d finite numbers such as R,G,B; got %r"
+                         % (flag, count, value))
+    return values
+
+
+# the largest input a command accepts: 2^28 values (1 GiB of float32 per array)
+MAX_INPUT_VALUES = 2 ** 28
 
 
 def parse_shape(text, flag="--input-shape"):
     """``"1,3,224,224"`` -> ``(1, 3, 224, 224)``."""
     try:
         shape = tuple(int(v) for v in str(text).split(","))
-        assert len(shape) == 4 and min(shape) > 0
-        return shape
-    except (ValueError, AssertionError):
+    except ValueError:
+        shape = ()
+    if len(shape) != 4 or min(shape) < 1:
         raise UsageError("%s takes N,C,H,W such as 1,3,224,224; got %r" % (flag, text))
+    values = shape[0] * shape[1] * shape[2] * shape[3]
+    if values > MAX_INPUT_VALUES:
+        raise UsageError("%s %s is %d values, above the %d (1 GiB of float32) a command "
+                         "takes; give a smaller shape" % (flag, text, values, MAX_INPUT_VALUES))
+    return shape
 
 
 def add_model_args(parser, title="model", flags=MODEL_FLAGS, group=None):

@@ -149,8 +149,8 @@ def main(argv=None):
     from .models import list_models
     unknown = [m for m in args.models if m not in list_models()]
     if unknown:
-        parser.exit(2, "error: unknown model %s; known: %s\n"
-                    % (", ".join(unknown), ", ".join(list_models())))
+        parser.exit(2, "%s: error: unknown model %s; known: %s\n"
+                    % (parser.prog, ", ".join(unknown), ", ".join(list_models())))
     rows = table(args.models or None)
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
     return 0

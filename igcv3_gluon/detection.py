@@ -92,31 +92,53 @@ def build_parser():
 
 
 def _datasets(args, need_train=True):
-    sets = []
+    """The training sets and the validation set of the flags, each checked (``COCOFormat``)
+    and described."""
     if args.train_ann or args.val_ann:
+        flags = "--train-ann/--train-images"
         pairs = [(args.train_ann, args.train_images)] if need_train else []
         val = (args.val_ann, args.val_images)
     elif args.data_dir:
+        flags = "--data-dir"
         if not os.path.isdir(args.data_dir):
-            raise UsageError("--data-dir %s does not exist" % args.data_dir)
-        pairs = ([coco_split_paths(args.data_dir, s) for s in args.train_sets.split(",")]
-                 if need_train else [])
-        val = coco_split_paths(args.data_dir, args.val_sets)
+            raise UsageError("--data-dir %s %s" % (args.data_dir, "is a file, not a folder"
+                                                   if os.path.exists(args.data_dir)
+                                                   else "does not exist"))
+        pairs = ([coco_split_paths(args.data_dir, s)
+                  for s in _split_names(args.train_sets, "--train-sets")] if need_train else [])
+        val = coco_split_paths(args.data_dir, _split_names(args.val_sets, "--val-sets", 1)[0])
     else:
         raise UsageError("give --data-dir (COCO layout) or --train-ann/--train-images/"
                          "--val-ann/--val-images (any COCO-format set)")
+    sets = []
     for ann, images in pairs:
         if not ann or not images:
             raise UsageError("--train-ann and --train-images go together")
-        sets.append(COCOFormat(ann, images, skip_empty=True))
+        with naming(flags):
+            sets.append(COCOFormat(ann, images, skip_empty=True))
     if not val[0] or not val[1]:
         raise UsageError("--val-ann and --val-images go together")
-    val_set = COCOFormat(val[0], val[1], skip_empty=False)
-    if sets and any(s.classes != val_set.classes for s in sets):
-        raise UsageError("training and validation sets have different categories")
+    with naming("--data-dir" if flags == "--data-dir" else "--val-ann/--val-images"):
+        val_set = COCOFormat(val[0], val[1], skip_empty=False)
+    for dataset in sets:
+        if dataset.classes != val_set.classes:
+            differ = sorted(set(dataset.classes) ^ set(val_set.classes)) or ["their order"]
+            raise UsageError("the training set %s and the validation set %s have different "
+                             "categories (%s): give sets of the same categories"
+                             % (dataset.ann_file, val_set.ann_file, ", ".join(differ[:5])))
     for dataset in sets + [val_set]:
         say("%s: %d images; %s" % (dataset.ann_file, len(dataset), dataset.describe()))
     return sets, val_set
+
+
+def _split_names(text, flag, most=None):
+    """``train2017,val2017`` -> the split names (folders of ``--data-dir``), each once."""
+    names = [n.strip() for n in str(text).split(",")]
+    bad = [n for n in names if not n or os.sep in n or n.startswith(".")]
+    if bad or len(set(names)) != len(names) or (most and len(names) > most):
+        raise UsageError("%s %r: give %s of --data-dir's splits (folder names such as "
+                         "train2017), each once" % (flag, text, most or "comma-separated names"))
+    return names
 
 
 def _build_net(args, classes):
@@ -192,19 +214,15 @@ def _backbone_loader(path, config):
 
 
 def _check_params_file(path):
-    from .deploy import WeightsError, read_params
-    try:
+    from .deploy import read_params
+    with naming("--params"):
         read_params(path)
-    except WeightsError as err:
-        raise UsageError(str(err))
 
 
 def _load_params(net, path, contexts):
-    from .deploy import WeightsError, load_weights
-    try:
+    from .deploy import load_weights
+    with naming("--params"):
         load_weights(net, path, ctx=contexts)
-    except WeightsError as err:
-        raise UsageError(str(err))
 
 
 def _task(args, train_set, val_set, on_fresh_start=None):

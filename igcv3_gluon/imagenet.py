@@ -20,6 +20,7 @@ Changing the global batch scales the lr linearly from the recipe's (0.045 at 96 
 the authors never published theirs; ours: a fresh SGD state, lr ``--retrain-lr`` (default a
 tenth of the training lr) x0.98 per epoch, in ``OUT_DIR/retrain``).
 """
+import math
 import os
 import sys
 
@@ -136,6 +137,8 @@ def resolve_args(args):
                  else tuple(args.mean) if args.mean else recipe["mean"])
     args.std = (parse_floats(args.std, "--std") if isinstance(args.std, str)
                 else tuple(args.std) if args.std else recipe["std"])
+    if min(args.std) <= 0:
+        raise UsageError("--std must be positive: %s" % ",".join("%g" % v for v in args.std))
     args.hsl = parse_ints(args.hsl, "--hsl", count=3, minimum=0)
     if args.batch_per_device < 1:
         raise UsageError("--batch-per-device must be >= 1")
@@ -154,6 +157,8 @@ def resolve_args(args):
                            args.recipe))
     if args.retrain_lr is None:
         args.retrain_lr = args.lr / 10
+    if not (math.isfinite(args.retrain_lr) and args.retrain_lr > 0):
+        raise UsageError("--retrain-lr must be a positive number, got %s" % args.retrain_lr)
     validate_common_args(args)
     if not 0 < args.min_random_scale <= 1:
         raise UsageError("--min-random-scale must be in (0, 1]")
@@ -242,7 +247,7 @@ def evaluate_params(args, net):
     try:
         load_weights(net, args.params_file, ctx=args.contexts)
     except WeightsError as err:
-        raise UsageError(str(err))
+        raise UsageError("%s: %s" % (args.params_flag, err)) from None
     net.hybridize(static_alloc=True, static_shape=True)
     say("evaluating with input (pixel - %s) / %s, short side %d, centre crop %d" % (
         ",".join("%g" % v for v in args.mean), ",".join("%g" % v for v in args.std),
@@ -376,11 +381,15 @@ def main(argv=None):
             raise UsageError("--pretrained evaluates the published weights: use it with "
                              "--eval-only and without --params")
         args.params = "pretrained"
+    args.params_flag = "--pretrained" if args.pretrained else "--params"
+    if args.params and not args.eval_only:
+        raise UsageError("--params is read by --eval-only; a training run starts from "
+                         "scratch (add --eval-only to evaluate the weights)")
     if args.eval_only:
         if not args.params:
             raise UsageError("--eval-only needs --params (a .params file or a run folder) or "
                              "--pretrained")
-        with naming("--params"):
+        with naming(args.params_flag):
             args.params_file, found = resolve_weights(args.params, args.model)
         args.weights_config = found
         from .models import list_models

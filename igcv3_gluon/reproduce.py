@@ -9,7 +9,6 @@ The tables are data (``TABLES``); sizes come from ``igcv3_gluon.complexity`` on 
 models, accuracies from the ``config.json`` + ``log.jsonl`` that the training scripts write.
 """
 import argparse
-import json
 import os
 import sys
 from collections import defaultdict
@@ -191,17 +190,22 @@ def collect_runs(runs_dir):
     ``evaluation.json`` (written by ``--eval-only``) beside a run's config replaces it."""
     from .models import list_models
     from .runs import run_config_of
-    from .utils import read_jsonl
+    from .errors import WeightsError
+    from .utils import read_json_object, read_jsonl, say
     found = defaultdict(list)
     for root, _, files in os.walk(runs_dir):
         if "config.json" not in files:
             continue
-        config = run_config_of(root)
+        try:
+            config = run_config_of(root)
+            evaluation = read_json_object(os.path.join(root, "evaluation.json"))
+        except (WeightsError, ValueError) as err:
+            say("note: %s is left out of the report: %s" % (root, err))
+            continue
         dataset = config.get("dataset", "imagenet")
         number = None
-        if "evaluation.json" in files:
-            with open(os.path.join(root, "evaluation.json")) as fh:
-                number = _metric(dataset, json.load(fh))
+        if evaluation is not None:
+            number = _metric(dataset, evaluation)
         elif "log.jsonl" in files:
             records = read_jsonl(os.path.join(root, "log.jsonl"))
             if records and records[-1].get("epoch") == config.get("epochs"):
@@ -359,7 +363,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.collect and not os.path.isdir(args.collect):
-        parser.exit(2, "error: %s is not a directory of training runs\n" % args.collect)
+        parser.exit(2, "%s: error: --collect %s is not a directory of training runs\n"
+                    % (parser.prog, args.collect))
     results = collect_runs(args.collect) if args.collect else {}
     numbers = args.table or sorted(TABLES)
     parts = []

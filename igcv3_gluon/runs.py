@@ -7,10 +7,10 @@
     resolve_weights("pretrained", model="igcv3_d_1.0") -> (the published weights, converted
                                                  and cached, {their description})
 """
-import json
 import os
 
 from .errors import RunMismatch, WeightsError
+from .utils import read_json_object
 
 __all__ = ["resolve_weights", "run_config_of", "run_folder_of", "record_evaluation",
            "weights_meta_path", "read_weights_meta"]
@@ -28,26 +28,19 @@ def read_weights_meta(params_file):
     on 0-255 pixels, ``input_size`` and ``crop_ratio`` of its evaluation, where the weights
     came from), or None."""
     path = weights_meta_path(params_file)
-    if not os.path.isfile(path):
-        return None
     try:
-        with open(path) as fh:
-            meta = json.load(fh)
-    except (OSError, ValueError):
-        raise WeightsError("%s is not a readable description of %s" % (path, params_file))
-    return meta if isinstance(meta, dict) else None
+        return read_json_object(path)
+    except ValueError as err:
+        raise WeightsError("%s is not a readable description of %s (%s)"
+                           % (path, params_file, err)) from None
 
 
 def run_config_of(folder):
     """The ``config.json`` of a run folder, or None."""
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
-        return None
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        raise WeightsError("%s is not a readable run config" % path)
+        return read_json_object(os.path.join(folder, "config.json"))
+    except ValueError as err:
+        raise WeightsError("not a readable run config: %s" % err) from None
 
 
 PRETRAINED = "pretrained"

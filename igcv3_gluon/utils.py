@@ -13,7 +13,7 @@ import threading
 from .errors import FolderBusy
 
 __all__ = ["say", "atomic_write", "DiskFull", "write_stopped", "remove_files", "file_digest",
-           "atomic_write_json", "sha256", "save_figure", "progress_bar",
+           "atomic_write_json", "read_json_object", "sha256", "save_figure", "progress_bar",
            "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
            "remove_stale_temp_files"]
 
@@ -140,6 +140,22 @@ def atomic_write_json(path, obj, **dump_kwargs):
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=1, **dump_kwargs)
     atomic_write(path, write)
+
+
+def read_json_object(path):
+    """The JSON object (a dict) in ``path``, or None when there is no such file; a file that
+    cannot be read, is not JSON (cut short by a killed writer, edited by hand) or holds
+    another kind of value raises ValueError naming it."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as fh:
+            value = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise ValueError("%s is not readable JSON (%s)" % (path, str(err)[:80])) from None
+    if not isinstance(value, dict):
+        raise ValueError("%s holds a JSON %s, not an object" % (path, type(value).__name__))
+    return value
 
 
 def read_jsonl(path):

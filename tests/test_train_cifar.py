@@ -108,6 +108,11 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     (["--cpus", "3", "--batch-size", "64"], "does not split over 3 device(s)"),
     (["--gpus", "0,1"], "--gpus 0,1"),
     (["--depths", "1,2"], "--depths (cifar_igcv3_d_1.0 has 7 stages) takes 7 numbers"),
+    (["--lr", "nan"], "--lr must be a finite number, got nan"),
+    (["--groups", "3,4"], "cifar_igcv3_d_1.0 with --groups 3,4: W1 (expand) input: 32 "
+                          "channels are not divisible by 3 groups"),
+    (["--multiplier", "1e9"], "--multiplier must be in (0, 16]; got 1e+09"),
+    (["--seed", "-1"], "--seed must be in 0 .. 2^31-1, got -1"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
     if args[0] == "--gpus" and mx.context.num_gpus() > 0:      # a GPU machine: ask for one
@@ -256,3 +261,30 @@ def test_a_kill_after_the_log_row_before_the_checkpoint_leaves_the_row_once(tmp_
     rows = epochs_logged(out)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[0]["val_acc"] == row["val_acc"]               # the same weights, evaluated
+
+
+def test_a_damaged_run_folder_is_one_line_or_falls_back(tmp_path):
+    """An output folder whose config.json is not a run's, or whose newest checkpoint record
+    is damaged: one line, or the older checkpoint (never a traceback)."""
+    for name, text in (("cut", '{"model": "cifar'), ("list", "[1, 2]")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(text)
+        proc = train(*TINY, "--epochs", "1", "--out-dir", str(folder))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
+        assert "config.json must describe its run; repair it or use another output " \
+            "folder" in proc.stderr
+    empty = train(*TINY, "--epochs", "1", "--out-dir", "")
+    assert empty.returncode == 2 and "--out-dir is empty" in empty.stderr
+    out = str(tmp_path / "run")
+    first = train(*TINY, "--epochs", "2", "--out-dir", out)
+    assert first.returncode == 0, first.stderr[-2000:]
+    newest = os.path.join(out, "checkpoints", "ckpt-0002-00000.json")
+    record = json.load(open(newest))
+    del record["batch"]                                    # edited by hand, or another tool
+    json.dump(record, open(newest, "w"))
+    again = train(*TINY, "--epochs", "3", "--out-dir", out)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "checkpoint record ckpt-0002-00000.json is unreadable; ignored" in again.stderr
+    assert "resuming %s from ckpt-0001-00000.params" % out in again.stderr
+    assert [r["epoch"] for r in epochs_logged(out)] == [1, 2, 3]

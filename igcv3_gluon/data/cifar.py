@@ -16,6 +16,7 @@ import tarfile
 import numpy as np
 
 from ..errors import DataError
+from .images import missing
 
 __all__ = ["DATASETS", "load_dataset", "load_cifar", "load_digits32", "write_cifar_binary"]
 
@@ -71,10 +72,10 @@ def load_cifar(data_dir, dataset="cifar10"):
     """``(train_images, train_labels, test_images, test_labels)``; images uint8 NHWC."""
     if dataset not in _LAYOUT:
         raise DataError("unknown dataset %r: choose cifar10 or cifar100" % dataset)
-    if not os.path.isdir(data_dir):
-        raise DataError("data directory %s does not exist (give the folder that holds %s/ "
-                        "or %s)" % (data_dir, _LAYOUT[dataset]["folder"],
-                                    _LAYOUT[dataset]["archive"]))
+    problem = missing(data_dir, "data directory", folder=True)
+    if problem:
+        raise DataError("%s (give the folder that holds %s/ or %s)"
+                        % (problem, _LAYOUT[dataset]["folder"], _LAYOUT[dataset]["archive"]))
     layout = _LAYOUT[dataset]
     out = []
     for split in ("train", "test"):

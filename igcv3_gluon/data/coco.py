@@ -29,7 +29,7 @@ import numpy as np
 from mxnet import gluon
 
 from ..errors import DataError
-from .images import file_problem
+from .images import file_problem, missing
 
 __all__ = ["COCOFormat", "coco_split_paths"]
 
@@ -129,10 +129,10 @@ def _unreadable_images(paths):
 def _read_json(ann_file, image_dir):
     """The annotation file as a dict with ``images``, ``annotations`` and ``categories``
     whose every entry has the keys the reader uses."""
-    if not os.path.isfile(ann_file):
-        raise DataError("annotation file %s does not exist" % ann_file)
-    if not os.path.isdir(image_dir):
-        raise DataError("image folder %s does not exist" % image_dir)
+    problem = (missing(ann_file, "annotation file")
+               or missing(image_dir, "image folder", folder=True))
+    if problem:
+        raise DataError(problem)
     try:
         with open(ann_file) as fh:
             data = json.load(fh)

@@ -17,7 +17,7 @@ import sys
 from multiprocessing.pool import ThreadPool
 
 from ..errors import DataError, UsageError, exit_on_usage_error
-from .images import TAIL, bytes_problem
+from .images import TAIL, bytes_problem, missing
 from ..utils import remove_files
 
 __all__ = ["list_images", "pack_folder", "main"]
@@ -28,8 +28,9 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", 
 def list_images(root, classes=None):
     """``(relative_path, label)`` of every image under ``root/<class>/`` and the class list
     (sorted folder names, or ``classes`` to keep the train set's labels for val)."""
-    if not os.path.isdir(root):
-        raise DataError("image folder %s does not exist (expected ROOT/<class>/*.jpg)" % root)
+    problem = missing(root, "image folder", folder=True)
+    if problem:
+        raise DataError("%s (expected ROOT/<class>/*.jpg)" % problem)
     found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if classes is None:
         classes = found
@@ -258,9 +259,15 @@ def main(argv=None):
         raise UsageError("--quality must be in 1..100, --resize >= 0, --num-thread >= 1")
     classes = None
     if args.classes_from:
-        if not os.path.isfile(args.classes_from):
-            raise UsageError("--classes-from %s does not exist" % args.classes_from)
-        classes = [l.strip() for l in open(args.classes_from) if l.strip()]
+        problem = missing(args.classes_from, "--classes-from")
+        if problem:
+            raise UsageError(problem)
+        try:
+            with open(args.classes_from, encoding="utf-8") as fh:
+                classes = [l.strip() for l in fh if l.strip()]
+        except UnicodeDecodeError:
+            raise UsageError("--classes-from %s is not a text file: give the .classes.txt of "
+                             "the training set" % args.classes_from) from None
         if not classes:
             raise UsageError("--classes-from %s is empty: give the .classes.txt of the "
                              "training set (one class folder name per line)"

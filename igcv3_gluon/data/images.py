@@ -10,13 +10,25 @@ still fail to decode; the readers name those when they meet them.
 """
 import os
 
-__all__ = ["MAGIC", "TAIL", "bytes_problem", "file_problem", "span_problem"]
+__all__ = ["MAGIC", "TAIL", "bytes_problem", "file_problem", "span_problem", "missing"]
 
 # how each kind of image file starts: the kinds MXNet's decoder (OpenCV's imdecode) reads;
 # GIF is not one of them (``mx.image.imdecode`` fails on it)
 MAGIC = {"JPEG": b"\xff\xd8", "PNG": b"\x89PNG", "BMP": b"BM"}
 TAIL = 64                       # bytes read at the end, where a JPEG's end marker sits
 _JPEG_END = b"\xff\xd9"
+
+
+def missing(path, what, folder=False):
+    """Why ``path`` cannot be the ``what`` (a file, or a folder with ``folder=True``), or
+    None: it does not exist, or it is the other kind."""
+    if folder and not os.path.isdir(path):
+        return "%s %s %s" % (what, path, "is a file, not a folder" if os.path.exists(path)
+                             else "does not exist")
+    if not folder and not os.path.isfile(path):
+        return "%s %s %s" % (what, path, "is a folder, not a file" if os.path.isdir(path)
+                             else "does not exist")
+    return None
 
 
 def bytes_problem(head, tail, kinds=tuple(MAGIC)):

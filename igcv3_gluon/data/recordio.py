@@ -40,7 +40,7 @@ _MAGIC = 0xCED7230A
 
 def _read_index(idx_path):
     offsets = []
-    with open(idx_path) as fh:
+    with open(idx_path, errors="replace") as fh:       # binary junk: a line that fails
         for n, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:
@@ -50,6 +50,9 @@ def _read_index(idx_path):
             except (IndexError, ValueError):
                 raise DataError("%s line %d is not 'key<TAB>offset': not an MXNet .idx file"
                                 % (idx_path, n))
+            if offsets[-1] < 0:
+                raise DataError("%s line %d has the offset %d: not an MXNet .idx file"
+                                % (idx_path, n, offsets[-1]))
     return offsets
 
 
@@ -160,6 +163,9 @@ def _scan(rec_path, offsets, size, images):
                 return labels[:n], ("record %d (offset %d) is cut: %d bytes of %d present"
                                     % (n, off, max(0, size - off - 8), length))
             flag, label = struct.unpack("<If", head[8:16])
+            if flag > 1:                   # MXNet's reader stops on it (label_width 1)
+                return labels[:n], ("record %d (offset %d) has %d labels; a classification "
+                                    "set has one per record" % (n, off, flag))
             if flag > 0 and len(head) >= 36:
                 label = struct.unpack("<f", head[32:36])[0]
             labels[n] = label

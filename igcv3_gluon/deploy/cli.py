@@ -23,7 +23,7 @@ import sys
 import warnings
 
 from ..cli import HelpFormatter, add_model_args
-from ..errors import exit_on_usage_error
+from ..errors import UsageError, exit_on_usage_error
 from . import commands
 
 __all__ = ["build_parser", "main"]
@@ -151,6 +151,24 @@ def _add_bench(sub, shape):
     p.set_defaults(run=commands.cmd_bench)
 
 
+def _check_outputs(args):
+    """An output that is empty or the command's own input is refused before anything is
+    written (the input would be overwritten by what is made from it)."""
+    import os
+    for name in ("out", "out_prefix", "output"):
+        out = getattr(args, name, None)
+        if out is None:
+            continue
+        label = "--out" if name == "out" and args.command == "export" else name.upper()
+        if not out.strip() or out.endswith(os.sep):
+            raise UsageError("%s %r: give an output prefix such as exp/model (its files are "
+                             "PREFIX-symbol.json, ...)" % (label, out))
+        source = getattr(args, "prefix", None)
+        if source and os.path.abspath(out) == os.path.abspath(source):
+            raise UsageError("%s is the input %s: the input would be overwritten; give "
+                             "another output prefix" % (label, source))
+
+
 @exit_on_usage_error
 def main(argv=None):
     warnings.simplefilter("ignore", UserWarning)
@@ -161,6 +179,7 @@ def main(argv=None):
             argv[i:i + 2] = ["--input-shape=" + argv[i + 1]]
             break
     args = parser.parse_args(argv)
+    _check_outputs(args)
     if getattr(args, "prefix", None):                # a run folder stands for its export
         args.prefix = commands.run_export(args.prefix)
     if getattr(args, "prefixes", None):

@@ -31,8 +31,9 @@ def _input_shape(args, prefix, batch=1):
     if shape:
         return (batch,) + tuple(shape)
     if os.path.isfile(prefix + "-meta.json"):
-        raise UsageError("%s-meta.json is not a readable description (cut short or not "
-                         "JSON): give --input-shape N,C,H,W or export again" % prefix)
+        raise UsageError("%s-meta.json is not a readable description (cut short, not JSON "
+                         "or not an object): give --input-shape N,C,H,W or export again"
+                         % prefix)
     if os.path.isfile(artifact_paths(prefix)[0]):      # (a missing export is said next)
         sys.stderr.write("note: %s has no -meta.json: assuming %d,3,224,224 (give "
                          "--input-shape)\n" % (prefix, batch))
@@ -70,6 +71,17 @@ def _refuse_detector(sym, prefix, command):
         raise UsageError("%s takes classifiers: %s is a detector; deploy it with `python -m "
                          "igcv3_gluon.deploy openvino %s OUT` (NMS outside the graph, checked "
                          "against MXNet)" % (command, prefix, prefix))
+    return sym
+
+
+def _refuse_int8(sym, prefix, command):
+    """An INT8 export (``quantize``'s output: oneDNN's quantized operators) runs in MXNet
+    only; ``optimize``, ``onnx``, ``quantize``, ``openvino`` and the other runtimes of
+    ``bench`` take the float export it was made from."""
+    if "_contrib_quantize" in sym.tojson():
+        raise UsageError("%s takes float exports: %s is an INT8 export of `deploy quantize` "
+                         "(it runs in MXNet only); give the float export it was made from"
+                         % (command, prefix))
     return sym
 
 
@@ -209,7 +221,8 @@ def cmd_optimize(args):
     from .export import artifact_paths
     from .optimize import optimize_files
     args.input_shape = _input_shape(args, args.prefix)
-    _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "optimize")
+    _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
+                                  "optimize"), args.prefix, "optimize")
     print("optimizing %s ..." % args.prefix, flush=True)
     staging = "%s.part%d" % (args.out_prefix, os.getpid())     # checked before it is named
     staged = artifact_paths(staging) + (staging + "-meta.json",)
@@ -237,7 +250,8 @@ def cmd_optimize(args):
 def cmd_onnx(args):
     from .export import export_onnx
     args.input_shape = _input_shape(args, args.prefix)
-    _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "onnx")
+    _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
+                                  "onnx"), args.prefix, "onnx")
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     print("converting %s to ONNX (input %s) ..." % (
         args.prefix, "x".join(map(str, args.input_shape))), flush=True)
@@ -256,7 +270,8 @@ def cmd_quantize(args):
     from .int8 import REJECTED_SUFFIX
     from .quantize import quantize
     args.input_shape = _input_shape(args, args.prefix, batch=32)
-    _refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix, "quantize")
+    _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
+                                  "quantize"), args.prefix, "quantize")
     calib, test_x, test_y = _calibration(args, args.input_shape)
     validation = _int8_validation(args, test_x, test_y)
     print("calibrating on %d images (%s, preset %s; int8 kernels here: %s) ..." % (
@@ -305,65 +320,97 @@ def cmd_bench(args):
 
     import mxnet as mx
 
-    from .bench import interleaved_medians, onnx_inference, openvino_inference, ratio_table
-    from .export import export_onnx, load_symbolblock
-    batches = parse_ints(args.batch, "--batch")
-    runtimes = [r for r in args.runtime.split(",") if r]
-    if args.onnx and "onnxruntime" not in runtimes:
-        runtimes.append("onnxruntime")
-    bad = [r for r in runtimes if r not in RUNTIMES]
-    if bad:
-        raise UsageError("--runtime: unknown %s; choose from %s" % (bad, ", ".join(RUNTIMES)))
-    precisions = [p for p in args.ov_precision.split(",") if p]
+    from .bench import interleaved_medians, ratio_table
+    batches, runtimes, precisions = _bench_settings(args)
     args.input_shape = _input_shape(args, args.prefixes[0])
-    size = args.input_shape[2]
     for prefix in args.prefixes:
-        _refuse_detector(_check_export(prefix, (1,) + tuple(args.input_shape[1:])), prefix,
-                         "bench")
+        sym = _refuse_detector(_check_export(prefix, (1,) + tuple(args.input_shape[1:])),
+                               prefix, "bench")
+        if runtimes != ["mxnet"]:
+            _refuse_int8(sym, prefix, "bench --runtime %s" % ",".join(runtimes))
     with tempfile.TemporaryDirectory() as tmp:
         prefixes = list(args.prefixes)
         if args.baseline:
-            prefixes.append(_baseline_export(tmp, size))
-        converted = {}
-        for k, prefix in enumerate(prefixes):
-            if "onnxruntime" in runtimes:
-                converted[("onnx", prefix)] = export_onnx(
-                    prefix, os.path.join(tmp, "%d.onnx" % k), (1,) + args.input_shape[1:])
-            if "openvino" in runtimes:
-                from .openvino import to_openvino
-                (xml, _), _ = to_openvino(prefix, os.path.join(tmp, "ov%d" % k),
-                                          (1,) + args.input_shape[1:], optimize_first=False)
-                converted[("openvino", prefix)] = xml
+            prefixes.append(_baseline_export(tmp, args.input_shape[2]))
+        converted = _bench_conversions(prefixes, runtimes, args.input_shape, tmp)
         for batch in batches:
             shape = (batch,) + tuple(args.input_shape[1:])
             x = mx.nd.random.uniform(-1, 1, shape)
             fns = {}
             for prefix in prefixes:
-                name = os.path.basename(prefix)
-                if "mxnet" in runtimes:
-                    net = load_symbolblock(prefix)
-                    if args.fuse:
-                        net.optimize_for(x, backend="MKLDNN", static_alloc=True,
-                                         static_shape=True)
-                    else:
-                        net.hybridize(static_alloc=True, static_shape=True)
-                    fns["mxnet " + name] = (lambda n=net: n(x).wait_to_read())
-                if "onnxruntime" in runtimes:
-                    fns["onnxruntime " + name] = onnx_inference(converted[("onnx", prefix)],
-                                                                batch, size)
-                if "openvino" in runtimes:
-                    for precision in precisions:
-                        fns["openvino %s %s" % (precision, name)] = openvino_inference(
-                            converted[("openvino", prefix)], batch, size, precision)
+                fns.update(_bench_functions(args, prefix, runtimes, precisions, converted, x))
             print("\nbatch %d (%s), median of %d interleaved rounds:" % (
                 batch, "x".join(map(str, shape[1:])), args.rounds), flush=True)
             medians = interleaved_medians(fns, rounds=args.rounds, repeat=args.repeat, settle=2)
             print(ratio_table(medians, next(iter(fns))))
 
 
+def _bench_settings(args):
+    """``(batch sizes, runtimes, OpenVINO precisions)`` of the bench flags, checked."""
+    from .openvino import PRECISIONS
+    batches = parse_ints(args.batch, "--batch")
+    if args.rounds < 1 or args.repeat < 1:
+        raise UsageError("--rounds and --repeat must be at least 1")
+    runtimes = [r for r in args.runtime.split(",") if r]
+    if args.onnx and "onnxruntime" not in runtimes:
+        runtimes.append("onnxruntime")
+    bad = [r for r in runtimes if r not in RUNTIMES]
+    if bad or not runtimes:
+        raise UsageError("--runtime: unknown %s; choose from %s" % (bad, ", ".join(RUNTIMES)))
+    precisions = [p for p in args.ov_precision.split(",") if p]
+    if not precisions or set(precisions) - set(PRECISIONS):
+        raise UsageError("--ov-precision takes %s (comma-separated); got %r"
+                         % (", ".join(PRECISIONS), args.ov_precision))
+    return batches, runtimes, precisions
+
+
+def _bench_conversions(prefixes, runtimes, input_shape, tmp):
+    """Each export converted once for the runtimes that need it: ``{(runtime, prefix):
+    path}``."""
+    from .export import export_onnx
+    converted = {}
+    for k, prefix in enumerate(prefixes):
+        if "onnxruntime" in runtimes:
+            converted[("onnx", prefix)] = export_onnx(
+                prefix, os.path.join(tmp, "%d.onnx" % k), (1,) + tuple(input_shape[1:]))
+        if "openvino" in runtimes:
+            from .openvino import to_openvino
+            # timing only (`deploy openvino` is the checked conversion): a random
+            # baseline's float rounding must not stop the timing
+            (xml, _), _ = to_openvino(prefix, os.path.join(tmp, "ov%d" % k),
+                                      (1,) + tuple(input_shape[1:]), optimize_first=False,
+                                      check_batches=())
+            converted[("openvino", prefix)] = xml
+    return converted
+
+
+def _bench_functions(args, prefix, runtimes, precisions, converted, x):
+    """``{label: call}`` timing ``prefix`` on the batch ``x`` in each runtime."""
+    from .bench import onnx_inference, openvino_inference
+    from .export import load_symbolblock
+    name, batch, size = os.path.basename(prefix), x.shape[0], x.shape[2]
+    fns = {}
+    if "mxnet" in runtimes:
+        net = load_symbolblock(prefix)
+        if args.fuse:
+            net.optimize_for(x, backend="MKLDNN", static_alloc=True, static_shape=True)
+        else:
+            net.hybridize(static_alloc=True, static_shape=True)
+        fns["mxnet " + name] = (lambda n=net: n(x).wait_to_read())
+    if "onnxruntime" in runtimes:
+        fns["onnxruntime " + name] = onnx_inference(converted[("onnx", prefix)], batch, size)
+    if "openvino" in runtimes:
+        for precision in precisions:
+            fns["openvino %s %s" % (precision, name)] = openvino_inference(
+                converted[("openvino", prefix)], batch, size, precision)
+    return fns
+
+
 def _calibration(args, shape):
     """Up to ``--calib-batches`` calibration batches of ``shape`` (and the digits test data
     when a digits run's config is given, else None, None); one line when there is none."""
+    if args.calib_batches < 1:
+        raise UsageError("--calib-batches must be at least 1, got %d" % args.calib_batches)
     calib, test_x, test_y = _calibration_source(args, shape)
     calib = calib[:args.calib_batches]
     if not calib:
@@ -399,6 +446,9 @@ def _calibration_source(args, shape):
                 data.shape, ",".join(map(str, shape[1:]))))
         import mxnet as mx
         b = shape[0]
+        if len(data) < b:
+            raise UsageError("--calib-npy holds %d image(s); calibration takes batches of %d: "
+                             "give at least %d" % (len(data), b, b))
         return [mx.nd.array(data[i:i + b]) for i in range(0, len(data) - b + 1, b)], None, None
     raise UsageError("give calibration data: --digits-config RUN/config.json or "
                      "--calib-npy FILE.npy (N,C,H,W float32, preprocessed)")
@@ -419,7 +469,7 @@ def cmd_openvino(args):
     from .openvino import to_openvino
     _require_openvino(args.int8)
     args.input_shape = _input_shape(args, args.prefix)
-    sym = _check_export(args.prefix, args.input_shape)
+    sym = _refuse_int8(_check_export(args.prefix, args.input_shape), args.prefix, "openvino")
     check_batches = parse_ints(args.check_batches, "--check-batches")
     calib = test_x = test_y = validation = None
     if args.int8 and "_contrib_box_nms" in sym.tojson():
@@ -461,9 +511,13 @@ def _validation_npz(path):
         raise UsageError("--val-npz %s is not an .npz with arrays x (N,C,H,W) and y (N labels)"
                          " (%s): numpy.savez(FILE, x=images, y=labels)"
                          % (path, str(err).split("\n")[0]))
-    if x.ndim != 4 or y.shape != (len(x),):
-        raise UsageError("--val-npz %s: x has shape %s and y %s; expected (N,C,H,W) and (N,)"
-                         % (path, x.shape, y.shape))
+    if x.ndim != 4 or y.shape != (len(x),) or not len(x):
+        raise UsageError("--val-npz %s: x has shape %s and y %s; expected (N,C,H,W) and (N,) "
+                         "with N >= 1" % (path, x.shape, y.shape))
+    if not np.isfinite(x).all() or y.min() < 0:
+        raise UsageError("--val-npz %s: x must be finite and y class indices >= 0 (x has %d "
+                         "non-finite values, y ranges %d..%d)" % (
+                             path, int((~np.isfinite(x)).sum()), y.min(), y.max()))
     return x, y
 
 

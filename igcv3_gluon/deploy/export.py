@@ -78,14 +78,10 @@ def write_meta(prefix, meta):
 
 def read_meta(prefix):
     """The export's ``-meta.json`` as a dict ({} when there is none)."""
-    import json
-    path = _meta_path(prefix)
-    if not os.path.isfile(path):
-        return {}
+    from ..utils import read_json_object
     try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        return read_json_object(_meta_path(prefix)) or {}
+    except ValueError:                   # the commands name a file that is there but unread
         return {}
 
 

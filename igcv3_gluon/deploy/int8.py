@@ -20,7 +20,6 @@
   ``max_drop`` points, at most ``max_restore`` of them. A result whose drop still exceeds
   ``max_drop`` is written as ``out-REJECTED.xml`` and reported with ``accepted=False``.
 """
-import json
 import logging
 import os
 import sys
@@ -288,11 +287,11 @@ def warn_if_vnni_ir_on_this_cpu(xml):
     """A warning when ``xml`` is an INT8 IR built for VNNI (8-bit weights) and this CPU's
     int8 kernels have no VNNI: its pairwise 16-bit sums saturate. Returns whether it warned."""
     from .cpu import has_vnni
-    meta_path = xml[:-len(".xml")] + "-meta.json" if xml.endswith(".xml") else None
-    try:
-        with open(meta_path) as fh:
-            int8 = json.load(fh).get("int8") or {}
-    except (OSError, ValueError, TypeError):
+    from .export import read_meta
+    if not xml.endswith(".xml"):
+        return False
+    int8 = read_meta(xml[:-len(".xml")]).get("int8")
+    if not isinstance(int8, dict):
         return False
     if int8.get("target") == "vnni" and not has_vnni("openvino"):
         warnings.warn("%s was quantized for VNNI CPUs (8-bit weights) and this CPU's int8 "

@@ -1,6 +1,7 @@
 """The one builder: a config table (``configs.py``) -> a Gluon HybridBlock with ``features``
 and ``output`` children, in GluonCV's style."""
 import copy
+import numbers
 
 from mxnet.gluon import nn
 
@@ -43,6 +44,8 @@ def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
                         "multiplier, depths, cifar, dropout, prefix, norm_layer, "
                         "norm_kwargs%s" % ("s" if len(unknown) > 1 else "",
                                            ", ".join(unknown), ", ".join(OVERRIDES), hint))
+    if not 0 < float(multiplier) <= 16:                   # also NaN
+        raise ValueError("multiplier must be in (0, 16]; got %s" % multiplier)
     cfg = copy.deepcopy(CONFIGS[name])
     cfg.update(overrides)
     groups = tuple(cfg["groups"])
@@ -162,6 +165,8 @@ def build(name, classes=1000, multiplier=1.0, cifar=False, depths=None, dropout=
     ``overrides`` replace config keys (e.g. ``groups=(2, 4)``, ``relu="pw2"``, ``p2=True``,
     ``inverted=False``); ``norm_layer``/``norm_kwargs`` choose the BatchNorm form
     (``nn.norm_layer_for``)."""
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or classes < 1:
+        raise ValueError("classes must be a whole number >= 1; got %r" % (classes,))
     cfg = resolve_config(name, multiplier, cifar, depths, **overrides)
     prefix = "%s_" % name if prefix is None else prefix
     return ClassificationNet(cfg, classes=classes, dropout=dropout, norm_layer=norm_layer,

@@ -24,6 +24,8 @@ __all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS"]
 ARCH_KEYS = ("multiplier", "depths", "groups", "relu", "p2")
 # how the input is prepared
 INPUT_KEYS = ("input_size", "mean", "std", "crop_ratio")
+# widths beyond this (the paper's widest is 1.4) only overflow MXNet's layer sizes
+MAX_MULTIPLIER = 16.0
 
 
 def _ints(value, key):
@@ -71,8 +73,9 @@ class ModelSpec:
         self.p2 = bool(self.p2)
         if self.multiplier is not None:
             self.multiplier = float(self.multiplier)
-            if self.multiplier <= 0:
-                raise ValueError("multiplier must be positive; got %g" % self.multiplier)
+            if not 0 < self.multiplier <= MAX_MULTIPLIER:      # also NaN
+                raise ValueError("multiplier must be in (0, %g]; got %g"
+                                 % (MAX_MULTIPLIER, self.multiplier))
         if isinstance(self.classes, tuple):
             self.classes = list(self.classes)
 

@@ -8,12 +8,19 @@ checkpoint without it, or whose files do not match their hashes, is incomplete a
 ``latest()`` falls back to the previous one.
 """
 import glob
-import json
 import os
 
-from ..utils import atomic_write, atomic_write_json, sha256
+from ..utils import atomic_write, atomic_write_json, read_json_object, sha256
 
 __all__ = ["CheckpointManager"]
+
+
+def _well_formed(record):
+    """A record with its position (``epochs_done``, ``batch``) and its files' names and
+    hashes: what ``latest`` and ``load`` read."""
+    return (isinstance(record, dict) and isinstance(record.get("epochs_done"), int)
+            and isinstance(record.get("batch"), int) and isinstance(record.get("files"), dict)
+            and "params" in record["files"] and isinstance(record.get("sha256"), dict))
 
 
 class CheckpointManager:
@@ -49,28 +56,38 @@ class CheckpointManager:
         self._prune()
         return record
 
-    def _records(self):
+    def _records(self, damaged=None):
+        """The well-formed checkpoint records, oldest first; the paths of the others (not
+        JSON, or without their position and files) go to ``damaged`` when given."""
         records = []
         for path in glob.glob(os.path.join(self.directory, "ckpt-*.json")):
             try:
-                with open(path) as fh:
-                    record = json.load(fh)
-                record["_path"] = path
-                records.append(record)
-            except (OSError, ValueError):
+                record = read_json_object(path)
+            except ValueError:
+                record = None
+            if not _well_formed(record):
+                if damaged is not None:
+                    damaged.append(path)
                 continue
+            record["_path"] = path
+            records.append(record)
         return sorted(records, key=lambda r: (r["epochs_done"], r["batch"]))
 
     def verify(self, record):
         for key, name in record["files"].items():
-            path = os.path.join(self.directory, name)
-            if not os.path.isfile(path) or sha256(path) != record["sha256"][key]:
+            path = os.path.join(self.directory, str(name))
+            if not os.path.isfile(path) or sha256(path) != record["sha256"].get(key):
                 return False
         return True
 
     def latest(self, log=None):
         """The newest checkpoint whose files are complete, or None."""
-        for record in reversed(self._records()):
+        damaged = []
+        records = self._records(damaged)
+        if log:
+            for path in damaged:
+                log("checkpoint record %s is unreadable; ignored" % os.path.basename(path))
+        for record in reversed(records):
             if self.verify(record):
                 return record
             if log:
@@ -80,7 +97,7 @@ class CheckpointManager:
 
     def any(self):
         """Whether the folder holds a checkpoint record at all (complete or not)."""
-        return bool(self._records())
+        return bool(glob.glob(os.path.join(self.directory, "ckpt-*.json")))
 
     def load(self, record, net, trainer=None, ctx=None):
         net.load_parameters(os.path.join(self.directory, record["files"]["params"]), ctx=ctx)

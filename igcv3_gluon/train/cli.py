@@ -3,6 +3,7 @@ only place that names flags in errors), and ``run_config`` which turns the flags
 engine's ``RunConfig`` (values only). Arguments flow down: script -> task -> engine."""
 import argparse
 import copy
+import math
 import os
 
 import numpy as np
@@ -111,6 +112,21 @@ def contexts_from_args(args):
     return [mx.cpu(i) for i in range(n)]
 
 
+def _check_buildable(args, task):
+    """The model flags fit the zoo model and give a network (a group count that does not
+    divide a layer's channels is found here, not after the data is read)."""
+    from ..models import get_model
+    kwargs = model_kwargs(args, args.model)
+    try:
+        get_model(args.model, **kwargs)
+    except ValueError as err:
+        given = ["--%s%s" % (k, "" if v is True else " %s" % v)
+                 for k, v in ((k, getattr(args, k, None)) for k in ARCH_KEYS)
+                 if v not in (None, False)]
+        raise UsageError("%s%s: %s" % (args.model, " with " + " ".join(given) if given else "",
+                                       err)) from None
+
+
 def _horovod_device(contexts):
     """Horovod runs one process per device: rank r of a machine takes device r of the list
     (``horovodrun -np 4 python train_imagenet.py --gpus 0,1,2,3 --kvstore horovod``)."""
@@ -139,12 +155,21 @@ def validate_common_args(args, task="classification"):
         raise UsageError("--label-smoothing must be in [0, 1)")
     if args.warmup_epochs < 0:
         raise UsageError("--warmup-epochs must be >= 0")
+    for flag in ("lr", "wd", "momentum", "warmup_epochs", "lr_factor", "label_smoothing"):
+        value = getattr(args, flag, None)
+        if value is not None and not math.isfinite(value):
+            raise UsageError("--%s must be a finite number, got %s"
+                             % (flag.replace("_", "-"), value))
     if args.lr is not None and args.lr <= 0:
         raise UsageError("--lr must be positive, got %g" % args.lr)
+    if not 0 <= args.seed < 2 ** 31:
+        raise UsageError("--seed must be in 0 .. 2^31-1, got %d" % args.seed)
+    if not str(args.out_dir).strip():
+        raise UsageError("--out-dir is empty: give the folder for the run")
     args.lr_step_list = parse_steps(args.lr_steps)
     if args.lr_step_list != sorted(args.lr_step_list):
         raise UsageError("--lr-steps must increase: %s" % args.lr_steps)
-    model_kwargs(args, args.model)                      # the architecture flags fit the model
+    _check_buildable(args, task)          # the architecture flags give a network
     args.contexts = contexts_from_args(args)
     if getattr(args, "syncbn", False) and sum(c.device_type == "gpu" for c in args.contexts) < 2:
         raise UsageError("--syncbn synchronises BatchNorm over several GPUs (--gpus 0,1,...); "

@@ -4,8 +4,9 @@ import json
 import os
 import time
 
-from ..utils import (atomic_write, atomic_write_json, deferred_interrupts, read_jsonl,
-                     save_figure, say)
+from ..errors import RunMismatch
+from ..utils import (atomic_write, atomic_write_json, deferred_interrupts, read_json_object,
+                     read_jsonl, save_figure, say)
 
 __all__ = ["RunLog", "plot_curves"]
 
@@ -25,11 +26,11 @@ class RunLog:
         atomic_write_json(os.path.join(self.out_dir, "config.json"), config, sort_keys=True)
 
     def load_config(self):
-        path = os.path.join(self.out_dir, "config.json")
-        if not os.path.isfile(path):
-            return None
-        with open(path) as fh:
-            return json.load(fh)
+        try:
+            return read_json_object(os.path.join(self.out_dir, "config.json"))
+        except ValueError as err:
+            raise RunMismatch("%s: a run folder's config.json must describe its run; repair "
+                              "it or use another output folder" % err, ["config.json"]) from None
 
     def records(self):
         return read_jsonl(self.path)
