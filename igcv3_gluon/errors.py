@@ -171,7 +171,7 @@ def exit_on_usage_error(main):
             sys.stderr.write("%s: error: %s\n" % (_prog(), err))
             return err.code
         except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
+            sys.stderr.write("%s: interrupted\n" % _prog())
             return 130
         except OSError as err:
             message = _file_error(err)

@@ -160,9 +160,9 @@ def test_openvino_command_line_errors_are_one_line(digits_run, tmp_path):
         (["openvino", prefix, str(tmp_path / "o"), "--int8", "--calib-npy", small],
          "expected (N,3,32,32)"),
         (["openvino", prefix, str(tmp_path / "o"), "--int8", "--calib-npy", few],
-         "no calibration batch: fewer than 32 images"),
+         "--calib-npy holds 3 image(s); calibration takes batches of 32: give at least 32"),
         (["quantize", prefix, str(tmp_path / "q"), "--calib-npy", few],
-         "no calibration batch: fewer than 32 images"),
+         "--calib-npy holds 3 image(s); calibration takes batches of 32: give at least 32"),
         (["openvino", prefix, str(tmp_path / "o"), "--check-batches", "1,x"], "--check-batches"),
         (["bench", prefix, "--runtime", "tensorrt"], "--runtime: unknown"),
     ]

@@ -164,7 +164,7 @@ def cmd_export(args):
     from ..models import get_model, list_models, model_info
     from ..models.spec import ModelSpec
     from ..runs import resolve_weights
-    from . import WeightsError, export, export_detector, load_weights
+    from . import export, export_detector, load_weights
     config = None
     if args.params:
         with naming("--params"):
@@ -201,10 +201,8 @@ def cmd_export(args):
         raise UsageError(str(err))
     meta = spec.to_dict()
     if args.params:
-        try:
+        with naming("--params"):
             load_weights(net, args.params_file)
-        except WeightsError as err:
-            raise UsageError(str(err))
     else:
         import mxnet as mx
         net.initialize(mx.init.Xavier())
