@@ -44,6 +44,10 @@ def run(args):
     """One training run; returns its summary."""
     with naming("--data-dir"):
         train_x, train_y, test_x, test_y, classes = load_dataset(args.dataset, args.data_dir)
+    if len(train_x) < args.batch_size:
+        raise UsageError("--batch-size %d is more than the %d training images of %s: give at "
+                         "most %d" % (args.batch_size, len(train_x), args.dataset,
+                                      len(train_x)))
     mean, std = channel_stats(train_x)
     flip = args.dataset != "digits"          # flipped digits are other symbols
     if not model_info(args.model).cifar:

@@ -409,6 +409,9 @@ def _train(args, train_sets, val_set, backbone_config, norm_source):
     """The training run (engine ``fit``); returns its summary."""
     net = _build_net(args, val_set.classes)
     train_set = train_sets[0] if len(train_sets) == 1 else _union(train_sets)
+    if len(train_set) < args.batch_size:
+        raise UsageError("--batch-size %d is more than the %d training images with boxes: give "
+                         "at most %d" % (args.batch_size, len(train_set), len(train_set)))
     say("training on %d images (%s), validating on %d; classes: %s" % (
         len(train_set), ", ".join(s.ann_file for s in train_sets), len(val_set),
         ", ".join(val_set.classes[:10]) + (" ..." if len(val_set.classes) > 10 else "")))

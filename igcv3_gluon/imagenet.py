@@ -224,8 +224,10 @@ def _task(args):
                             args.data_nthreads, rank, num_workers, args.train_images,
                             _augmentation(args))
         if len(data) == 0:
-            raise UsageError("%s holds %d image(s): fewer per worker than the batch (%d)"
-                             % (args.rec_train, args.train_images, worker_batch))
+            raise UsageError("--batch-size %d: %s holds %d image(s), fewer than one batch of %d "
+                             "per worker; give a smaller --batch-size or more images"
+                             % (args.batch_size, args.rec_train, args.train_images,
+                                worker_batch))
         return data
     val = _val_data(args, max(32, args.batch_size // max(1, _num_workers(args.kvstore))))
     return ClassifierTask(train_data, val, args.num_classes,
@@ -353,10 +355,14 @@ def run(args):
                      session=session)]
     if args.retrain_epochs:
         out = os.path.join(args.out_dir, "retrain")
+        # the weights it starts from: a retraining of an earlier, shorter first stage is
+        # another run (extending --epochs must not resume it)
         retrain = run_config(args, dict(record, stage="retrain", epochs=args.retrain_epochs,
                                         lr=args.retrain_lr, lr_mode="exp",
-                                        lr_factor=RETRAIN_DECAY, warmup_epochs=0),
-                             IDENTITY, name, out_dir=out, epochs=args.retrain_epochs,
+                                        lr_factor=RETRAIN_DECAY, warmup_epochs=0,
+                                        trained_epochs=args.epochs),
+                             IDENTITY + ("trained_epochs",), name, out_dir=out,
+                             epochs=args.retrain_epochs,
                              lr=args.retrain_lr, lr_mode="exp", lr_factor=RETRAIN_DECAY,
                              lr_steps=[], warmup_epochs=0, stage="retrain")
         say("retraining %d epoch(s) from the final weights, lr %g x%g per epoch, fresh "

@@ -9,6 +9,7 @@ import pytest
 import igcv3_gluon
 from igcv3_gluon.complexity import graph_stats
 from igcv3_gluon.deploy import export, export_onnx, load_module, load_symbolblock
+from igcv3_gluon.errors import WeightsError
 from conftest import ROOT, randomize
 
 
@@ -72,7 +73,7 @@ def test_export_requires_initialized_params(tmp_path):
 
 
 def test_reload_missing_files_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="export the model first"):
+    with pytest.raises(WeightsError, match="export the model first"):
         load_symbolblock(str(tmp_path / "nothing"))
 
 

@@ -192,3 +192,39 @@ def test_detection_splits_and_categories_are_named(tmp_path, capsys):
                            val[0], "--val-images", val[1]]) == 2
     assert "--train-ann/--train-images: image folder %s is a file, not a folder" % train[0] \
         in _one_line(capsys)
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("cifar_mobilenetv2_1.0", dict(groups=(2, 4)), "groups changes IGCV3 blocks; mobilenetv2 "
+                                                   "has mobilenetv2 blocks"),
+    ("cifar_igcv3_d_0.5", dict(groups=(0, 4)), r"groups \(0, 0\) .* needs strict=True"),
+    ("cifar_igcv3_d_0.5", dict(groups=2), r"groups takes \(G1, G2\)"),
+    ("cifar_igcv3_d_0.5", dict(depths="1,1,1,1,1,1,1"), "depths takes whole numbers"),
+    ("cifar_igcv3_d_0.5", dict(multiplier="0.5"), r"multiplier must be a number in \(0, 16\]"),
+    ("cifar_igcv3_d_0.5", dict(classes=0), "classes must be a whole number >= 1"),
+])
+def test_get_model_refuses_what_builds_nothing_or_the_plain_network(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        igcv3_gluon.get_model(name, **kwargs)
+
+
+def test_model_descriptions_and_library_conversions_check_their_values(tiny_export, tmp_path):
+    from igcv3_gluon.deploy import export_onnx
+    from igcv3_gluon.errors import WeightsError
+    from igcv3_gluon.models.spec import ModelSpec
+    assert ModelSpec.from_dict(dict(model="igcv3_d_1.0", p2="false")).p2 is False
+    for bad, message in ((dict(std=[0, 0, 0]), "std must be positive"),
+                         (dict(groups=[2.5, 4]), "groups takes integers"),
+                         (dict(input_shape=224), "input_shape takes C,H,W"),
+                         (dict(classes=-1), "classes must be a count >= 1")):
+        with pytest.raises(ValueError, match=message):
+            ModelSpec.from_dict(dict(model="igcv3_d_1.0", **bad))
+    with pytest.raises(WeightsError, match="nothing-symbol.json not found"):
+        export_onnx(str(tmp_path / "nothing"), str(tmp_path / "x.onnx"), (1, 3, 32, 32))
+    with pytest.raises(ValueError, match="output '': give a file prefix"):
+        export_onnx(tiny_export, "", (1, 3, 32, 32))
+    from igcv3_gluon.deploy.openvino import to_openvino
+    meta = open(tiny_export + "-meta.json").read()
+    with pytest.raises(ValueError, match="is the input: it would be overwritten"):
+        to_openvino(tiny_export, tiny_export)
+    assert open(tiny_export + "-meta.json").read() == meta

@@ -105,7 +105,8 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--model", "resnet50"], "unknown model 'resnet50'"),
     (["--data-dir", "/nonexistent/cifar"], "data directory /nonexistent/cifar does not exist"),
-    (["--cpus", "3", "--batch-size", "64"], "does not split over 3 device(s)"),
+    (["--cpus", "3", "--batch-size", "64"],
+     "--batch-size 64 does not split over the 3 devices of --cpus"),
     (["--gpus", "0,1"], "--gpus 0,1"),
     (["--depths", "1,2"], "--depths (cifar_igcv3_d_1.0 has 7 stages) takes 7 numbers"),
     (["--lr", "nan"], "--lr must be a finite number, got nan"),
@@ -288,3 +289,17 @@ def test_a_damaged_run_folder_is_one_line_or_falls_back(tmp_path):
     assert "checkpoint record ckpt-0002-00000.json is unreadable; ignored" in again.stderr
     assert "resuming %s from ckpt-0001-00000.params" % out in again.stderr
     assert [r["epoch"] for r in epochs_logged(out)] == [1, 2, 3]
+    # the finished run's log cut inside its last row, its best weights emptied: the same
+    # command writes the row back from the checkpoint, exports the final weights, and the
+    # summary keeps the final accuracy
+    final = json.load(open(os.path.join(out, "summary.json")))["final_val_acc"]
+    log = open(os.path.join(out, "log.jsonl")).read()
+    open(os.path.join(out, "log.jsonl"), "w").write(log[:-40])
+    open(os.path.join(out, "best.params"), "wb").close()
+    done = train(*TINY, "--epochs", "3", "--out-dir", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "note: log.jsonl lacked the row of epoch 3; written back from its checkpoint" \
+        in done.stderr
+    assert "best.params cannot be read" in done.stderr
+    assert [r["epoch"] for r in epochs_logged(out)] == [1, 2, 3]
+    assert json.load(open(os.path.join(out, "summary.json")))["final_val_acc"] == final

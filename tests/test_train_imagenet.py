@@ -142,6 +142,13 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
         assert ev.returncode == 0, ev.stderr[-2000:]
         top1, top5 = map(float, re.search(r"top-1 ([\d.]+)%\s+top-5 ([\d.]+)%", ev.stdout).groups())
         assert top1 == pytest.approx(100 * best, abs=0.01) and top5 == 100.0
+    # one more training epoch: the retraining of the 12-epoch weights is another run, so it
+    # is refused (not resumed as if it had started from the new weights)
+    more = run(*TINY, *data(tiny_rec), "--epochs", "13", "--lr", "0.1", "--lr-mode", "cosine",
+               "--warmup-epochs", "1", "--retrain-epochs", "2", "--out-dir", out)
+    assert more.returncode == 2, more.stderr[-2000:]
+    assert "retrain holds a run with different trained_epochs (trained_epochs=12)" \
+        in more.stderr
 
 
 @pytest.mark.parametrize("change, message", [

@@ -47,6 +47,14 @@ def run_export(path):
     if not os.path.isdir(path):
         return path
     summary = os.path.join(path, "summary.json")
+    import glob
+    best = [p[:-len("-symbol.json")] for p in glob.glob(os.path.join(path, "export",
+                                                                      "*-symbol.json"))
+            if not p.endswith("-final-symbol.json")]
+    if not os.path.isfile(summary) and len(best) == 1:     # summary.json lost, export whole
+        sys.stderr.write("note: %s is a run: using its best model's export %s\n"
+                         % (path, best[0]))
+        return best[0]
     if not os.path.isfile(summary):
         if os.path.isfile(os.path.join(path, "config.json")):
             raise UsageError("%s is a run that has not finished (no summary.json, no export): "

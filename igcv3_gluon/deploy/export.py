@@ -121,8 +121,17 @@ def export_detector(net, prefix, size, ctx=None, meta=None, nms=None):
 def _require(paths):
     for path in paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError("%s not found: export the model first "
-                                    "(igcv3_gluon.deploy.export)" % path)
+            raise WeightsError("%s not found: export the model first (igcv3_gluon.deploy."
+                               "export), or give the prefix of an export" % path)
+
+
+def check_output(out, source):
+    """An output prefix or path that is empty, a folder, or the input ``source`` itself is
+    refused before anything is written (ValueError)."""
+    if not str(out).strip() or str(out).endswith(os.sep) or os.path.isdir(out):
+        raise ValueError("output %r: give a file prefix such as exp/model" % (out,))
+    if os.path.abspath(out) == os.path.abspath(source):
+        raise ValueError("output %s is the input: it would be overwritten" % out)
 
 
 def load_symbolblock(prefix, epoch=0, ctx=None):
@@ -197,6 +206,7 @@ def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynami
     import onnx
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
+    check_output(onnx_path, prefix)
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
     extra = {}
     if dynamic:

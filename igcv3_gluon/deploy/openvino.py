@@ -110,8 +110,10 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
     (``ir_difference``; an empty tuple skips it): the result is recorded as ``check`` in
     ``out-meta.json``, and above 1e-3 nothing is kept and ``CheckFailed`` is raised."""
     import openvino as ov
-    from .export import export_onnx, read_meta, write_meta
+    from .export import _require, artifact_paths, check_output, export_onnx, read_meta, write_meta
     from .optimize import optimize_files
+    _require(artifact_paths(prefix))
+    check_output(out, prefix)
     meta = read_meta(prefix)
     shape = tuple(input_shape or (1,) + tuple(meta.get("input_shape", (3, 224, 224))))
     report = None

@@ -31,6 +31,38 @@ OVERRIDES = ("groups", "relu", "p1", "p2", "inverted", "strict", "expand_t1", "d
              "last_groups", "stages", "stem", "last", "block", "branch", "cifar_strides")
 
 
+# the keys that change IGCV3 blocks only (the other block kinds ignore them)
+IGCV3_ONLY = ("groups", "relu", "p1", "p2", "inverted", "strict")
+
+
+def _whole_numbers(value):
+    return (isinstance(value, (tuple, list))
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value))
+
+
+def _check_arguments(name, multiplier, depths, overrides):
+    """ValueError naming the argument for a width, depths or groups no network has, and for
+    an IGCV3 key given to a network of other blocks (it would be built unchanged)."""
+    if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) \
+            or not 0 < multiplier <= 16:                            # also NaN
+        raise ValueError("multiplier must be a number in (0, 16]; got %r" % (multiplier,))
+    if depths is not None and not _whole_numbers(depths):
+        raise ValueError("depths takes whole numbers, one per stage, e.g. (1, 2, 3, 4, 3, 3, "
+                         "1); got %r" % (depths,))
+    groups = overrides.get("groups")
+    if groups is not None and not (_whole_numbers(groups) and len(groups) == 2
+                                   and min(groups) >= 0):
+        raise ValueError("groups takes (G1, G2), two whole numbers >= 1 (0: the smallest that "
+                         "fits); got %r" % (groups,))
+    if groups is not None and 0 in groups and not overrides.get("strict"):
+        raise ValueError("groups (0, 0) lets each block take the smallest G1 that fits "
+                         "Condition 1: it needs strict=True; got %r" % (tuple(groups),))
+    block = CONFIGS[name]["block"]
+    unused = [k for k in IGCV3_ONLY if k in overrides]
+    if block != "igcv3" and unused:
+        raise ValueError("%s changes IGCV3 blocks; %s has %s blocks" % (unused[0], name, block))
+
+
 def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
     """The config ``name`` with the width multiplier applied and ``overrides`` merged in;
     returns a fresh dict (a copy: the tables stay untouched)."""
@@ -44,8 +76,7 @@ def resolve_config(name, multiplier=1.0, cifar=False, depths=None, **overrides):
                         "multiplier, depths, cifar, dropout, prefix, norm_layer, "
                         "norm_kwargs%s" % ("s" if len(unknown) > 1 else "",
                                            ", ".join(unknown), ", ".join(OVERRIDES), hint))
-    if not 0 < float(multiplier) <= 16:                   # also NaN
-        raise ValueError("multiplier must be in (0, 16]; got %s" % multiplier)
+    _check_arguments(name, multiplier, depths, overrides)
     cfg = copy.deepcopy(CONFIGS[name])
     cfg.update(overrides)
     groups = tuple(cfg["groups"])

@@ -15,6 +15,7 @@ beside converted and published weights) and read back from any of them:
 Keys this class does not know (the data set, the detector's anchors and recipe, the
 publisher's figures) travel unchanged in ``extra``.
 """
+import math
 from dataclasses import dataclass, field, fields
 
 __all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS"]
@@ -34,7 +35,10 @@ def _ints(value, key):
         return None
     try:
         items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(int(v) for v in items if str(v).strip() != "")
+        numbers = [float(v) for v in items if str(v).strip() != ""]
+        if not all(math.isfinite(v) and v == int(v) for v in numbers):
+            raise ValueError
+        return tuple(int(v) for v in numbers)
     except (TypeError, ValueError):
         raise ValueError("%s takes integers such as 1,2,3; got %r" % (key, value)) from None
 
@@ -44,9 +48,24 @@ def _floats(value, key):
         return None
     try:
         items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(float(v) for v in items)
+        values = tuple(float(v) for v in items)
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ValueError
+        return values
     except (TypeError, ValueError):
-        raise ValueError("%s takes numbers such as 123,117,104; got %r" % (key, value)) from None
+        raise ValueError("%s takes finite numbers such as 123,117,104; got %r"
+                         % (key, value)) from None
+
+
+def _flag(value, key):
+    """A yes/no value as JSON or text writes it (``"false"`` is no)."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "0", "false", "no", "off"):
+            return False
+        if value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        raise ValueError("%s takes true or false; got %r" % (key, value))
+    return bool(value)
 
 
 @dataclass
@@ -70,24 +89,49 @@ class ModelSpec:
         self.groups = _ints(self.groups, "groups")
         self.mean = _floats(self.mean, "mean")
         self.std = _floats(self.std, "std")
-        self.p2 = bool(self.p2)
+        self.p2 = _flag(self.p2, "p2")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("std must be positive; got %s" % ",".join("%g" % v for v in self.std))
         if self.multiplier is not None:
-            self.multiplier = float(self.multiplier)
+            try:
+                self.multiplier = float(self.multiplier)
+            except (TypeError, ValueError):
+                raise ValueError("multiplier must be a number; got %r" % (self.multiplier,)) \
+                    from None
             if not 0 < self.multiplier <= MAX_MULTIPLIER:      # also NaN
                 raise ValueError("multiplier must be in (0, %g]; got %g"
                                  % (MAX_MULTIPLIER, self.multiplier))
+        if self.input_size is not None:
+            self.input_size = _ints([self.input_size], "input_size")[0]
+            if self.input_size < 1:
+                raise ValueError("input_size must be >= 1; got %d" % self.input_size)
         if isinstance(self.classes, tuple):
             self.classes = list(self.classes)
+        if self.classes is not None and not isinstance(self.classes, list):
+            self.classes = _ints([self.classes], "classes")[0]
+        if self.classes is not None and (self.classes == [] or (
+                not isinstance(self.classes, list) and self.classes < 1)):
+            raise ValueError("classes must be a count >= 1 or a list of names; got %r"
+                             % (self.classes,))
 
     @classmethod
     def from_dict(cls, data, **overrides):
         """From a run's ``config.json``, an export's or converted weights' ``-meta.json``
         (``input_shape [C, H, W]`` gives ``input_size``); ``overrides`` that are not None
         replace what the dict says."""
+        if data is not None and not isinstance(data, dict):
+            raise ValueError("a description is a dict (JSON object); got %s"
+                             % type(data).__name__)
         data = dict(data or {})
         data.update({k: v for k, v in overrides.items() if v is not None})
         if data.get("input_size") is None and data.get("input_shape"):
-            data["input_size"] = int(data["input_shape"][-1])
+            shape = _ints(data["input_shape"] if isinstance(data["input_shape"], (list, tuple))
+                          else None, "input_shape") or ()
+            if len(shape) != 3:
+                raise ValueError("input_shape takes C,H,W; got %r" % (data["input_shape"],))
+            data["input_size"] = shape[-1]
+        if not isinstance(data.get("extra") or {}, dict):
+            raise ValueError("extra must be a dict; got %r" % (data["extra"],))
         names = {f.name for f in fields(cls)} - {"extra"}
         known = {k: data[k] for k in names if k in data}
         extra = dict(data.get("extra") or {})

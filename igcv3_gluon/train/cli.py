@@ -171,6 +171,11 @@ def validate_common_args(args, task="classification"):
         raise UsageError("--lr-steps must increase: %s" % args.lr_steps)
     _check_buildable(args, task)          # the architecture flags give a network
     args.contexts = contexts_from_args(args)
+    devices = len(args.contexts)
+    if args.batch_size is not None and args.batch_size % devices:
+        raise UsageError("--batch-size %d does not split over the %d devices of %s: use a "
+                         "multiple of %d" % (args.batch_size, devices,
+                                             "--gpus" if args.gpus else "--cpus", devices))
     if getattr(args, "syncbn", False) and sum(c.device_type == "gpu" for c in args.contexts) < 2:
         raise UsageError("--syncbn synchronises BatchNorm over several GPUs (--gpus 0,1,...); "
                          "MXNet's SyncBatchNorm does not run on CPU contexts")

@@ -315,9 +315,10 @@ def _prepare(task, net, run, cluster, initialize, session):
         data = task.train_data(net, cluster.rank, cluster.num_workers, run.batch_size,
                                cluster.contexts)
     if data.batches_per_epoch == 0:
-        raise DataError("the training set has fewer images per worker than the global batch "
-                        "of %d allows (%d per worker)"
-                        % (run.batch_size, cluster.worker_batch(run.batch_size)))
+        raise DataError("the training set gives no whole batch: the global batch of %d takes "
+                        "%d images from each of %d worker(s) per step; use a smaller batch or "
+                        "more images" % (run.batch_size, cluster.worker_batch(run.batch_size),
+                                         cluster.num_workers))
     if cluster.is_main:                    # what killed runs left half-written
         stale = remove_stale_temp_files(run.out_dir)
         if stale:
@@ -354,12 +355,33 @@ def _resume_or_start(task, net, run, parts, initialize, session):
     # its evaluation is not finished (a kill after its row was written, before the
     # checkpoint that follows it, must not leave that row twice)
     log.truncate(state.done - 1 if state.pending is not None else state.done)
+    if parts.cluster.is_main:
+        _repair_log(log, state, ckpt)
     say("resuming %s from %s: %d epoch(s) done%s" % (
         run.out_dir, ckpt["files"]["params"], state.done,
         ", %d batch(es) into the next" % state.start if state.start else
         (", its evaluation pending" if state.pending else "")))
     parts.cluster.broadcast(net)
     return state
+
+
+def _repair_log(log, state, ckpt):
+    """A ``log.jsonl`` cut or edited: the row of the checkpoint's epoch is written back from
+    the checkpoint (so the run's final metric stays right); rows no checkpoint holds are
+    named as lost."""
+    logged = state.done - 1 if state.pending is not None else state.done
+    have = {r.get("epoch") for r in log.records()}
+    row = ckpt.get("row")
+    if logged >= 1 and logged not in have and isinstance(row, dict) \
+            and row.get("epoch") == logged:
+        log.append(row)
+        have.add(logged)
+        say("note: log.jsonl lacked the row of epoch %d; written back from its checkpoint"
+            % logged)
+    lost = [e for e in range(1, logged + 1) if e not in have]
+    if lost:
+        say("note: log.jsonl has no row for epoch(s) %s (cut or edited): the curves and the "
+            "report skip them" % ", ".join(map(str, lost[:10])))
 
 
 def _write_config(run, parts, state):
@@ -500,7 +522,7 @@ class _Loop:
                     atomic_write(os.path.join(run.out_dir, "best.params"),
                                  self.net.save_parameters)
         self.parts.log.append(row)
-        self.save(epoch + 1, 0)
+        self.save(epoch + 1, 0, row=row)          # the row again: a cut log.jsonl gets it back
         if self.cluster.is_main:
             say("%s %d/%d  %s  %.0f img/s  lr %.3g" % (run.stage, epoch + 1, run.epochs,
                                                      self.task.epoch_line(row),
@@ -531,7 +553,12 @@ def _finish(task, net, run, cluster, log, state):
     sym, params = task.export(net, prefix + "-final", ctx)
     summary["final_export"] = {"symbol": sym, "params": params}
     if os.path.isfile(best_params):
-        net.load_parameters(best_params, ctx=cluster.contexts)
+        try:
+            net.load_parameters(best_params, ctx=cluster.contexts)
+        except (mx.MXNetError, AssertionError, ValueError) as err:
+            say("note: %s cannot be read (%s); the export holds the final weights"
+                % (best_params, str(err).strip().split("\n")[-1][:80]))
+            net.load_parameters(final_params, ctx=cluster.contexts)
     sym, params = task.export(net, prefix, ctx)
     summary["export"] = {"symbol": sym, "params": params}
     net.load_parameters(final_params, ctx=cluster.contexts)
