@@ -160,7 +160,8 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
     (lambda r: data(r) + ["--num-classes", "2"], "has label [23] but --num-classes is 2"),
     (lambda r: ["--rec-val", r["val"] + ".rec"], "--rec-train is required"),
     (lambda r: ["--rec-val", r["val"] + ".rec", "--eval-only"], "--eval-only needs --params"),
-    (lambda r: data(r) + ["--batch-size", "512"], "fewer per worker than the batch"),
+    (lambda r: data(r) + ["--batch-size", "512"],
+     "--batch-size 512: .* fewer than one batch of 512 per worker"),
 ])
 def test_bad_data_and_flags_are_one_line_errors(tiny_rec, tmp_path, change, message):
     proc = run(*TINY, *change(tiny_rec), "--out-dir", str(tmp_path / "x"), "--epochs", "1",
