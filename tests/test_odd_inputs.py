@@ -221,10 +221,11 @@ def test_model_descriptions_and_library_conversions_check_their_values(tiny_expo
             ModelSpec.from_dict(dict(model="igcv3_d_1.0", **bad))
     with pytest.raises(WeightsError, match="nothing-symbol.json not found"):
         export_onnx(str(tmp_path / "nothing"), str(tmp_path / "x.onnx"), (1, 3, 32, 32))
-    with pytest.raises(ValueError, match="output '': give a file prefix"):
+    with pytest.raises(ValueError, match="output '': give an output prefix"):
         export_onnx(tiny_export, "", (1, 3, 32, 32))
     from igcv3_gluon.deploy.openvino import to_openvino
     meta = open(tiny_export + "-meta.json").read()
-    with pytest.raises(ValueError, match="is the input: it would be overwritten"):
+    with pytest.raises(ValueError, match="output %s is the input %s: the input would be "
+                                         "overwritten" % (tiny_export, tiny_export)):
         to_openvino(tiny_export, tiny_export)
     assert open(tiny_export + "-meta.json").read() == meta

@@ -1,9 +1,10 @@
 """The embedded digits set as a trained digits run sees it: preprocessed NCHW arrays, for
 calibrating and checking deployed models (``deploy quantize`` / ``openvino --digits-config``)."""
-import json
 import os
 
 import numpy as np
+
+from ..utils import read_json_object
 
 __all__ = ["digits_arrays", "digits_batches"]
 
@@ -16,11 +17,11 @@ def digits_arrays(config_path):
         raise ValueError("%s does not exist (the config.json of a digits run, e.g. "
                          "runs/demo/config.json)" % config_path)
     try:
-        with open(config_path) as fh:
-            config = json.load(fh)
-    except (OSError, ValueError):
-        raise ValueError("%s is not a JSON file (the config.json of a digits run)" % config_path)
-    if not isinstance(config, dict) or config.get("dataset") != "digits" or "mean" not in config:
+        config = read_json_object(config_path)
+    except ValueError:
+        raise ValueError("%s is not a JSON file (the config.json of a digits run)"
+                         % config_path) from None
+    if config.get("dataset") != "digits" or "mean" not in config:
         raise ValueError("%s is not the config of a digits run" % config_path)
     from .cifar import load_dataset
     train_x, train_y, test_x, test_y, _ = load_dataset("digits")

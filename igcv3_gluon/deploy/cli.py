@@ -154,19 +154,16 @@ def _add_bench(sub, shape):
 def _check_outputs(args):
     """An output that is empty or the command's own input is refused before anything is
     written (the input would be overwritten by what is made from it)."""
-    import os
+    from .export import check_output
     for name in ("out", "out_prefix", "output"):
         out = getattr(args, name, None)
         if out is None:
             continue
         label = "--out" if name == "out" and args.command == "export" else name.upper()
-        if not out.strip() or out.endswith(os.sep):
-            raise UsageError("%s %r: give an output prefix such as exp/model (its files are "
-                             "PREFIX-symbol.json, ...)" % (label, out))
-        source = getattr(args, "prefix", None)
-        if source and os.path.abspath(out) == os.path.abspath(source):
-            raise UsageError("%s is the input %s: the input would be overwritten; give "
-                             "another output prefix" % (label, source))
+        try:
+            check_output(out, getattr(args, "prefix", None), label)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
 
 
 @exit_on_usage_error

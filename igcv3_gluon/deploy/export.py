@@ -125,13 +125,16 @@ def _require(paths):
                                "export), or give the prefix of an export" % path)
 
 
-def check_output(out, source):
-    """An output prefix or path that is empty, a folder, or the input ``source`` itself is
-    refused before anything is written (ValueError)."""
-    if not str(out).strip() or str(out).endswith(os.sep) or os.path.isdir(out):
-        raise ValueError("output %r: give a file prefix such as exp/model" % (out,))
-    if os.path.abspath(out) == os.path.abspath(source):
-        raise ValueError("output %s is the input: it would be overwritten" % out)
+def check_output(out, source=None, label="output", file=False):
+    """An output prefix (or, with ``file``, a file path) that is empty, ends in a folder
+    separator (or is a folder, for a file), or is the input ``source`` itself is refused
+    before anything is written: ValueError naming it as ``label``."""
+    if not str(out).strip() or str(out).endswith(os.sep) or (file and os.path.isdir(out)):
+        raise ValueError("%s %r: give an output prefix such as exp/model (its files are "
+                         "PREFIX-symbol.json, ...)" % (label, out))
+    if source and os.path.abspath(out) == os.path.abspath(source):
+        raise ValueError("%s is the input %s: the input would be overwritten; give another "
+                         "output prefix" % (label, source))
 
 
 def load_symbolblock(prefix, epoch=0, ctx=None):
@@ -206,7 +209,7 @@ def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynami
     import onnx
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
-    check_output(onnx_path, prefix)
+    check_output(onnx_path, prefix, file=True)
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
     extra = {}
     if dynamic:

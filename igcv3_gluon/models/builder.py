@@ -7,7 +7,7 @@ from mxnet.gluon import nn
 
 from ..nn import (IGCV1Block, IGCV2Block, IGCV3Block, InterleavedPointwise, MobileNetV2Block,
                   add_conv_bn, resolve_norm)
-from .configs import CIFAR_STRIDES, CONFIGS
+from .configs import CIFAR_STRIDES, CONFIGS, MAX_MULTIPLIER
 
 __all__ = ["ClassificationNet", "build", "make_block", "scale_channels", "resolve_config"]
 
@@ -44,8 +44,9 @@ def _check_arguments(name, multiplier, depths, overrides):
     """ValueError naming the argument for a width, depths or groups no network has, and for
     an IGCV3 key given to a network of other blocks (it would be built unchanged)."""
     if isinstance(multiplier, bool) or not isinstance(multiplier, numbers.Real) \
-            or not 0 < multiplier <= 16:                            # also NaN
-        raise ValueError("multiplier must be a number in (0, 16]; got %r" % (multiplier,))
+            or not 0 < multiplier <= MAX_MULTIPLIER:                # also NaN
+        raise ValueError("multiplier must be a number in (0, %g]; got %r"
+                         % (MAX_MULTIPLIER, multiplier))
     if depths is not None and not _whole_numbers(depths):
         raise ValueError("depths takes whole numbers, one per stage, e.g. (1, 2, 3, 4, 3, 3, "
                          "1); got %r" % (depths,))

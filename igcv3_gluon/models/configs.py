@@ -19,6 +19,10 @@ inverted, relu, p1, p2, strict : IGCV3 block options (``nn.IGCV3Block``); normal
                 (``inverted=False``) networks keep the wide ``t * c`` channels between blocks.
 """
 
+# the widest multiplier a network accepts: the paper's widest is 1.4; far beyond this the
+# layer sizes only overflow MXNet's
+MAX_MULTIPLIER = 16.0
+
 MOBILENETV2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
 

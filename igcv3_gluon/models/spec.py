@@ -18,6 +18,8 @@ publisher's figures) travel unchanged in ``extra``.
 import math
 from dataclasses import dataclass, field, fields
 
+from .configs import MAX_MULTIPLIER
+
 __all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS"]
 
 # the architecture keys (command-line flags --multiplier, --depths, --groups, --relu, --p2:
@@ -25,8 +27,6 @@ __all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS"]
 ARCH_KEYS = ("multiplier", "depths", "groups", "relu", "p2")
 # how the input is prepared
 INPUT_KEYS = ("input_size", "mean", "std", "crop_ratio")
-# widths beyond this (the paper's widest is 1.4) only overflow MXNet's layer sizes
-MAX_MULTIPLIER = 16.0
 
 
 def _ints(value, key):
