@@ -1,6 +1,9 @@
 """igcv3-gluon: IGCV3 (Sun, Li, Liu, Wang, BMVC 2018) in MXNet/Gluon."""
+from .errors import quiet_interrupts_while_starting
 from .version import __version__
-from . import nn, models
+
+quiet_interrupts_while_starting()       # a command's Ctrl-C during the imports: one line
+from . import nn, models  # noqa: E402
 from .models import get_model, list_models
 
 __all__ = ["__version__", "nn", "models", "get_model", "list_models"]

@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 
+from .deploy.export import MAX_INPUT_VALUES
 from .errors import UsageError
 from .models.spec import ARCH_KEYS
 
@@ -61,8 +62,6 @@ def parse_floats(value, flag, count=3):
     return values
 
 
-# the largest input a command accepts: 2^28 values (1 GiB of float32 per array)
-MAX_INPUT_VALUES = 2 ** 28
 
 
 def parse_shape(text, flag="--input-shape"):

@@ -321,7 +321,7 @@ def pretrained_weights(model, root=None, progress=True, say=None):
     equal to the publisher's network), cached under ``$MXNET_HOME/models/igcv3_gluon`` with
     their description (model, classes, normalisation, eval resize/crop, the publisher's
     top-1/top-5, address, SHA-1). A second call reads the cache, without a network."""
-    from .models.hub import fetch, published, sha1_of, store_entry
+    from .models.hub import fetch, published, sha1_of, store_entry, writable_folder
     from .runs import read_weights_meta
     from .utils import atomic_write, atomic_write_json
     if say is None:
@@ -336,7 +336,7 @@ def pretrained_weights(model, root=None, progress=True, say=None):
         say("%s does not match its description: converting again" % params)
     raw = fetch(pub, root, progress=progress, say=say)
     net, counts, (diff, scale) = CONVERTERS[pub.publisher](raw, model, pub.name)
-    os.makedirs(os.path.dirname(params), exist_ok=True)
+    writable_folder(os.path.dirname(params))
     atomic_write(params, net.save_parameters)
     meta = dict(weights_description(pub.publisher, model, net.output.weight.shape[0], raw),
                 published=_published_record(pub, entry), converted_sha1=sha1_of(params))
@@ -403,12 +403,18 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)
+    from .runs import weights_meta_path
+    from .utils import refuse_overwrite
+    sources = (["%s-symbol.json" % args.src, "%s-%04d.params" % (args.src, args.epoch)]
+               if args.source == "authors" else [args.src, weights_meta_path(args.src)])
+    refuse_overwrite([args.out, weights_meta_path(args.out)],
+                     [(path, "the %s weights being converted" % args.source)
+                      for path in sources])
     if args.source == "authors":
         net, counts, (diff, scale) = convert_authors(args.src, args.model, args.epoch)
     else:
         net, counts, (diff, scale) = CONVERTERS[args.source](args.src, args.model,
                                                              args.source_model)
-    from .runs import weights_meta_path
     from .utils import atomic_write, atomic_write_json
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     atomic_write(args.out, net.save_parameters)

@@ -22,11 +22,12 @@ import mxnet as mx
 from .cli import adopt_run_settings, evaluation_dir, parse_floats, spec_from_args
 from .data.coco import COCOFormat, coco_split_paths
 from .data.detection import PIXEL_MEAN, PIXEL_STD
+from .data.images import file_problem
 from .errors import UsageError, exit_on_usage_error, naming
 from .models import list_models, model_info
 from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
-from .runs import record_evaluation, resolve_weights
+from .runs import check_evaluation_folder, record_evaluation, resolve_weights
 from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
 from .train.detector import NMS, DetectorTask, detect, evaluate_coco
@@ -263,6 +264,9 @@ def read_images(paths):
                              % (path, path.rstrip("/")))
         if not os.path.isfile(path):
             raise UsageError("--predict: %s does not exist" % path)
+        damage = file_problem(path, kinds=None)        # a cut JPEG decodes as grey
+        if damage:
+            raise UsageError("--predict: %s is not a whole image (%s)" % (path, damage))
         try:
             images.append(mx.image.imread(path))
         except mx.MXNetError:
@@ -390,6 +394,8 @@ def _evaluate(args, config, val_set):
                          "the detector was trained for" % (
                              ", ".join(trained[:6]), val_set.ann_file,
                              ", ".join(val_set.classes[:6])))
+    with naming("--out-dir"):                # before the evaluation, not after it
+        check_evaluation_folder(args.out_dir, args.model)
     net = _build_net(args, val_set.classes)
     _load_params(net, args.params_file, args.contexts)
     coco = evaluate_coco(net, val_set, args.contexts, args.data_shape, not args.no_progress,

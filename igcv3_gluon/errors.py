@@ -2,11 +2,13 @@
 import contextlib
 import errno
 import os
+import signal
 import sys
 
 __all__ = ["ProjectError", "DataError", "SetupError", "WeightsError", "DownloadError",
            "CheckFailed", "NonFiniteLoss", "Interrupted", "RunMismatch", "FolderBusy",
-           "UsageError", "exit_on_usage_error", "naming"]
+           "OutputConflict", "UsageError", "exit_on_usage_error", "naming",
+           "quiet_interrupts_while_starting"]
 
 
 class ProjectError(Exception):
@@ -90,6 +92,12 @@ class FolderBusy(ProjectError):
         self.folder, self.pid = folder, pid
 
 
+class OutputConflict(ProjectError, ValueError):
+    """An output path that would destroy something: a file the command reads (however the
+    path is spelled), an existing folder where a file goes, or a folder holding files that
+    are not a run of this project. Raised before anything is written."""
+
+
 class UsageError(ProjectError):
     """Bad input at the edge (argument, data directory, file): the message names the
     problem and the fix. Command lines print it on one line and exit with ``code``."""
@@ -154,10 +162,39 @@ def _file_error(err):
 
 def _prog():
     """The command's name as the user typed it (``python -m package`` -> package)."""
+    if sys.argv[:1] == ["-m"] and "-m" in getattr(sys, "orig_argv", [])[:-1]:
+        return sys.orig_argv[sys.orig_argv.index("-m") + 1].rsplit(".", 1)[-1]  # starting
     prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
     if prog == "__main__.py":
         prog = sys.argv[0].rsplit("/", 2)[-2]
     return prog
+
+
+def _interrupted_while_starting(signum, frame):
+    sys.stderr.write("%s: interrupted while starting\n" % _prog())
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def quiet_interrupts_while_starting():
+    """For a command started from a terminal (``python train_cifar.py``, ``python -m
+    igcv3_gluon.deploy``): Ctrl-C while its modules import (MXNet takes seconds) ends it with
+    one line and exit code 130 instead of a traceback through MXNet's import. The command's
+    ``main`` (``exit_on_usage_error``) restores Python's own handling. Called by the package
+    on import; does nothing when the package is imported by other code (a notebook, a test,
+    a user's program), where Ctrl-C must stay a KeyboardInterrupt."""
+    main = sys.modules.get("__main__")
+    script = os.path.abspath(getattr(main, "__file__", None) or os.devnull)
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    started = sys.argv[:1] == ["-m"] or os.path.dirname(script) == project
+    if started and threading_is_main() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+def threading_is_main():
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 def exit_on_usage_error(main):
@@ -165,8 +202,13 @@ def exit_on_usage_error(main):
     DownloadError) becomes ``prog: error: ...``
     on stderr and its exit code; Ctrl-C outside the training loop exits 130 quietly."""
     def wrapper(*args, **kwargs):
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+            signal.signal(signal.SIGINT, signal.default_int_handler)   # started: Python's own
         try:
             return main(*args, **kwargs)
+        except Interrupted as err:                 # a stop asked for, not an error
+            sys.stderr.write("%s: %s\n" % (_prog(), err))
+            return err.code
         except ProjectError as err:
             sys.stderr.write("%s: error: %s\n" % (_prog(), err))
             return err.code

@@ -24,18 +24,17 @@ import math
 import os
 import sys
 
-import numpy as np
-
 from .cli import adopt_run_settings, evaluation_dir, parse_floats, parse_ints, spec_from_args
 from .models.spec import ARCH_KEYS, INPUT_KEYS
 from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
-                            check_record_pair, scan_records, short_sides, train_augmentation)
+                            check_labels, check_record_pair, scan_records, short_sides,
+                            train_augmentation)
 from .errors import UsageError, exit_on_usage_error, naming
 from .nn import norm_layer_for
-from .runs import record_evaluation, resolve_weights
+from .runs import check_evaluation_folder, record_evaluation, resolve_weights
 from .train.classifier import ClassifierTask, topk_accuracy
-from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
-                        validate_common_args)
+from .train.cli import (check_can_run, export_name, fit, flags_record, model_kwargs,
+                        parser_for, run_config, validate_common_args)
 from .utils import say
 
 __all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "run", "resolve_args",
@@ -198,11 +197,8 @@ def _check_records(args):
         if problem:
             raise UsageError("%s %s: %s; repack it (python -m igcv3_gluon.data.im2rec)"
                              % (flag, rec, problem))
-        bad = np.flatnonzero((labels < 0) | (labels >= args.num_classes))
-        if len(bad):
-            raise UsageError("%s %s: record %d has label %g but --num-classes is %d (%d "
-                             "records out of range)" % (flag, rec, bad[0], labels[bad[0]],
-                                                        args.num_classes, len(bad)))
+        with naming("%s (--num-classes %d)" % (flag, args.num_classes)):
+            check_labels(labels, args.num_classes, rec)
 
 
 def _augmentation(args):
@@ -246,6 +242,8 @@ def _spec(args, **extra):
 def evaluate_params(args, net):
     """``--eval-only``: top-1 / top-5 of ``--params`` on ``--rec-val``."""
     from .deploy import WeightsError, load_weights
+    with naming("--out-dir"):                # before the evaluation, not after it
+        check_evaluation_folder(args.out_dir, args.model)
     try:
         load_weights(net, args.params_file, ctx=args.contexts)
     except WeightsError as err:
@@ -351,20 +349,22 @@ def run(args):
                   val_rec=os.path.basename(args.rec_val), stage="train", plan=plan,
                   mean=list(args.mean), std=list(args.std), hsl=list(args.hsl))
     session = {}
+    out = os.path.join(args.out_dir, "retrain")
+    # the weights it starts from: a retraining of an earlier, shorter first stage is
+    # another run (extending --epochs must not resume it)
+    retrain = run_config(args, dict(record, stage="retrain", epochs=args.retrain_epochs,
+                                    lr=args.retrain_lr, lr_mode="exp",
+                                    lr_factor=RETRAIN_DECAY, warmup_epochs=0,
+                                    trained_epochs=args.epochs),
+                         IDENTITY + ("trained_epochs",), name, out_dir=out,
+                         epochs=args.retrain_epochs,
+                         lr=args.retrain_lr, lr_mode="exp", lr_factor=RETRAIN_DECAY,
+                         lr_steps=[], warmup_epochs=0, stage="retrain")
+    if args.retrain_epochs:            # both stages' folders checked before either trains
+        check_can_run(retrain)
     summaries = [fit(task, net, run_config(args, record, IDENTITY, name, stage="train"),
                      session=session)]
     if args.retrain_epochs:
-        out = os.path.join(args.out_dir, "retrain")
-        # the weights it starts from: a retraining of an earlier, shorter first stage is
-        # another run (extending --epochs must not resume it)
-        retrain = run_config(args, dict(record, stage="retrain", epochs=args.retrain_epochs,
-                                        lr=args.retrain_lr, lr_mode="exp",
-                                        lr_factor=RETRAIN_DECAY, warmup_epochs=0,
-                                        trained_epochs=args.epochs),
-                             IDENTITY + ("trained_epochs",), name, out_dir=out,
-                             epochs=args.retrain_epochs,
-                             lr=args.retrain_lr, lr_mode="exp", lr_factor=RETRAIN_DECAY,
-                             lr_steps=[], warmup_epochs=0, stage="retrain")
         say("retraining %d epoch(s) from the final weights, lr %g x%g per epoch, fresh "
             "momentum -> %s" % (args.retrain_epochs, args.retrain_lr, RETRAIN_DECAY, out))
         summaries.append(fit(task, net, retrain, initialize=False, session=session))

@@ -9,11 +9,14 @@
 """
 import os
 
-from .errors import RunMismatch, WeightsError
+from .errors import OutputConflict, RunMismatch, WeightsError
+from .models.spec import ModelSpec
+from .models.zoo import list_models
 from .utils import read_json_object
 
 __all__ = ["resolve_weights", "run_config_of", "run_folder_of", "record_evaluation",
-           "weights_meta_path", "read_weights_meta"]
+           "weights_meta_path", "read_weights_meta", "check_description",
+           "check_evaluation_folder"]
 
 
 def weights_meta_path(params_file):
@@ -26,21 +29,45 @@ def weights_meta_path(params_file):
 def read_weights_meta(params_file):
     """That description as a dict (the model, the classes, the normalisation ``mean``/``std``
     on 0-255 pixels, ``input_size`` and ``crop_ratio`` of its evaluation, where the weights
-    came from), or None."""
+    came from), or None; ``WeightsError`` naming the file when it does not describe a model
+    (``check_description``)."""
     path = weights_meta_path(params_file)
     try:
-        return read_json_object(path)
+        description = read_json_object(path)
     except ValueError as err:
         raise WeightsError("%s is not a readable description of %s (%s)"
                            % (path, params_file, err)) from None
+    return check_description(description, path)
 
 
 def run_config_of(folder):
     """The ``config.json`` of a run folder, or None."""
+    path = os.path.join(folder, "config.json")
     try:
-        return read_json_object(os.path.join(folder, "config.json"))
+        config = read_json_object(path)
     except ValueError as err:
         raise WeightsError("not a readable run config: %s" % err) from None
+    return check_description(config, path)
+
+
+def check_description(description, path):
+    """``description`` (read from ``path``), or ``WeightsError`` naming the file and the key
+    when it does not describe a model of the zoo (an unknown model, a ``mean`` that is not
+    three numbers, ...): a hand-edited file is named as such, never met later as a bad flag."""
+    if description is None or description.get("evaluated"):
+        return description
+    try:
+        spec = ModelSpec.from_dict(description)
+        if spec.model not in list_models():
+            raise ValueError("model %r is not in the zoo" % spec.model)
+        for key in ("mean", "std"):
+            if getattr(spec, key) is not None and len(getattr(spec, key)) != 3:
+                raise ValueError("%s takes three numbers (R,G,B); got %r"
+                                 % (key, description[key]))
+    except ValueError as err:
+        raise WeightsError("%s does not describe a model (%s): repair it, or write it again "
+                           "(convert, export or train anew)" % (path, err)) from None
+    return description
 
 
 PRETRAINED = "pretrained"
@@ -89,11 +116,44 @@ def run_folder_of(params_file):
     """The run folder a weights file belongs to (its own folder, or the run above its
     ``export/``), or None."""
     folder = os.path.dirname(os.path.abspath(params_file))
-    if run_config_of(folder) is not None:
-        return folder
-    if os.path.basename(folder) == "export" and run_config_of(os.path.dirname(folder)):
-        return os.path.dirname(folder)
+    for candidate in (folder, os.path.dirname(folder) if os.path.basename(folder) == "export"
+                      else None):
+        if candidate and _names_a_model(os.path.join(candidate, "config.json")):
+            run_config_of(candidate)                     # a damaged one is named
+            return candidate
     return None
+
+
+def _names_a_model(config_path):
+    """Whether ``config_path`` is a JSON object with a ``model`` (another program's
+    ``config.json`` beside a weights file does not make a run folder)."""
+    try:
+        return bool((read_json_object(config_path) or {}).get("model"))
+    except ValueError:
+        return True                                      # damaged: run_config_of says so
+
+
+def check_evaluation_folder(folder, model):
+    """That an evaluation of ``model`` may be recorded in ``folder`` (before it is computed):
+    new, empty, or holding an evaluation of the same model. A training run's folder, another
+    model's evaluation or a folder of other files is ``RunMismatch`` / ``OutputConflict``."""
+    if os.path.isdir(folder) and os.listdir(folder) and \
+            not os.path.isfile(os.path.join(folder, "config.json")):
+        raise OutputConflict("%s holds files that are not an evaluation (%s): give a new or "
+                             "empty output folder" % (folder, ", ".join(sorted(
+                                 os.listdir(folder))[:3])))
+    try:
+        existing = read_json_object(os.path.join(folder, "config.json"))
+    except ValueError as err:
+        raise RunMismatch("%s: give another output folder for this evaluation" % err,
+                          ["config.json"]) from None
+    if existing is not None and not existing.get("evaluated"):
+        raise RunMismatch("%s holds a training run of %s; give another output folder for this "
+                          "evaluation" % (folder, existing.get("model")), ["evaluated"])
+    if existing is not None and existing.get("model") != model:
+        raise RunMismatch("%s holds an evaluation of %s; give another output folder for this "
+                          "evaluation of %s" % (folder, existing.get("model"), model),
+                          ["model"], {"model": existing.get("model")})
 
 
 def record_evaluation(params_file, config, out_dir, metrics, facts):
@@ -103,14 +163,7 @@ def record_evaluation(params_file, config, out_dir, metrics, facts):
     reproduction report (``reproduce --collect``) finds it. Returns the path written."""
     from .utils import atomic_write_json
     folder = out_dir
-    existing = run_config_of(folder)
-    if existing is not None and not existing.get("evaluated"):
-        raise RunMismatch("%s holds a training run of %s; give another output folder for this "
-                          "evaluation" % (folder, existing.get("model")), ["evaluated"])
-    if existing is not None and existing.get("model") != facts.get("model"):
-        raise RunMismatch("%s holds an evaluation of %s; give another output folder for this "
-                          "evaluation of %s" % (folder, existing.get("model"), facts.get("model")),
-                          ["model"], {"model": existing.get("model")})
+    check_evaluation_folder(folder, facts.get("model"))
     os.makedirs(folder, exist_ok=True)
     source = {k: config[k] for k in ("stage", "recipe") if config and config.get(k)}
     atomic_write_json(os.path.join(folder, "config.json"),

@@ -10,12 +10,13 @@ import signal
 import sys
 import threading
 
-from .errors import FolderBusy
+from .errors import FolderBusy, OutputConflict
 
 __all__ = ["say", "atomic_write", "DiskFull", "write_stopped", "remove_files", "file_digest",
            "atomic_write_json", "read_json_object", "sha256", "save_figure", "progress_bar",
            "deferred_interrupts", "ignore_interrupts", "FolderLock", "FolderBusy", "read_jsonl",
-           "remove_stale_temp_files"]
+           "remove_stale_temp_files", "same_file", "refuse_overwrite", "staged", "pid_alive",
+           "interrupts_raise"]
 
 
 def say(message):
@@ -103,7 +104,7 @@ def atomic_write(path, write, size_hint=0):
             os.remove(tmp)
 
 
-def _alive(pid):
+def pid_alive(pid):
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -113,25 +114,92 @@ def _alive(pid):
     return True
 
 
-def remove_stale_temp_files(folder):
-    """Remove the temporary files (``NAME.tmpPID``, ``atomic_write``'s) that processes which
-    no longer exist left under ``folder`` (a run killed while writing a checkpoint); returns
-    their paths. Files of a living process are left alone."""
+def remove_stale_temp_files(folder, names):
+    """Remove the temporary files (``NAME.tmpPID``, ``atomic_write``'s; ``NAME.partPID``,
+    ``staged``'s) that processes which no longer exist left in ``folder`` for the files it
+    names: ``names`` are file names or glob patterns (``ckpt-*``) of ``folder`` itself,
+    nothing below it and nothing else is looked at. Returns the removed paths. Files of a
+    living process are left alone."""
+    import fnmatch
     import re
+    import shutil
     removed = []
     if not os.path.isdir(folder):
         return removed
-    for root, _, files in os.walk(folder):
-        for name in files:
-            match = re.search(r"\.tmp(\d+)$", name)
-            if match and not _alive(int(match.group(1))):
-                path = os.path.join(root, name)
-                try:
-                    os.remove(path)
-                    removed.append(path)
-                except OSError:
-                    pass
+    for name in sorted(os.listdir(folder)):
+        match = re.match(r"^(.*)\.(tmp|part)(\d+)$", name)
+        if not match or not any(fnmatch.fnmatchcase(match.group(1), n) for n in names) \
+                or pid_alive(int(match.group(3))):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
     return removed
+
+
+def same_file(a, b):
+    """Whether the paths ``a`` and ``b`` name one existing file, however spelled (relative or
+    absolute, through a symbolic link, a second hard link): compared by device and inode."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_overwrite(outputs, inputs=()):
+    """Before anything is written: ``OutputConflict`` for an output that is an existing
+    folder, or that is one of the files the caller reads, however the path is spelled.
+    ``inputs``: paths, or ``(path, what)`` pairs (``what`` names the file in the message)."""
+    named = [item if isinstance(item, tuple) else (item, None) for item in inputs]
+    for out in outputs:
+        if os.path.isdir(out):
+            raise OutputConflict("%s is a folder: give the path of the file to write (or the "
+                                 "prefix of its files)" % out)
+        for path, what in named:
+            if path and same_file(out, path):
+                raise OutputConflict("%s is %s, which this command reads: writing it would "
+                                     "destroy the input; give another output"
+                                     % (out, what or "an input"))
+
+
+def _remove_stale_stages(prefix, suffixes):
+    """The staged files of ``prefix`` (``prefix.partPID + suffix``) whose process is dead."""
+    import re
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(folder):
+        return
+    patterns = [re.compile(re.escape(os.path.basename(prefix)) + r"\.part(\d+)" +
+                           re.escape(suffix) + "$") for suffix in suffixes]
+    for name in os.listdir(folder):
+        for pattern in patterns:
+            match = pattern.match(name)
+            if match and not pid_alive(int(match.group(1))):
+                remove_files(os.path.join(folder, name))
+
+
+@contextlib.contextmanager
+def staged(prefix, suffixes):
+    """An output of several files (``prefix + suffix`` each) written under a staging prefix
+    (``prefix.partPID``, yielded) and given its names only when the block ends normally: a
+    check that fails, an error or Ctrl-C inside the block leaves nothing under the final
+    names and removes what was staged. The renames happen with interrupts held (no half set
+    after Ctrl-C); staging files of dead processes (a SIGKILL) are removed first."""
+    _remove_stale_stages(prefix, suffixes)
+    stage = "%s.part%d" % (prefix, os.getpid())
+    try:
+        yield stage
+        with deferred_interrupts():
+            for suffix in suffixes:
+                if os.path.exists(stage + suffix):
+                    os.replace(stage + suffix, prefix + suffix)
+    finally:
+        remove_files(*(stage + suffix for suffix in suffixes))
 
 
 def atomic_write_json(path, obj, **dump_kwargs):
@@ -219,6 +287,26 @@ def deferred_interrupts():
             handler(signum, None)
         else:
             raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_raise():
+    """SIGINT and SIGTERM both raise KeyboardInterrupt inside the block (where no batch
+    boundary will come to stop at: writing the exports of a finished run), so that what was
+    begun is cleaned up and the command says how to finish; the handlers are restored
+    after."""
+    if not _main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager

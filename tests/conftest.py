@@ -135,6 +135,28 @@ def fake_cifar10(root, per_file=3, seed=0):
     return folder, data
 
 
+def digits_cifar(root, train_per_class=16, test_per_class=8):
+    """A small real data set in CIFAR-10's binary layout under ``root/cifar-10-batches-bin``:
+    the first ``train_per_class`` / ``test_per_class`` images of each digit of the embedded
+    digits set (32x32x3), for runs that need real data but not many epochs of it (``--data-dir
+    ROOT``: 160 training images are 5 batches of 32). Returns ``root``."""
+    from igcv3_gluon.data import load_digits32, write_cifar_binary
+    train_x, train_y, test_x, test_y = load_digits32()
+    folder = os.path.join(str(root), "cifar-10-batches-bin")
+    os.makedirs(folder, exist_ok=True)
+
+    def first(x, y, n):
+        pick = np.concatenate([np.flatnonzero(y == d)[:n] for d in range(10)])
+        return x[pick], y[pick]
+    x, y = first(train_x, train_y, train_per_class)
+    parts = np.array_split(np.random.RandomState(0).permutation(len(x)), 5)
+    for k, part in enumerate(parts, 1):
+        write_cifar_binary(os.path.join(folder, "data_batch_%d.bin" % k), x[part], y[part])
+    write_cifar_binary(os.path.join(folder, "test_batch.bin"),
+                       *first(test_x, test_y, test_per_class))
+    return str(root)
+
+
 def fake_image_folder(root, per_class=30, classes=4, seed=0):
     """``root/class<k>/<i>.jpg`` (``data.synthetic.colour_folders``)."""
     from igcv3_gluon.data.synthetic import colour_folders
@@ -202,14 +224,19 @@ def wait_for(path, proc):
 
 
 DEMO_FIXTURES = {"demo_run", "digits_run", "sandbox"}
+DETECTOR_FIXTURES = {"trained_detector"}
 
 
 def pytest_itemcollected(item):
     """`make test` runs the suite on 2 workers (pytest-xdist, ``--dist loadgroup``): every
-    test that reads the demo's run goes to one worker, so the run is trained once. (Marked
-    as each test is collected: xdist reads the groups in its collection_modifyitems.)"""
-    if DEMO_FIXTURES & set(getattr(item, "fixturenames", ())):
+    test that reads the demo's run goes to one worker, so the run is trained once; so do the
+    tests of the trained detector. (Marked as each test is collected: xdist reads the groups
+    in its collection_modifyitems.)"""
+    names = set(getattr(item, "fixturenames", ()))
+    if DEMO_FIXTURES & names:
         item.add_marker(pytest.mark.xdist_group("demo"))
+    elif DETECTOR_FIXTURES & names:
+        item.add_marker(pytest.mark.xdist_group("detector"))
 
 
 @pytest.fixture(scope="session")
@@ -231,3 +258,24 @@ def demo_run(tmp_path_factory):
 def digits_run(demo_run):
     """The demo's run folder: a digits model trained by train_cifar.py (>= 95% top-1)."""
     return demo_run[0]
+
+
+@pytest.fixture(scope="session")
+def trained_detector(tmp_path_factory):
+    """An SSDLite2 (width 0.5, 128 px) trained for 6 epochs on 320 generated COCO-format
+    images of 3 classes, validated on 24 others (``train_ssdlite.py``; measured: AP50 0.65 to
+    0.85, about 100 s on 2 cores). Returns ``(run folder, validation (ann, images))``."""
+    import subprocess
+    root = tmp_path_factory.mktemp("detector")
+    train = fake_coco(root, 320, seed=0, name="train")
+    val = fake_coco(root, 24, seed=1, name="val")
+    out = str(root / "run")
+    proc = subprocess.run([sys.executable, "train_ssdlite.py", "--train-ann", train[0],
+                           "--train-images", train[1], "--val-ann", val[0], "--val-images",
+                           val[1], "--multiplier", "0.5", "--data-shape", "128", "--augment",
+                           "light", "--epochs", "6", "--batch-size", "8", "--lr", "0.05",
+                           "--lr-mode", "cosine", "--warmup-epochs", "1", "--workers", "0",
+                           "--val-interval", "3", "--no-progress", "--out-dir", out],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, val

@@ -99,7 +99,8 @@ def test_every_label_and_every_record_is_checked_before_training(tmp_path):
     write_rec(cut, [i % 4 for i in range(40)], cut_last=100)
     labels, problem = scan_records(cut + ".rec", cut + ".idx")
     assert len(labels) == 39 and problem.startswith("record 39 ") and "is cut" in problem
-    for prefix, message in ((late, "record 300 has label 7 but --num-classes is 4 (1 records"),
+    for prefix, message in ((late, "record 300 has label 7, not a class number 0..3 of 4 "
+                                   "classes (1 record(s) so)"),
                             (cut, "record 39 (offset")):
         proc = subprocess.run(
             [sys.executable, "train_imagenet.py", "--rec-train", prefix + ".rec", "--rec-val",

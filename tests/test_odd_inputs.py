@@ -45,8 +45,8 @@ def tiny_export(tmp_path_factory):
 def test_an_output_that_is_the_input_or_empty_is_refused(tiny_export, capsys):
     before = open(tiny_export + "-symbol.json").read()
     assert deploy(["optimize", tiny_export, tiny_export]) == 2
-    assert "OUT_PREFIX is the input %s: the input would be overwritten" % tiny_export \
-        in _one_line(capsys)
+    assert "%s-symbol.json is the input export's symbol file, which this command reads: " \
+        "writing it would destroy the input" % tiny_export in _one_line(capsys)
     assert open(tiny_export + "-symbol.json").read() == before
     assert deploy(["export", "cifar_igcv3_d_0.5", "--out", ""]) == 2
     assert "--out '': give an output prefix" in _one_line(capsys)
@@ -84,8 +84,8 @@ def test_shapes_precisions_descriptions_and_gate_data_that_cannot_work(tiny_expo
     nan = str(tmp_path / "nan.npz")
     np.savez(nan, x=np.full((2, 3, 32, 32), np.nan, np.float32), y=np.zeros(2, np.int64))
     for npz, message in ((empty, "expected (N,C,H,W) and (N,) with N >= 1"),
-                         (nan, "x must be finite and y class indices >= 0 (x has 6144 "
-                               "non-finite values")):
+                         (nan, "the gate's images hold 6144 values that are not finite "
+                               "numbers")):
         assert deploy(["quantize", tiny_export, str(tmp_path / "q"), "--calib-npy", calib,
                        "--val-npz", npz]) == 2
         assert message in _one_line(capsys)
@@ -225,7 +225,7 @@ def test_model_descriptions_and_library_conversions_check_their_values(tiny_expo
         export_onnx(tiny_export, "", (1, 3, 32, 32))
     from igcv3_gluon.deploy.openvino import to_openvino
     meta = open(tiny_export + "-meta.json").read()
-    with pytest.raises(ValueError, match="output is the input %s: the input would be "
-                                         "overwritten" % tiny_export):
+    with pytest.raises(ValueError, match="%s-meta.json is the input export's description, "
+                                         "which this command reads" % tiny_export):
         to_openvino(tiny_export, tiny_export)
     assert open(tiny_export + "-meta.json").read() == meta

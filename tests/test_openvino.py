@@ -234,3 +234,58 @@ def test_converters_check_their_own_output_and_keep_nothing_that_fails(small_igc
                                           r"5.0e-01 at batch 1,4"):
         to_openvino(small_igcv3, str(tmp_path / "bad"))
     assert sorted(f for f in os.listdir(str(tmp_path)) if f.startswith("bad")) == []
+
+
+def test_a_trained_detector_converts_with_its_candidates_equal_before_nms(trained_detector,
+                                                                        tmp_path):
+    """`deploy openvino` of a detector trained for a few epochs: the check compares what is
+    continuous (the per-class candidates before NMS: class ids, scores, decoded boxes), and
+    on the validation images the IR gives MXNet's candidates and, through the same NMS,
+    MXNet's confident detections."""
+    import glob
+    import json
+    from igcv3_gluon.data.coco import COCOFormat
+    from igcv3_gluon.deploy.openvino import apply_nms, output_difference, strip_nms
+    run, (ann, images) = trained_detector
+    out = str(tmp_path / "ir")
+    proc = deploy("openvino", run, out, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.load(open(out + "-meta.json"))
+    assert 0 <= meta["check"]["max_rel_diff"] < 1e-4
+    prefix = glob.glob(os.path.join(run, "export", "*-128-symbol.json"))[0][:-len("-symbol.json")]
+    strip_nms(prefix, str(tmp_path / "candidates"))
+    candidates = load_symbolblock(str(tmp_path / "candidates"))
+    config = json.load(open(os.path.join(run, "config.json")))
+    val = COCOFormat(ann, images, skip_empty=False)
+    x = np.stack([(mx.image.imresize(mx.image.imread(item[1]), 128, 128)
+                   .asnumpy().astype(np.float32) - config["mean"]) / config["std"]
+                  for item in val.items[:8]]).transpose(0, 3, 1, 2).astype(np.float32)
+    want = [w.asnumpy() for w in candidates(mx.nd.array(x))]
+    outputs = compile_ir(out + ".xml", "f32")(x)
+    got = [np.asarray(outputs[i]) for i in range(3)]
+    assert output_difference(want, got) < 1e-4
+    mine, theirs = apply_nms(*got, meta["nms"]), load_symbolblock(prefix)(mx.nd.array(x))
+    found = 0
+    for b in range(len(x)):                   # the confident detections, image by image
+        kept = [[a.asnumpy()[b][d[1].asnumpy()[b][:, 0] > 0.5][None] for a in d]
+                for d in (theirs, mine)]
+        assert kept[0][0].shape == kept[1][0].shape
+        if kept[0][0].shape[1]:
+            assert detection_difference(*kept, scale=128) < 1e-3
+        found += kept[0][0].shape[1]
+    assert found > 0
+
+
+def test_near_equal_scores_change_detections_after_nms_not_candidates_before():
+    """Why the IR check compares candidates: two overlapping boxes of one class whose scores
+    differ by 1e-7 (a trained detector's near-ties) keep the other box after a change of
+    2e-7, as a second runtime's rounding does; the candidates differ by 2e-7."""
+    from igcv3_gluon.deploy.openvino import apply_nms, output_difference
+    ids = np.array([[[0.0], [0.0], [1.0]]])
+    boxes = np.array([[[10.0, 10, 50, 50], [14, 12, 54, 52], [60, 60, 90, 90]]])
+    scores = np.array([[[0.6000001], [0.6], [0.3]]])
+    other = scores.copy()
+    other[0, 0, 0] = 0.5999999
+    assert output_difference([ids, scores, boxes], [ids, other, boxes]) < 1e-6
+    after = [apply_nms(ids, s, boxes, dict(post_nms=3)) for s in (scores, other)]
+    assert detection_difference(*after, scale=128) > 1e-2

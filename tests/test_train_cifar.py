@@ -211,7 +211,9 @@ def test_a_start_cleans_what_killed_runs_left_before_their_first_checkpoint(tmp_
     """Killed during its first checkpoint write, a run leaves log rows of an epoch no
     checkpoint holds and a ckpt-*.tmpPID of a dead process: the next start removes both."""
     out = str(tmp_path / "run")
-    os.makedirs(os.path.join(out, "checkpoints"))
+    killed = train(*TINY, "--epochs", "1", "--out-dir", out,      # before any checkpoint
+                   env=dict(os.environ, IGCV3_GLUON_STOP_AT="1:2:kill"))
+    assert killed.returncode == -9 and os.listdir(os.path.join(out, "checkpoints")) == []
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()                                        # a pid that no longer runs
     stale = os.path.join(out, "checkpoints", "ckpt-0001.params.tmp%d" % dead.pid)

@@ -149,6 +149,9 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
     assert more.returncode == 2, more.stderr[-2000:]
     assert "retrain holds a run with different trained_epochs (trained_epochs=12)" \
         in more.stderr
+    # refused before the first stage trained its 13th epoch (both folders checked first)
+    assert [r["epoch"] for r in log_of(out)] == list(range(1, 13))
+    assert "epoch 13/13" not in more.stderr + more.stdout
 
 
 @pytest.mark.parametrize("change, message", [
@@ -157,7 +160,9 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
     (lambda r: data(r) + ["--rec-train-idx", r["val"] + ".idx"], "does not match"),
     (lambda r: ["--rec-train", r["val"] + ".rec", "--rec-train-idx", r["train"] + ".idx",
                 "--rec-val", r["val"] + ".rec"], "does not belong to"),
-    (lambda r: data(r) + ["--num-classes", "2"], "has label [23] but --num-classes is 2"),
+    (lambda r: data(r) + ["--num-classes", "2"],
+     r"--rec-train \(--num-classes 2\): .*train.rec: record \d+ has label [23], not a class "
+     r"number 0..1 of 2 classes"),
     (lambda r: ["--rec-val", r["val"] + ".rec"], "--rec-train is required"),
     (lambda r: ["--rec-val", r["val"] + ".rec", "--eval-only"], "--eval-only needs --params"),
     (lambda r: data(r) + ["--batch-size", "512"],

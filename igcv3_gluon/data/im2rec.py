@@ -18,10 +18,12 @@ from multiprocessing.pool import ThreadPool
 
 from ..errors import DataError, UsageError, exit_on_usage_error
 from .images import TAIL, bytes_problem, missing
-from ..utils import remove_files
+from ..utils import refuse_overwrite, remove_files
 
 __all__ = ["list_images", "pack_folder", "main"]
 
+# what a packing writes: PREFIX + each
+OUTPUT_SUFFIXES = (".rec", ".idx", ".lst", ".classes.txt")
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
@@ -40,6 +42,7 @@ def list_images(root, classes=None):
     if unknown:
         raise DataError("%s has class folders missing from the class list: %s"
                         % (root, ", ".join(unknown[:5])))
+    _check_class_folders(root, classes)
     items, unnamed = [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
@@ -63,6 +66,25 @@ def list_images(root, classes=None):
     if not items:
         raise DataError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS), root))
     return items, list(classes)
+
+
+def _check_class_folders(root, classes):
+    """``DataError`` for class folders that lead (through symbolic links) to the image folder
+    itself, or to the images of another class folder: their images would be packed under
+    the wrong label, or under two."""
+    top = os.path.realpath(root)
+    real = {name: os.path.realpath(os.path.join(root, name)) for name in classes
+            if os.path.isdir(os.path.join(root, name))}
+    for name, path in sorted(real.items()):
+        if path == top or top.startswith(path + os.sep):
+            raise DataError("%s leads to %s, which holds the image folder %s itself (a link to "
+                            "a parent?): every class's images would be packed as %s; remove "
+                            "or replace it" % (os.path.join(root, name), path, root, name))
+        for other, other_path in sorted(real.items()):
+            if other != name and (other_path == path or other_path.startswith(path + os.sep)):
+                raise DataError("class folders %s and %s lead to the same images (%s): they "
+                                "would be packed under both labels; keep one"
+                                % (name, other, other_path))
 
 
 def other_files(root, classes):
@@ -170,7 +192,10 @@ def _write_records(root, items, tmp_idx, tmp_rec, encode, threads, on_damaged, p
                 writer.write_idx(n, mx.recordio.pack(header, jpg))
                 lines.append("%d\t%f\t%s\n" % (n, label, rel))
     except BaseException as err:
-        pool.close()
+        # the encoding threads are stopped and joined before anything else: a thread left
+        # inside OpenCV or MXNet while the interpreter exits aborts the process (SIGABRT)
+        pool.terminate()
+        pool.join()
         stopped = write_stopped(err, tmp_rec) if isinstance(err, Exception) else None
         try:
             writer.close()
@@ -182,6 +207,7 @@ def _write_records(root, items, tmp_idx, tmp_rec, encode, threads, on_damaged, p
             raise stopped from None
         raise
     pool.close()
+    pool.join()
     writer.close()
     return lines, skipped
 
@@ -276,6 +302,9 @@ def main(argv=None):
         if repeated:
             raise UsageError("--classes-from %s names %s more than once: one line per class"
                              % (args.classes_from, ", ".join(repeated[:5])))
+    if args.classes_from:
+        refuse_overwrite([args.prefix + suffix for suffix in OUTPUT_SUFFIXES],
+                         [(args.classes_from, "the --classes-from list")])
     n, classes, skipped = pack_folder(args.root, args.prefix, args.resize, args.quality,
                                       args.num_thread, not args.no_shuffle, classes=classes,
                                       progress=not args.no_progress,

@@ -30,8 +30,9 @@ import numpy as np
 from ..errors import DataError
 from .images import span_problem
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_record_pair",
-           "part_sizes", "scan_records", "short_sides", "train_augmentation"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "AUGMENTATIONS", "RecordImages", "check_labels",
+           "check_record_pair", "part_sizes", "scan_records", "short_sides",
+           "train_augmentation"]
 
 IMAGENET_MEAN = (123.68, 116.779, 103.939)
 IMAGENET_STD = (58.393, 57.12, 57.375)
@@ -88,6 +89,21 @@ def check_record_pair(rec_path, idx_path):
 
 DECODE_ALL_UP_TO = 50000     # sets this small (ImageNet's val) have every image decoded
 DECODE_SAMPLE = 2000         # larger ones: this many, spread over the file
+
+
+def check_labels(labels, num_classes, rec_path):
+    """``DataError`` naming the first record of ``rec_path`` whose label (``scan_records``) is
+    not a class of ``num_classes``: a whole number in ``0 .. num_classes - 1`` (MXNet's
+    reader would truncate 2.5 to class 2, and a label >= the class count fails the loss
+    mid-epoch or, on a GPU, silently)."""
+    labels = np.asarray(labels, np.float64)
+    bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)) |
+                         (labels < 0) | (labels >= num_classes))
+    if len(bad):
+        raise DataError("%s: record %d has label %g, not a class number 0..%d of %d classes "
+                        "(%d record(s) so); repack it with whole class numbers, or give the "
+                        "class count" % (rec_path, bad[0], labels[bad[0]], num_classes - 1,
+                                         num_classes, len(bad)))
 
 
 def scan_records(rec_path, idx_path, images=True):

@@ -2,23 +2,25 @@
 is an MXNet block (a Gluon network, an export loaded as ``SymbolBlock``, a quantized one) or
 an OpenVINO compiled model (``openvino.compile_ir``). The INT8 gates of ``quantize`` and
 ``openvino --int8`` and NNCF's validation function all call it."""
+import mxnet as mx
 import numpy as np
 
-__all__ = ["predict", "accuracy"]
+__all__ = ["logits", "predict", "accuracy"]
+
+
+def logits(model, images):
+    """The outputs of ``model`` (an MXNet block, or an OpenVINO compiled model) for one batch
+    of ``images`` (N, C, H, W float32, preprocessed), as a NumPy array."""
+    x = np.asarray(images, np.float32)
+    if hasattr(model, "collect_params"):                        # MXNet / Gluon
+        return model(mx.nd.array(x)).asnumpy()
+    return np.asarray(model(x)[0])                              # OpenVINO compiled model
 
 
 def predict(model, images, batch=64):
     """The top-1 class of each of ``images`` (N, C, H, W float32, preprocessed)."""
-    import mxnet as mx
-    out = []
-    for i in range(0, len(images), batch):
-        x = np.asarray(images[i:i + batch], np.float32)
-        if hasattr(model, "collect_params"):                    # MXNet / Gluon
-            logits = model(mx.nd.array(x)).asnumpy()
-        else:                                                   # OpenVINO compiled model
-            logits = np.asarray(model(x)[0])
-        out.append(logits.argmax(1))
-    return np.concatenate(out)
+    return np.concatenate([logits(model, images[i:i + batch]).argmax(1)
+                           for i in range(0, len(images), batch)])
 
 
 def accuracy(model, images, labels, batch=64):

@@ -152,18 +152,15 @@ def _add_bench(sub, shape):
 
 
 def _check_outputs(args):
-    """An output that is empty or the command's own input is refused before anything is
-    written (the input would be overwritten by what is made from it)."""
+    """An output that is empty or names a folder is refused before anything is written (that
+    it is none of the files the command reads, however spelled, the library checks:
+    ``utils.refuse_overwrite``)."""
     from .export import check_output
     for name in ("out", "out_prefix", "output"):
         out = getattr(args, name, None)
-        if out is None:
-            continue
-        label = "--out" if name == "out" and args.command == "export" else name.upper()
-        try:
-            check_output(out, getattr(args, "prefix", None), label)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+        if out is not None:
+            check_output(out, "--out" if name == "out" and args.command == "export"
+                         else name.upper())
 
 
 @exit_on_usage_error

@@ -18,18 +18,24 @@ import os
 import sys
 
 from ..cli import parse_ints, parse_shape
-from ..errors import CheckFailed, UsageError, naming
+from ..errors import UsageError, WeightsError, naming
 from ..models.spec import ARCH_KEYS, INPUT_KEYS
+from ..utils import refuse_overwrite
+from .export import export_files, read_meta
+from .gate import check_gate_data, check_images, normalisation_of
 
 
 def _input_shape(args, prefix, batch=1):
     """``--input-shape`` when given, else the export's ``-meta.json`` shape with ``batch``."""
-    from .export import artifact_paths, read_meta
+    from .export import artifact_paths, meta_input_shape
     if args.input_shape:
         return parse_shape(args.input_shape)
-    shape = read_meta(prefix).get("input_shape")
+    try:
+        shape = meta_input_shape(prefix, batch)
+    except WeightsError as err:
+        raise UsageError("%s, or give --input-shape N,C,H,W" % err) from None
     if shape:
-        return (batch,) + tuple(shape)
+        return shape
     if os.path.isfile(prefix + "-meta.json"):
         raise UsageError("%s-meta.json is not a readable description (cut short, not JSON "
                          "or not an object): give --input-shape N,C,H,W or export again"
@@ -144,17 +150,6 @@ def _check_params_fit(prefix, params, arg_shapes, aux_shapes):
                                  prefix, name[4:], tuple(have.shape), prefix, tuple(want)))
 
 
-def _max_diff(prefix_a, prefix_b, shape):
-    import mxnet as mx
-    import numpy as np
-
-    from .export import load_symbolblock
-    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, shape))
-    a = load_symbolblock(prefix_a)(x).asnumpy()
-    b = load_symbolblock(prefix_b)(x).asnumpy()
-    return float(np.abs(a - b).max())
-
-
 RUNTIMES = ("mxnet", "onnxruntime", "openvino")
 PREFIX_HELP = ("an export: PREFIX of PREFIX-symbol.json + PREFIX-0000.params, or a training "
                "run's folder (its best model's export)")
@@ -187,9 +182,10 @@ def cmd_export(args):
     info = model_info(args.model)
     described = {k: config[k] for k in DESCRIBED if k in config} \
         if config.get("model") in (None, args.model) else {}
-    flags = {k: getattr(args, k, None) for k in ARCH_KEYS if getattr(args, k, None)}
+    flags = {k: getattr(args, k, None) for k in ARCH_KEYS       # 0 is a value: checked
+             if getattr(args, k, None) is not None and getattr(args, k, None) is not False}
     described.update(flags, model=args.model)
-    if args.classes:
+    if args.classes is not None:
         described["classes"] = args.classes
     described.setdefault("classes", info.classes)
     try:
@@ -208,6 +204,7 @@ def cmd_export(args):
     except ValueError as err:
         raise UsageError(str(err))
     meta = spec.to_dict()
+    refuse_overwrite(export_files(args.out), _weights_inputs(args))
     if args.params:
         with naming("--params"):
             load_weights(net, args.params_file)
@@ -223,34 +220,30 @@ def cmd_export(args):
     print("exported %s + %s (+ -meta.json)" % (sym_file, params_file))
 
 
+def _weights_inputs(args):
+    """The files ``export`` reads: the weights and what describes them."""
+    if not args.params:
+        return []
+    from ..runs import run_folder_of, weights_meta_path
+    folder = run_folder_of(args.params_file)
+    return [(args.params_file, "the --params weights"),
+            (weights_meta_path(args.params_file), "the --params weights' description")] + \
+        ([(os.path.join(folder, "config.json"), "the --params run's config")] if folder else [])
+
+
 def cmd_optimize(args):
-    from .export import artifact_paths
     from .optimize import optimize_files
     args.input_shape = _input_shape(args, args.prefix)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "optimize"), args.prefix, "optimize")
     print("optimizing %s ..." % args.prefix, flush=True)
-    staging = "%s.part%d" % (args.out_prefix, os.getpid())     # checked before it is named
-    staged = artifact_paths(staging) + (staging + "-meta.json",)
-    try:
-        _, report = optimize_files(args.prefix, staging, fold_shuffles=not args.keep_shuffles,
-                                   grouped=args.grouped)
-        diff = _max_diff(args.prefix, staging, args.input_shape)
-        if diff > 1e-3:
-            raise CheckFailed("the optimised graph differs from the original by %.2e: not "
-                              "written" % diff, diff, 1e-3)
-        final = artifact_paths(args.out_prefix) + (args.out_prefix + "-meta.json",)
-        for src, dst in zip(staged, final):
-            if os.path.exists(src):
-                os.replace(src, dst)
-    finally:
-        from ..utils import remove_files
-        remove_files(*staged)
-    sym_file, params_file = artifact_paths(args.out_prefix)
+    (sym_file, params_file), report = optimize_files(
+        args.prefix, args.out_prefix, fold_shuffles=not args.keep_shuffles,
+        grouped=args.grouped, check_shape=args.input_shape)
     print("folded %(batchnorms_folded)d BatchNorms and %(shuffles_folded)d shuffles; "
           "%(batchnorms_left)d BatchNorms and %(shuffles_left)d shuffles left" % report)
     print("wrote %s + %s; max |diff| to the original on a random batch: %.2e"
-          % (sym_file, params_file, diff))
+          % (sym_file, params_file, report["max_diff"]))
 
 
 def cmd_onnx(args):
@@ -258,7 +251,6 @@ def cmd_onnx(args):
     args.input_shape = _input_shape(args, args.prefix)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "onnx"), args.prefix, "onnx")
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     print("converting %s to ONNX (input %s) ..." % (
         args.prefix, "x".join(map(str, args.input_shape))), flush=True)
     path = export_onnx(args.prefix, args.output, args.input_shape, check=True)
@@ -268,13 +260,9 @@ def cmd_onnx(args):
 
 def cmd_quantize(args):
     """MXNet's oneDNN INT8 flow, behind the same accuracy gate as ``openvino --int8``."""
-    import numpy as np
-
-    from .accuracy import accuracy, predict
     from .cpu import isa_label
-    from .export import artifact_paths, load_symbolblock
-    from .int8 import REJECTED_SUFFIX
-    from .quantize import quantize
+    from .export import artifact_paths
+    from .quantize import quantize_gated
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "quantize"), args.prefix, "quantize")
@@ -283,29 +271,27 @@ def cmd_quantize(args):
     print("calibrating on %d images (%s, preset %s; int8 kernels here: %s) ..." % (
         sum(c.shape[0] for c in calib), args.calib_mode, args.preset, isa_label("mxnet")),
         flush=True)
-    (sym_file, params_file), qnet = quantize(args.prefix, args.out_prefix, calib, args.preset,
-                                             args.calib_mode)
-    fp32 = load_symbolblock(args.prefix)
-    what = _gate_label(args, validation is not None)
-    if validation is None:                       # the float model's own top-1 as labels
-        x = np.concatenate([c.asnumpy() for c in calib])
-        validation = (x, predict(fp32, x))
-    y = np.asarray(validation[1])
-    acc = {name: accuracy(net, validation[0], y)[0]
-           for name, net in (("fp32", fp32), ("int8", qnet))}
-    drop = 100 * (acc["fp32"] - acc["int8"])
+    with naming(_gate_flags(args)):
+        result = quantize_gated(args.prefix, args.out_prefix, calib, validation, args.max_drop,
+                                args.preset, args.calib_mode)
     print("%s (%d images): fp32 %.2f%%, int8 %.2f%% (change %+.2f points)" % (
-        what, len(y), 100 * acc["fp32"], 100 * acc["int8"], 0.0 - drop + 0.0))
-    if drop > args.max_drop + 1e-9:
-        rejected = args.out_prefix + REJECTED_SUFFIX
-        for src, dst in zip((sym_file, params_file, args.out_prefix + "-meta.json"),
-                            artifact_paths(rejected) + (rejected + "-meta.json",)):
-            if os.path.isfile(src):
-                os.replace(src, dst)
+        _gate_label(args, result.labelled), result.images, 100 * result.fp32_accuracy,
+        100 * result.int8_accuracy, 0.0 - result.drop + 0.0))
+    if not result.accepted:
         raise UsageError("INT8 lost %.2f points (> --max-drop %.2f): not a usable model, kept "
                          "as %s for inspection; try --preset accurate (linear layers in "
-                         "FP32) or --calib-mode entropy" % (drop, args.max_drop, rejected), 1)
-    print("wrote %s + %s" % (sym_file, params_file))
+                         "FP32) or --calib-mode entropy" % (result.drop, args.max_drop,
+                                                             result.prefix), 1)
+    print("wrote %s + %s" % artifact_paths(result.prefix))
+
+
+def _gate_flags(args):
+    """The flags that supplied the gate's data (for a library error about them)."""
+    if args.val_npz:
+        return "--val-npz %s" % args.val_npz
+    if args.digits_config:
+        return "--digits-config %s" % args.digits_config
+    return "--calib-npy %s" % args.calib_npy
 
 
 def _baseline_export(folder, size):
@@ -328,7 +314,7 @@ def cmd_bench(args):
 
     from .bench import interleaved_medians, ratio_table
     batches, runtimes, precisions = _bench_settings(args)
-    args.input_shape = _input_shape(args, args.prefixes[0])
+    args.input_shape = _bench_shape(args)
     for prefix in args.prefixes:
         sym = _refuse_detector(_check_export(prefix, (1,) + tuple(args.input_shape[1:])),
                                prefix, "bench")
@@ -349,6 +335,19 @@ def cmd_bench(args):
                 batch, "x".join(map(str, shape[1:])), args.rounds), flush=True)
             medians = interleaved_medians(fns, rounds=args.rounds, repeat=args.repeat, settle=2)
             print(ratio_table(medians, next(iter(fns))))
+
+
+def _bench_shape(args):
+    """The one input shape every export is timed at: ``--input-shape``, else the shape their
+    ``-meta.json`` files agree on (timing one at another's size says nothing about it)."""
+    if args.input_shape:
+        return parse_shape(args.input_shape)
+    shapes = {prefix: _input_shape(args, prefix) for prefix in args.prefixes}
+    if len(set(shapes.values())) > 1:
+        raise UsageError("bench times its exports side by side at one input size; these take "
+                         "%s: give --input-shape, or time them apart" % ", ".join(
+                             "%s %s" % (p, "x".join(map(str, s[1:]))) for p, s in shapes.items()))
+    return shapes[args.prefixes[0]]
 
 
 def _bench_settings(args):
@@ -443,13 +442,18 @@ def _calibration_source(args, shape):
         if not os.path.isfile(args.calib_npy):
             raise UsageError("--calib-npy %s does not exist" % args.calib_npy)
         try:
-            data = np.load(args.calib_npy).astype(np.float32)
+            data = np.load(args.calib_npy, allow_pickle=False)
+            if not isinstance(data, np.ndarray):
+                raise ValueError("an .npz archive, not one array")
         except (ValueError, OSError, EOFError) as err:
             raise UsageError("--calib-npy %s is not a NumPy array file (%s): save the images "
                              "with numpy.save" % (args.calib_npy, str(err).split("\n")[0]))
         if data.ndim != 4 or data.shape[1:] != tuple(shape[1:]):
             raise UsageError("--calib-npy holds shape %s; expected (N,%s)" % (
                 data.shape, ",".join(map(str, shape[1:]))))
+        with naming("--calib-npy %s" % args.calib_npy):        # before the slow work
+            data = check_images(data, normalisation_of(read_meta(args.prefix)),
+                                "the calibration images")
         import mxnet as mx
         b = shape[0]
         if len(data) < b:
@@ -504,7 +508,7 @@ def cmd_openvino(args):
 
 def _validation_npz(path):
     """``--val-npz``: (images, labels) from arrays ``x`` (N,C,H,W float32, preprocessed) and
-    ``y`` (N integer labels)."""
+    ``y`` (N integer labels), as stored (the gate checks their values)."""
     import numpy as np
     if not os.path.isfile(path):
         raise UsageError("--val-npz %s does not exist" % path)
@@ -512,7 +516,7 @@ def _validation_npz(path):
         data = np.load(path, allow_pickle=False)
         if not hasattr(data, "files"):
             raise ValueError("a single array, not an .npz archive")
-        x, y = data["x"].astype(np.float32), data["y"].astype(np.int64)
+        x, y = data["x"], data["y"]
     except (ValueError, OSError, EOFError, KeyError, TypeError, IndexError) as err:
         raise UsageError("--val-npz %s is not an .npz with arrays x (N,C,H,W) and y (N labels)"
                          " (%s): numpy.savez(FILE, x=images, y=labels)"
@@ -520,17 +524,17 @@ def _validation_npz(path):
     if x.ndim != 4 or y.shape != (len(x),) or not len(x):
         raise UsageError("--val-npz %s: x has shape %s and y %s; expected (N,C,H,W) and (N,) "
                          "with N >= 1" % (path, x.shape, y.shape))
-    if not np.isfinite(x).all() or y.min() < 0:
-        raise UsageError("--val-npz %s: x must be finite and y class indices >= 0 (x has %d "
-                         "non-finite values, y ranges %d..%d)" % (
-                             path, int((~np.isfinite(x)).sum()), y.min(), y.max()))
     return x, y
 
 
 def _int8_validation(args, test_x, test_y):
     """The labelled images of the INT8 gate (--val-npz, else the digits test set, else None:
-    the float model's predictions), checked before the slow work."""
+    the float model's predictions), checked against the float export before the slow work
+    (``gate.check_gate_data``: labels of the model's classes, images preprocessed as its
+    inputs, a float top-1 above chance)."""
     import math
+
+    from .export import load_symbolblock
     if not (math.isfinite(args.max_drop) and args.max_drop >= 0):
         raise UsageError("--max-drop must be a number of points >= 0, got %s" % args.max_drop)
     if getattr(args, "max_restore", None) is not None and args.max_restore < 0:
@@ -541,11 +545,16 @@ def _int8_validation(args, test_x, test_y):
         validation = _validation_npz(args.val_npz)
     elif test_x is not None:
         validation = (test_x.asnumpy(), test_y)
-    if validation is not None and validation[0].shape[1:] != tuple(args.input_shape[1:]):
+    if validation is None:
+        return None
+    if validation[0].shape[1:] != tuple(args.input_shape[1:]):
         raise UsageError("validation images are %s; the model takes %s" % (
             "x".join(map(str, validation[0].shape[1:])),
             "x".join(map(str, args.input_shape[1:]))))
-    return validation
+    with naming(_gate_flags(args)):
+        x, y, _ = check_gate_data(load_symbolblock(args.prefix), validation[0], validation[1],
+                                  normalisation_of(read_meta(args.prefix)))
+    return x, y
 
 
 def _gate_label(args, labelled):

@@ -6,18 +6,22 @@ format, input named ``data``); ``load_symbolblock`` and ``load_module`` read the
 ``mx.onnx.export_model`` (possible because ``ChannelShuffle`` avoids the -4 reshape).
 """
 import contextlib
+import json
 import os
 import warnings
 
 import mxnet as mx
 import numpy as np
 
+from ..errors import CheckFailed, OutputConflict, WeightsError
+from ..utils import atomic_write_json, read_json_object, refuse_overwrite, staged
+
 __all__ = ["export", "export_detector", "load_symbolblock", "load_module", "export_onnx",
            "artifact_paths", "load_weights", "read_params", "WeightsError", "read_meta",
-           "write_meta", "copy_meta"]
+           "write_meta", "copy_meta", "meta_input_shape", "export_files", "export_inputs", "EXPORT_SUFFIXES",
+           "check_output"]
 
 
-from ..errors import WeightsError
 def read_params(path):
     """The tensors of an MXNet ``.params`` file as a dict; WeightsError if it is not one."""
     if not os.path.isfile(path):
@@ -54,6 +58,24 @@ def artifact_paths(prefix, epoch=0):
     return "%s-symbol.json" % prefix, "%s-%04d.params" % (prefix, epoch)
 
 
+# the files of an export: PREFIX + each
+EXPORT_SUFFIXES = ("-symbol.json", "-0000.params", "-meta.json")
+
+
+def export_files(prefix):
+    """The three files an export ``prefix`` consists of (symbol, params, -meta.json)."""
+    return tuple(prefix + suffix for suffix in EXPORT_SUFFIXES)
+
+
+def export_inputs(prefix, epoch=0):
+    """The files a command reading the export ``prefix`` reads, named for messages
+    (``utils.refuse_overwrite``)."""
+    sym_file, params_file = artifact_paths(prefix, epoch)
+    return [(sym_file, "the input export's symbol file"),
+            (params_file, "the input export's parameter file"),
+            (_meta_path(prefix), "the input export's description")]
+
+
 def _check_initialized(net):
     try:
         for param in net.collect_params().values():
@@ -71,18 +93,39 @@ def write_meta(prefix, meta):
     """``prefix-meta.json``: what a user of the export needs besides the graph (the input
     shape ``[C, H, W]``, the model, the class names or count, the input normalisation
     ``(pixel - mean) / std`` on 0-255 pixels). Every ``deploy`` command reads it."""
-    import json
-    from ..utils import atomic_write_json
     atomic_write_json(_meta_path(prefix), json.loads(json.dumps(meta)), sort_keys=True)
 
 
 def read_meta(prefix):
     """The export's ``-meta.json`` as a dict ({} when there is none)."""
-    from ..utils import read_json_object
     try:
         return read_json_object(_meta_path(prefix)) or {}
     except ValueError:                   # the commands name a file that is there but unread
         return {}
+
+
+# the largest input an export's description may give: 2^28 values (1 GiB of float32)
+MAX_INPUT_VALUES = 2 ** 28
+
+
+def meta_input_shape(prefix, batch=1):
+    """``(batch, C, H, W)`` from the export's ``-meta.json`` (None when it gives none);
+    ``WeightsError`` naming the file when its ``input_shape`` is not three whole numbers
+    >= 1, or is larger than a command takes (2^28 values per batch)."""
+    shape = read_meta(prefix).get("input_shape")
+    if shape is None:
+        return None
+    if not (isinstance(shape, list) and len(shape) == 3 and
+            all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise WeightsError("%s: input_shape %r is not [C, H, W] (three whole numbers >= 1): "
+                           "repair it or export again" % (_meta_path(prefix), shape))
+    full = (int(batch),) + tuple(shape)
+    if int(np.prod(full, dtype=np.int64)) > MAX_INPUT_VALUES:
+        raise WeightsError("%s: input_shape %s at batch %d is %d values, above the %d (1 GiB "
+                           "of float32) a command takes" % (
+                               _meta_path(prefix), shape, batch,
+                               int(np.prod(full, dtype=np.int64)), MAX_INPUT_VALUES))
+    return full
 
 
 def copy_meta(prefix, out_prefix, **changes):
@@ -125,16 +168,13 @@ def _require(paths):
                                "export), or give the prefix of an export" % path)
 
 
-def check_output(out, source=None, label="output", file=False):
-    """An output prefix (or, with ``file``, a file path) that is empty, ends in a folder
-    separator (or is a folder, for a file), or is the input ``source`` itself is refused
-    before anything is written: ValueError naming it as ``label``."""
-    if not str(out).strip() or str(out).endswith(os.sep) or (file and os.path.isdir(out)):
-        raise ValueError("%s %r: give an output prefix such as exp/model (its files are "
-                         "PREFIX-symbol.json, ...)" % (label, out))
-    if source and os.path.abspath(out) == os.path.abspath(source):
-        raise ValueError("%s is the input %s: the input would be overwritten; give another "
-                         "output prefix" % (label, source))
+def check_output(out, label="output"):
+    """An output prefix (or file path) that is empty or ends in a folder separator is
+    refused before anything is written: ``OutputConflict`` naming it as ``label``. (That it
+    is not a file the command reads is ``utils.refuse_overwrite``'s check.)"""
+    if not str(out).strip() or str(out).endswith(os.sep):
+        raise OutputConflict("%s %r: give an output prefix such as exp/model (its files are "
+                             "PREFIX-symbol.json, ...)" % (label, out))
 
 
 def load_symbolblock(prefix, epoch=0, ctx=None):
@@ -204,38 +244,41 @@ def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynami
     ``dynamic`` (the default) the batch axis is free: one file serves every batch size.
     ``check=True`` runs the file in ONNX Runtime beside MXNet on random batches (the given
     batch size, and one more when the axis is free): the returned path's ``max_diff`` is the
-    largest relative difference, and above 1e-3 the file is removed and ``CheckFailed``
-    raised."""
+    largest relative difference, and above 1e-3 ``CheckFailed`` is raised. The file is
+    written under a temporary name and named only once checked; an ``onnx_path`` that is
+    one of the export's own files is refused before anything is written."""
     import onnx
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
-    check_output(onnx_path, prefix, file=True)
+    check_output(onnx_path)
+    refuse_overwrite([onnx_path], export_inputs(prefix, epoch))
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
     extra = {}
     if dynamic:
         extra = dict(dynamic=True, dynamic_input_shapes=[(None,) + tuple(input_shape[1:])])
-    path = mx.onnx.export_model(sym_file, params_file, in_shapes=[tuple(input_shape)],
-                                in_types=[np.float32], onnx_file_path=onnx_path,
-                                verbose=False, **extra)
-    # mx2onnx lists every weight as a graph input too; ONNX Runtime then treats them as
-    # overridable and skips constant folding. Keep only the real input.
-    model = onnx.load(path)
-    weights = {init.name for init in model.graph.initializer}
-    real_inputs = [i for i in model.graph.input if i.name not in weights]
-    del model.graph.input[:]
-    model.graph.input.extend(real_inputs)
-    onnx.save(model, path)
-    path = CheckedPath(path)
-    if check:
-        shape = tuple(input_shape)
-        batches = [shape[0]] + ([shape[0] + 1] if dynamic else [])
-        path.max_diff = max(onnx_difference(prefix, path, (b,) + shape[1:], epoch)
-                            for b in batches)
-        if path.max_diff > ONNX_TOLERANCE:
-            os.remove(path)
-            from ..errors import CheckFailed
-            raise CheckFailed("%s in ONNX Runtime differs from the MXNet export %s by %.1e "
-                              "(relative; limit %g): not written" % (
-                                  onnx_path, prefix, path.max_diff, ONNX_TOLERANCE),
-                              path.max_diff, ONNX_TOLERANCE)
+    max_diff = None
+    with staged(onnx_path, ("",)) as stage:
+        mx.onnx.export_model(sym_file, params_file, in_shapes=[tuple(input_shape)],
+                             in_types=[np.float32], onnx_file_path=stage, verbose=False,
+                             **extra)
+        # mx2onnx lists every weight as a graph input too; ONNX Runtime then treats them as
+        # overridable and skips constant folding. Keep only the real input.
+        model = onnx.load(stage)
+        weights = {init.name for init in model.graph.initializer}
+        real_inputs = [i for i in model.graph.input if i.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(real_inputs)
+        onnx.save(model, stage)
+        if check:
+            shape = tuple(input_shape)
+            batches = [shape[0]] + ([shape[0] + 1] if dynamic else [])
+            max_diff = max(onnx_difference(prefix, stage, (b,) + shape[1:], epoch)
+                           for b in batches)
+            if max_diff > ONNX_TOLERANCE:
+                raise CheckFailed("%s in ONNX Runtime differs from the MXNet export %s by %.1e "
+                                  "(relative; limit %g): not written" % (
+                                      onnx_path, prefix, max_diff, ONNX_TOLERANCE),
+                                  max_diff, ONNX_TOLERANCE)
+    path = CheckedPath(onnx_path)
+    path.max_diff = max_diff
     return path

@@ -22,6 +22,7 @@
 """
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -30,31 +31,35 @@ from typing import List
 
 import numpy as np
 
+from ..utils import refuse_overwrite, staged
+from .accuracy import predict
+from .export import write_meta
+from .gate import REJECTED_SUFFIX, GateResult, check_gate_data, check_images, normalisation_of
+from .ir import (IR_SUFFIXES, compile_ir, ir_accuracy, ir_from_onnx,
+                 warn_if_vnni_ir_on_this_cpu)
+
 __all__ = ["INT8_TARGETS", "Int8Result", "quantize_ir", "quantize_conv_weights",
            "float_convolutions", "weight_levels", "warn_if_vnni_ir_on_this_cpu",
            "ir_accuracy", "REJECTED_SUFFIX"]
 
 INT8_TARGETS = ("any", "vnni")
-REJECTED_SUFFIX = "-REJECTED"
 
 
 @dataclass
-class Int8Result:
-    """What ``quantize_ir`` wrote and measured (accuracies are fractions, drop in points)."""
-    xml: str
-    target: str
-    weight_bits: int
-    fp32_accuracy: float
-    int8_accuracy: float
-    labelled: bool
-    images: int
-    max_drop: float
+class Int8Result(GateResult):
+    """What ``quantize_ir`` wrote (``xml``) and measured (the gate's accuracies as fractions,
+    ``drop`` in points, ``accepted``), the weights' ``target`` and bits, and the
+    convolutions accuracy control kept in float."""
+    xml: str = ""
+    target: str = "any"
+    weight_bits: int = 7
     float_layers: List[str] = field(default_factory=list)
-    accepted: bool = True
 
-    @property
-    def drop(self):
-        return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
+    def record(self):
+        """What the IR's ``-meta.json`` says of its quantization."""
+        record = {k: v for k, v in asdict(self).items() if k != "xml"}
+        record["accepted"] = self.accepted
+        return record
 
 
 def _nncf():
@@ -153,27 +158,6 @@ def weight_levels(model):
     return levels
 
 
-def _ir_from_onnx(model, out, onnx_path=None):
-    """ONNX ModelProto -> OpenVINO IR ``out.xml`` (float32 weights in the file), through
-    ``onnx_path`` (kept) or a temporary file."""
-    import onnx
-    import openvino as ov
-    from .openvino import _save_ir
-    with tempfile.TemporaryDirectory() as tmp:
-        path = onnx_path or os.path.join(tmp, "model.onnx")
-        onnx.save(model, path)
-        _save_ir(ov.convert_model(path), out)
-    return out + ".xml"
-
-
-def ir_accuracy(xml, images, labels):
-    """Top-1 of the IR ``xml`` in OpenVINO (f32 hint: INT8 layers still run INT8) and the
-    per-image correctness (``accuracy.accuracy``)."""
-    from .accuracy import accuracy
-    from .openvino import compile_ir
-    return accuracy(compile_ir(xml, "f32"), images, labels)
-
-
 def _validation_fn(bits):
     """NNCF's validation function: the candidate ONNX model with our weight rule applied,
     converted and run in OpenVINO; returns (accuracy, correctness of every image)."""
@@ -186,7 +170,7 @@ def _validation_fn(bits):
         candidate.CopyFrom(model)
         quantize_conv_weights(candidate, bits)
         with tempfile.TemporaryDirectory() as tmp:
-            acc, correct = ir_accuracy(_ir_from_onnx(candidate, os.path.join(tmp, "m")),
+            acc, correct = ir_accuracy(ir_from_onnx(candidate, os.path.join(tmp, "m")),
                                        images, labels)
         return acc, list(correct)
     return validate
@@ -222,10 +206,16 @@ def _nncf_quantize(nncf, model, images, validation, preset, target, subset_size,
             advanced_accuracy_restorer_parameters=restorer, **common)
 
 
-def _remove_ir(prefix):
-    for suffix in (".xml", ".bin", ".onnx", "-meta.json"):
-        if os.path.isfile(prefix + suffix):
-            os.remove(prefix + suffix)
+def _gate_data(float_xml, images, validation, normalisation):
+    """``((images, labels), the float IR's top-1)``: the gate's data checked
+    (``gate.check_gate_data``), or without labels the float model's predictions on the
+    calibration images, which stand in for them."""
+    compiled = compile_ir(float_xml, "f32")
+    if validation is None:
+        x = np.concatenate(images)
+        return (x, predict(compiled, x)), 1.0
+    x, y, fp32 = check_gate_data(compiled, validation[0], validation[1], normalisation)
+    return (x, y), fp32
 
 
 def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None, target="any",
@@ -234,8 +224,12 @@ def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None, t
     ``calibration``: float32 NCHW arrays, preprocessed as the model's inputs;
     ``validation``: ``(images, labels)`` or None (the float model's predictions on the
     calibration images); ``max_restore``: how many layers accuracy control may return to
-    float (None: as many as needed, 0: none, plain ``nncf.quantize``). Returns an
-    ``Int8Result``; a rejected model is written as ``out-REJECTED.xml``."""
+    float (None: as many as needed, 0: none, plain ``nncf.quantize``); ``meta``: the float
+    model's description (its ``mean``/``std`` check the images). The gate's data are checked
+    before anything is quantized (``gate``: a ``DataError`` for labels or images that are not
+    the model's); the IR is written under a temporary name and named only once judged:
+    ``out.xml``, or ``out-REJECTED.xml`` for a model the gate refuses. Returns an
+    ``Int8Result``."""
     import onnx
     if target not in INT8_TARGETS:
         raise ValueError("target %r: choose one of %s" % (target, ", ".join(INT8_TARGETS)))
@@ -243,59 +237,35 @@ def quantize_ir(onnx_path, out, calibration, preset="mixed", subset_size=None, t
         raise ValueError("max_drop must be a number of points >= 0, got %r" % max_drop)
     if max_restore is not None and max_restore < 0:
         raise ValueError("max_restore must be >= 0, got %r" % max_restore)
-    nncf = _nncf()
-    images = [np.asarray(image, dtype=np.float32)[None] for batch in calibration
-              for image in batch]
+    refuse_overwrite([p + s for p in (out, out + REJECTED_SUFFIX) for s in IR_SUFFIXES],
+                     [(onnx_path, "the float model")])
+    normalisation = normalisation_of(meta or {})
+    images = [check_images(image, normalisation, "the calibration images")[None]
+              for batch in calibration for image in batch]
     if not images:
         raise ValueError("no calibration images")
+    nncf = _nncf()
     model = onnx.load(onnx_path)
+    bits = 7 if target == "any" else 8
     with tempfile.TemporaryDirectory() as tmp:
-        float_xml = _ir_from_onnx(model, os.path.join(tmp, "float"))
         labelled = validation is not None
-        if not labelled:
-            x = np.concatenate(images)
-            from .accuracy import predict
-            from .openvino import compile_ir
-            validation = (x, predict(compile_ir(float_xml, "f32"), x))
-        vx, vy = (np.asarray(a) for a in validation)
-        validation = (vx.astype(np.float32), vy.astype(np.int64))
+        validation, fp32 = _gate_data(ir_from_onnx(model, os.path.join(tmp, "float")),
+                                      images, validation, normalisation)
         quantized = _nncf_quantize(nncf, model, images, validation, preset, target,
                                    subset_size, max_drop, max_restore)
-        bits = 7 if target == "any" else 8
         quantize_conv_weights(quantized, bits)
-        fp32, _ = ir_accuracy(float_xml, *validation)
-    _remove_ir(out)
-    _remove_ir(out + REJECTED_SUFFIX)
-    xml = _ir_from_onnx(quantized, out, out + ".onnx")     # the QDQ graph is kept too
-    int8, _ = ir_accuracy(xml, *validation)
-    result = Int8Result(xml=xml, target=target, weight_bits=bits, fp32_accuracy=fp32,
-                        int8_accuracy=int8, labelled=labelled, images=len(validation[1]),
-                        max_drop=float(max_drop), float_layers=float_convolutions(quantized))
-    result.accepted = result.drop <= max_drop + 1e-9
-    if not result.accepted:
-        rejected = out + REJECTED_SUFFIX
-        for suffix in (".xml", ".bin", ".onnx"):
-            os.replace(out + suffix, rejected + suffix)
-        result.xml, out = rejected + ".xml", rejected
-    from .export import write_meta
-    record = {k: v for k, v in asdict(result).items() if k != "xml"}
-    write_meta(out, dict(meta or {}, optimized=True, runtime="openvino", int8=record))
+        candidate = os.path.join(tmp, "int8")
+        int8, _ = ir_accuracy(ir_from_onnx(quantized, candidate, candidate + ".onnx"),
+                              *validation)
+        result = Int8Result(fp32_accuracy=fp32, int8_accuracy=int8, labelled=labelled,
+                            images=len(validation[1]), max_drop=float(max_drop),
+                            target=target, weight_bits=bits,
+                            float_layers=float_convolutions(quantized))
+        final = out if result.accepted else out + REJECTED_SUFFIX
+        with staged(final, IR_SUFFIXES) as stage:
+            for suffix in (".xml", ".bin", ".onnx"):
+                shutil.move(candidate + suffix, stage + suffix)
+            write_meta(stage, dict(meta or {}, optimized=True, runtime="openvino",
+                                   int8=result.record()))
+    result.xml = final + ".xml"
     return result
-
-
-def warn_if_vnni_ir_on_this_cpu(xml):
-    """A warning when ``xml`` is an INT8 IR built for VNNI (8-bit weights) and this CPU's
-    int8 kernels have no VNNI: its pairwise 16-bit sums saturate. Returns whether it warned."""
-    from .cpu import has_vnni
-    from .export import read_meta
-    if not xml.endswith(".xml"):
-        return False
-    int8 = read_meta(xml[:-len(".xml")]).get("int8")
-    if not isinstance(int8, dict):
-        return False
-    if int8.get("target") == "vnni" and not has_vnni("openvino"):
-        warnings.warn("%s was quantized for VNNI CPUs (8-bit weights) and this CPU's int8 "
-                      "kernels have no VNNI: results may saturate; quantize it again for any "
-                      "CPU (7-bit weights)" % xml, RuntimeWarning, stacklevel=3)
-        return True
-    return False

@@ -20,22 +20,23 @@ class-agnostic, which MXNet's is not).
 import os
 import tempfile
 
+import mxnet as mx
 import numpy as np
 
+from ..errors import CheckFailed
+from ..utils import refuse_overwrite, staged
+from .export import (_require, artifact_paths, check_output, copy_meta, export_inputs,
+                     export_onnx, load_symbolblock, meta_input_shape, read_meta, write_meta)
 from .int8 import quantize_ir  # noqa: F401  (re-exported: the INT8 step of this module)
+from .ir import IR_SUFFIXES, PRECISIONS, compile_ir, ir_paths, save_ir
+from .optimize import _Graph, optimize_files
 
 __all__ = ["PRECISIONS", "to_openvino", "strip_nms", "compile_ir", "quantize_ir", "DetectorIR",
-           "detection_difference", "ir_paths"]
-
-PRECISIONS = ("f32", "bf16", "default")
-
-
-def ir_paths(out):
-    return out + ".xml", out + ".bin"
+           "detection_difference", "ir_paths", "ir_difference", "output_difference",
+           "apply_nms", "NMS_DEFAULTS"]
 
 
 def _is_optimized(prefix):
-    from .export import read_meta
     return bool(read_meta(prefix).get("optimized"))
 
 
@@ -43,9 +44,6 @@ def strip_nms(prefix, out_prefix):
     """Copy the export ``prefix`` without its non-maximum suppression (MXNet's ``box_nms``
     and the ``post_nms`` slice after it): the graph then ends with every per-class
     candidate. Returns the NMS settings (None if the graph has no NMS)."""
-    import mxnet as mx
-    from .export import copy_meta
-    from .optimize import _Graph
     sym, args, aux = mx.model.load_checkpoint(prefix, 0)
     g = _Graph(sym, args, aux)
     found = [i for i, n in enumerate(g.nodes) if n["op"] == "_contrib_box_nms"]
@@ -74,27 +72,36 @@ def strip_nms(prefix, out_prefix):
 IR_TOLERANCE = 1e-3
 
 
-def ir_difference(prefix, xml, meta, shape, batches):
-    """Max difference of the IR ``xml`` (f32) and the MXNet export ``prefix`` on random
-    batches of each size in ``batches``: relative to the logits' scale for a classifier,
-    ``detection_difference`` (boxes in pixels of ``shape``) for a detector."""
-    import mxnet as mx
-    from .export import load_symbolblock
+def ir_difference(prefix, xml, shape, batches):
+    """Max difference of the IR ``xml`` (f32) and the MXNet export ``prefix`` (the same
+    graph: a detector's without its NMS) on random batches of each size in ``batches``: over
+    every output, max |IR - MXNet| relative to that output's scale (at least 1). For a
+    detector these are the per-class candidates before NMS (class ids, scores, boxes in
+    pixels), which are continuous in the weights: comparing detections *after* NMS would
+    not be, since near-equal scores of a trained model reorder or drop boxes."""
     reference = load_symbolblock(prefix)
     reference.hybridize()
-    detector = "nms" in meta
-    ir = DetectorIR(xml, meta["nms"]) if detector else compile_ir(xml, "f32")
+    compiled = compile_ir(xml, "f32")
     worst = 0.0
     for batch in batches:
         x = np.random.RandomState(batch).uniform(-1, 1, (batch,) + tuple(shape[1:]))
         x = x.astype(np.float32)
         want = reference(mx.nd.array(x))
-        if detector:
-            worst = max(worst, detection_difference(want, ir(x), scale=x.shape[-1]))
-        else:
-            want, got = want.asnumpy(), ir(x)[0]
-            worst = max(worst, float(np.abs(want - got).max())
-                        / max(1.0, float(np.abs(want).max())))
+        want = want if isinstance(want, (list, tuple)) else [want]
+        got = compiled(x)
+        worst = max(worst, output_difference([w.asnumpy() for w in want],
+                                             [got[k] for k in range(len(want))]))
+    return worst
+
+
+def output_difference(want, got):
+    """The largest |got - want| over lists of outputs, each relative to its output's scale
+    (at least 1): the measure of ``ir_difference``."""
+    worst = 0.0
+    for w, g in zip(want, got):
+        w = np.asarray(w)
+        g = np.asarray(g).reshape(w.shape)
+        worst = max(worst, float(np.abs(w - g).max()) / max(1.0, float(np.abs(w).max())))
     return worst
 
 
@@ -106,68 +113,42 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
     ``quantize_ir`` starts from it. A detector's NMS is left out of the IR (``DetectorIR``
     applies MXNet's); its settings go to ``out-meta.json``.
 
-    The IR is checked against the MXNet export at each batch size of ``check_batches``
-    (``ir_difference``; an empty tuple skips it): the result is recorded as ``check`` in
-    ``out-meta.json``, and above 1e-3 nothing is kept and ``CheckFailed`` is raised."""
+    The IR is checked against the MXNet export (a detector's: before NMS) at each batch
+    size of ``check_batches`` (``ir_difference``; an empty tuple skips it): the result is
+    recorded as ``check`` in ``out-meta.json``, and above 1e-3 ``CheckFailed`` is raised.
+    The files are written under temporary names and named only once checked; outputs that
+    are the export's own files are refused before anything is written."""
     import openvino as ov
-    from .export import _require, artifact_paths, check_output, export_onnx, read_meta, write_meta
-    from .optimize import optimize_files
     _require(artifact_paths(prefix))
-    check_output(out, prefix)
+    check_output(out)
+    refuse_overwrite([out + suffix for suffix in IR_SUFFIXES], export_inputs(prefix))
     meta = read_meta(prefix)
-    shape = tuple(input_shape or (1,) + tuple(meta.get("input_shape", (3, 224, 224))))
+    shape = tuple(input_shape or meta_input_shape(prefix) or (1, 3, 224, 224))
     report = None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, staged(out, IR_SUFFIXES) as stage:
         source = prefix
         nms = strip_nms(prefix, os.path.join(tmp, "no-nms"))
         if nms is not None:
             source = os.path.join(tmp, "no-nms")
             meta["nms"] = nms
+        reference = source
         if optimize_first and not _is_optimized(prefix):
             optimized = os.path.join(tmp, "optimized")
             _, report = optimize_files(source, optimized, grouped=grouped)
             source = optimized
-        onnx_path = export_onnx(source, out + ".onnx", shape, dynamic=True)
-    _save_ir(ov.convert_model(onnx_path), out)
-    meta = dict(meta, optimized=True, runtime="openvino")
-    if check_batches:
-        worst = ir_difference(prefix, ir_paths(out)[0], meta, shape, check_batches)
-        meta["check"] = dict(batches=list(check_batches), max_rel_diff=worst)
-        if worst > IR_TOLERANCE:
-            from ..utils import remove_files
-            remove_files(*ir_paths(out), out + ".onnx")
-            from ..errors import CheckFailed
-            raise CheckFailed("the IR of %s differs from the MXNet export by %.1e at batch "
-                              "%s (limit %g): not written" % (
-                                  prefix, worst, ",".join(map(str, check_batches)),
-                                  IR_TOLERANCE), worst, IR_TOLERANCE)
-    write_meta(out, meta)
+        save_ir(ov.convert_model(export_onnx(source, stage + ".onnx", shape, dynamic=True)),
+                stage)
+        meta = dict(meta, optimized=True, runtime="openvino")
+        if check_batches:
+            worst = ir_difference(reference, ir_paths(stage)[0], shape, check_batches)
+            meta["check"] = dict(batches=list(check_batches), max_rel_diff=worst)
+            if worst > IR_TOLERANCE:
+                raise CheckFailed("the IR of %s differs from the MXNet export by %.1e at batch "
+                                  "%s (limit %g): not written" % (
+                                      prefix, worst, ",".join(map(str, check_batches)),
+                                      IR_TOLERANCE), worst, IR_TOLERANCE)
+        write_meta(stage, meta)
     return ir_paths(out), report
-
-
-def _save_ir(model, out):
-    import openvino as ov
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    xml, _ = ir_paths(out)
-    # the weights stay float32 in the file: the precision is chosen at compile time
-    ov.save_model(model, xml, compress_to_fp16=False)
-
-
-def compile_ir(xml, precision="f32", threads=None):
-    """The IR compiled for the CPU: ``precision`` "f32" (exact), "bf16" or "default" (the
-    plugin's choice: bf16 where the CPU has it)."""
-    import openvino as ov
-    if precision not in PRECISIONS:
-        raise ValueError("precision %r: choose one of %s" % (precision, ", ".join(PRECISIONS)))
-    config = {}
-    if precision != "default":
-        config["INFERENCE_PRECISION_HINT"] = precision
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    from .int8 import warn_if_vnni_ir_on_this_cpu
-    warn_if_vnni_ir_on_this_cpu(xml)
-    core = ov.Core()
-    return core.compile_model(core.read_model(xml), "CPU", config)
 
 
 def detection_difference(want, got, scale=1.0):
@@ -196,27 +177,35 @@ def detection_difference(want, got, scale=1.0):
     return worst
 
 
+NMS_DEFAULTS = dict(nms_thresh=0.45, nms_topk=400, post_nms=100, valid_thresh=0.01,
+                    force_suppress=False)
+
+
+def apply_nms(ids, scores, boxes, nms=None):
+    """MXNet's ``box_nms`` with a detector's settings (``strip_nms``'s record) on per-class
+    candidates (arrays ``(N, A, 1)``, ``(N, A, 1)``, ``(N, A, 4)``): ``(ids, scores, boxes)``
+    as the MXNet detector returns them."""
+    nms = dict(NMS_DEFAULTS, **(nms or {}))
+    result = mx.nd.array(np.concatenate([ids, scores, boxes], axis=-1))
+    result = mx.nd.contrib.box_nms(result, overlap_thresh=nms["nms_thresh"],
+                                   topk=nms["nms_topk"], valid_thresh=nms["valid_thresh"],
+                                   id_index=0, score_index=1, coord_start=2,
+                                   force_suppress=nms["force_suppress"])
+    if nms["post_nms"] > 0:
+        result = result.slice_axis(axis=1, begin=0, end=nms["post_nms"])
+    return (result.slice_axis(axis=2, begin=0, end=1),
+            result.slice_axis(axis=2, begin=1, end=2),
+            result.slice_axis(axis=2, begin=2, end=6))
+
+
 class DetectorIR:
     """An SSD's IR (up to the decoded per-class candidates) + MXNet's ``box_nms``: returns
     ``(ids, scores, boxes)`` as the MXNet detector does."""
 
     def __init__(self, xml, nms=None, precision="f32"):
         self.compiled = compile_ir(xml, precision)
-        self.nms = dict(dict(nms_thresh=0.45, nms_topk=400, post_nms=100, valid_thresh=0.01,
-                             force_suppress=False), **(nms or {}))
+        self.nms = dict(NMS_DEFAULTS, **(nms or {}))
 
     def __call__(self, x):
-        import mxnet as mx
         outputs = self.compiled(np.asarray(x, dtype=np.float32))
-        ids, scores, boxes = (outputs[i] for i in range(3))
-        result = mx.nd.array(np.concatenate([ids, scores, boxes], axis=-1))
-        result = mx.nd.contrib.box_nms(result, overlap_thresh=self.nms["nms_thresh"],
-                                       topk=self.nms["nms_topk"],
-                                       valid_thresh=self.nms["valid_thresh"],
-                                       id_index=0, score_index=1, coord_start=2,
-                                       force_suppress=self.nms["force_suppress"])
-        if self.nms["post_nms"] > 0:
-            result = result.slice_axis(axis=1, begin=0, end=self.nms["post_nms"])
-        return (result.slice_axis(axis=2, begin=0, end=1),
-                result.slice_axis(axis=2, begin=1, end=2),
-                result.slice_axis(axis=2, begin=2, end=6))
+        return apply_nms(*(np.asarray(outputs[i]) for i in range(3)), self.nms)

@@ -28,9 +28,13 @@ import os
 import mxnet as mx
 import numpy as np
 
+from ..errors import CheckFailed
 from ..nn.layers import shuffle_permutation
+from ..utils import refuse_overwrite, staged
+from .export import (EXPORT_SUFFIXES, artifact_paths, copy_meta, export_files, export_inputs,
+                     load_symbolblock)
 
-__all__ = ["optimize", "optimize_files"]
+__all__ = ["optimize", "optimize_files", "max_difference", "OPTIMIZE_TOLERANCE"]
 
 
 def _tuple(text):
@@ -402,12 +406,34 @@ def optimize(sym, arg_params, aux_params, fold_bn=True, fold_shuffles=True, grou
     return sym, args, aux, report
 
 
-def optimize_files(prefix, out_prefix, epoch=0, **kwargs):
-    """``optimize`` an export ``prefix`` into ``out_prefix-symbol.json`` / ``-0000.params``."""
-    from .export import artifact_paths, copy_meta
+OPTIMIZE_TOLERANCE = 1e-3
+
+
+def max_difference(prefix_a, prefix_b, shape):
+    """Max |a - b| of the outputs of two exports on one random batch of ``shape``."""
+    x = mx.nd.array(np.random.RandomState(0).uniform(-1, 1, shape))
+    a = load_symbolblock(prefix_a)(x).asnumpy()
+    b = load_symbolblock(prefix_b)(x).asnumpy()
+    return float(np.abs(a - b).max())
+
+
+def optimize_files(prefix, out_prefix, epoch=0, check_shape=None, **kwargs):
+    """``optimize`` the export ``prefix`` into ``out_prefix-symbol.json`` / ``-0000.params``
+    (+ ``-meta.json``). With ``check_shape`` the result runs beside the original on a random
+    batch of that shape: ``report["max_diff"]``, and above 1e-3 ``CheckFailed``. The files are
+    written under temporary names and named only once checked; outputs that are the input's
+    own files (however spelled) are refused before anything is written."""
+    refuse_overwrite(export_files(out_prefix), export_inputs(prefix, epoch))
     sym, args, aux = mx.model.load_checkpoint(prefix, epoch)
     sym, args, aux, report = optimize(sym, args, aux, **kwargs)
     os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
-    mx.model.save_checkpoint(out_prefix, 0, sym, args, aux)
-    copy_meta(prefix, out_prefix, optimized=True)
+    with staged(out_prefix, EXPORT_SUFFIXES) as stage:
+        mx.model.save_checkpoint(stage, 0, sym, args, aux)
+        copy_meta(prefix, stage, optimized=True)
+        if check_shape is not None:
+            report["max_diff"] = max_difference(prefix, stage, check_shape)
+            if report["max_diff"] > OPTIMIZE_TOLERANCE:
+                raise CheckFailed("the optimised graph differs from the original by %.2e: not "
+                                  "written" % report["max_diff"], report["max_diff"],
+                                  OPTIMIZE_TOLERANCE)
     return artifact_paths(out_prefix, 0), report

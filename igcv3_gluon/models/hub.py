@@ -32,6 +32,7 @@ from ..errors import DownloadError
 from ..utils import remove_files
 
 __all__ = ["Published", "PUBLISHED", "published", "store_entry", "models_root", "fetch",
+           "writable_folder",
            "sha1_of", "MIRROR_ENV"]
 
 MIRROR_ENV = "IGCV3_GLUON_MIRROR"
@@ -84,6 +85,24 @@ def models_root(root=None):
         home = os.environ.get("MXNET_HOME")
         root = os.path.join(home, "models") if home else os.path.join("~", ".mxnet", "models")
     return os.path.expanduser(root)
+
+
+def writable_folder(folder):
+    """Create ``folder`` (a folder of the weights cache) if needed and check that files can
+    be written in it; ``DownloadError`` in one line otherwise, naming ``MXNET_HOME`` when the
+    folder comes from it (a file in the way, no permission, a read-only file system)."""
+    home = os.environ.get("MXNET_HOME")
+    source = (" (from MXNET_HOME=%s)" % home if home and os.path.abspath(folder).startswith(
+        os.path.abspath(os.path.expanduser(home))) else "")
+    fix = "set MXNET_HOME to a writable folder" if source else "give a writable root"
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise DownloadError("the weights cache %s%s cannot be created (%s): %s"
+                            % (folder, source, err.strerror or err, fix)) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DownloadError("the weights cache %s%s is not writable: %s" % (folder, source, fix))
+    return folder
 
 
 def store_entry(pub):
@@ -166,7 +185,7 @@ def fetch(pub, root=None, progress=True, timeout=60, say=None):
         os.remove(path)
         replaced = "; the %s that was there failed its SHA-1 check and was removed" % (
             entry["file_name"])
-    os.makedirs(root, exist_ok=True)
+    writable_folder(root)
     archive = path + ".zip" if pub.publisher == "imgclsmob" else path[:-len(".params")] + ".zip"
     part = archive + ".part"
     if os.path.exists(part):

@@ -40,6 +40,7 @@ where each is used. What GluonCV lacks and this module adds:
     1, 2, 1/2, 3, 1/3 plus sqrt(s_k s_k+1) at 1:1: 3, 6, 6, 6, 6, 6 anchors.
 """
 import math
+import numbers
 
 import numpy as np
 from mxnet import gluon
@@ -230,6 +231,33 @@ class SeparablePredictor(nn.HybridBlock):
         return self.body(x)
 
 
+def class_names(classes):
+    """A detector's class names (background excluded) from ``classes``: None (the 80 COCO
+    classes), a list of distinct non-empty names, or a whole count N >= 1 (``class0`` ..).
+    Anything else is a ValueError naming it: a detector built with no class, 2.5 classes, the
+    letters of a string or a name twice would fail at its first forward, or mislabel."""
+    if classes is None:
+        from gluoncv.data import COCODetection
+        return list(COCODetection.CLASSES)
+    if isinstance(classes, numbers.Integral) and not isinstance(classes, bool):
+        if classes < 1:
+            raise ValueError("classes=%d: a detector needs at least one class" % classes)
+        return ["class%d" % i for i in range(classes)]
+    if not isinstance(classes, (list, tuple)):
+        raise ValueError("classes=%r: give the list of class names (or their number)"
+                         % (classes,))
+    names = list(classes)
+    if not names:
+        raise ValueError("classes=[]: a detector needs at least one class")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise ValueError("classes: %r is not a class name (names are non-empty text)" % (bad[0],))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError("classes: %s named more than once" % ", ".join(twice[:5]))
+    return names
+
+
 def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
             extra_groups=None, prefix=None, norm_layer=None, norm_kwargs=None,
             anchors="authors", **kwargs):
@@ -238,9 +266,7 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
     preset of ``anchor_boxes``. ``net.backbone_config`` and ``net.backbone_multiplier`` name
     the classifier whose ``features`` the backbone is (``train.detector.load_backbone``)."""
     from gluoncv.model_zoo.ssd import SSD
-    if classes is None:
-        from gluoncv.data import COCODetection
-        classes = list(COCODetection.CLASSES)
+    classes = class_names(classes)
     holder = {}
 
     def features(**_):

@@ -167,12 +167,11 @@ for _name, _cfg, _mult, _cifar, _kwargs, _paper_fig in [
 
 
 # Table 4: SSDLite detectors at 320x320 on COCO (80 classes + background). ``classes`` takes
-# a list of class names for custom data sets (an int n gives names "class0".."class<n-1>").
+# a list of class names for custom data sets (an int n gives names "class0".."class<n-1>";
+# ``ssdlite.class_names``).
 def _detector(backbone):
     def construct(classes=None, **kwargs):
         from .ssdlite import ssdlite
-        if isinstance(classes, int):
-            classes = ["class%d" % i for i in range(classes)]
         return ssdlite(backbone, classes=classes, **kwargs)
     return construct
 

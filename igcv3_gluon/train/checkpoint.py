@@ -12,7 +12,7 @@ import os
 
 from ..utils import atomic_write, atomic_write_json, read_json_object, sha256
 
-__all__ = ["CheckpointManager"]
+__all__ = ["CheckpointManager", "epochs_done"]
 
 
 def _well_formed(record):
@@ -21,6 +21,31 @@ def _well_formed(record):
     return (isinstance(record, dict) and isinstance(record.get("epochs_done"), int)
             and isinstance(record.get("batch"), int) and isinstance(record.get("files"), dict)
             and "params" in record["files"] and isinstance(record.get("sha256"), dict))
+
+
+def epochs_done(directory):
+    """The most epochs a well-formed checkpoint record in ``directory`` says were done (0
+    when there is none), read without creating anything or checking the files."""
+    done = [record["epochs_done"] for record in _read_records(directory)]
+    return max(done, default=0)
+
+
+def _read_records(directory, damaged=None):
+    """The well-formed checkpoint records of ``directory``, oldest first; the paths of the
+    others (not JSON, or without their position and files) go to ``damaged`` when given."""
+    records = []
+    for path in glob.glob(os.path.join(glob.escape(directory), "ckpt-*.json")):
+        try:
+            record = read_json_object(path)
+        except ValueError:
+            record = None
+        if not _well_formed(record):
+            if damaged is not None:
+                damaged.append(path)
+            continue
+        record["_path"] = path
+        records.append(record)
+    return sorted(records, key=lambda r: (r["epochs_done"], r["batch"]))
 
 
 class CheckpointManager:
@@ -57,21 +82,7 @@ class CheckpointManager:
         return record
 
     def _records(self, damaged=None):
-        """The well-formed checkpoint records, oldest first; the paths of the others (not
-        JSON, or without their position and files) go to ``damaged`` when given."""
-        records = []
-        for path in glob.glob(os.path.join(self.directory, "ckpt-*.json")):
-            try:
-                record = read_json_object(path)
-            except ValueError:
-                record = None
-            if not _well_formed(record):
-                if damaged is not None:
-                    damaged.append(path)
-                continue
-            record["_path"] = path
-            records.append(record)
-        return sorted(records, key=lambda r: (r["epochs_done"], r["batch"]))
+        return _read_records(self.directory, damaged)
 
     def verify(self, record):
         for key, name in record["files"].items():

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..cli import HelpFormatter, add_model_args, flag_error, model_kwargs, parse_ints
 from ..models.spec import ARCH_KEYS, ModelSpec
-from ..errors import NonFiniteLoss, UsageError
+from ..errors import NonFiniteLoss, RunMismatch, UsageError
 from ..utils import atomic_write_json
 from .context import KVSTORES, available_gpus
 from . import engine
@@ -21,6 +21,7 @@ from .precision import enable as enable_precision
 from .schedule import LRSchedule
 
 __all__ = ["parser_for", "validate_common_args", "contexts_from_args", "run_config", "fit",
+           "check_can_run",
            "run_seeds", "parse_steps", "model_kwargs", "export_name", "flags_record"]
 
 CLASSIFIER_FLAGS = ARCH_KEYS
@@ -132,10 +133,11 @@ def _horovod_device(contexts):
     (``horovodrun -np 4 python train_imagenet.py --gpus 0,1,2,3 --kvstore horovod``)."""
     import os
     local = os.environ.get("HOROVOD_LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK"))
-    if local is None:
-        raise UsageError("--kvstore horovod runs one process per device: start it with "
-                         "horovodrun -np %d (docs/training.md, Distributed training)"
-                         % len(contexts))
+    if local is None:                  # one rank of one: not a Horovod job, say so
+        raise UsageError("--kvstore horovod was not started by horovodrun: start it with "
+                         "horovodrun -np %d (one process per device; docs/training.md, "
+                         "Distributed training), or train in one process with --kvstore "
+                         "device" % len(contexts))
     return [contexts[int(local) % len(contexts)]]
 
 
@@ -179,7 +181,7 @@ def validate_common_args(args, task="classification"):
     if getattr(args, "syncbn", False) and sum(c.device_type == "gpu" for c in args.contexts) < 2:
         raise UsageError("--syncbn synchronises BatchNorm over several GPUs (--gpus 0,1,...); "
                          "MXNet's SyncBatchNorm does not run on CPU contexts")
-    if args.kvstore == "horovod" and len(args.contexts) > 1:
+    if args.kvstore == "horovod":
         args.contexts = _horovod_device(args.contexts)
     try:
         check_dtype(args.dtype, args.contexts)
@@ -212,11 +214,29 @@ def run_config(args, settings, identity, export_name, **changes):
 
 
 def fit(task, net, run, **kwargs):
-    """``engine.fit``; a stop on a non-finite loss advises the flags that fix it."""
+    """``engine.fit``; a stop on a non-finite loss advises the flags that fix it, a folder
+    whose run trained more epochs names ``--epochs``."""
     try:
         return engine.fit(task, net, run, **kwargs)
     except NonFiniteLoss as err:
         raise err.with_fix("lower --lr or add --warmup-epochs") from None
+    except RunMismatch as err:
+        raise _named_epochs(err, run) from None
+
+
+def check_can_run(run):
+    """``engine.check_can_run`` with ``--epochs`` named where it is the conflict."""
+    try:
+        engine.check_can_run(run)
+    except RunMismatch as err:
+        raise _named_epochs(err, run) from None
+
+
+def _named_epochs(err, run):
+    if err.keys == ["epochs"]:
+        flag = "--retrain-epochs" if run.stage == "retrain" else "--epochs"
+        err.args = ("%s %d: %s" % (flag, run.epochs, err),)
+    return err
 
 
 def flags_record(args):
@@ -231,6 +251,32 @@ def export_name(model, kwargs, input_size=None):
     return ModelSpec(model, multiplier=kwargs.get("multiplier")).export_name(input_size)
 
 
+def _check_seeds_folder(root):
+    """``--seeds``'s folder holds nothing but its runs (``seed-S/``) and its ``seeds.json``:
+    anything else is refused before a run starts (its report would overwrite a file of the
+    same name)."""
+    import re
+    if not os.path.isdir(root):
+        if os.path.exists(root):
+            raise UsageError("--out-dir %s is a file, not a folder" % root)
+        return
+    from ..utils import read_json_object
+    foreign = []
+    for name in sorted(os.listdir(root)):
+        if re.match(r"^seed-\d+$", name) and os.path.isdir(os.path.join(root, name)):
+            continue
+        if name == "seeds.json":
+            try:
+                if "seeds" in (read_json_object(os.path.join(root, name)) or {}):
+                    continue
+            except ValueError:
+                pass
+        foreign.append(name)
+    if foreign:
+        raise UsageError("--out-dir %s holds files that are not runs of --seeds (%s): give a "
+                         "new or empty folder" % (root, ", ".join(foreign[:4])))
+
+
 def run_seeds(args, run_one):
     """``--seeds K``: run ``run_one(args)`` for seeds seed .. seed+K-1, each in
     ``out_dir/seed-S``; report mean +- std of the final top-1 accuracy (as the paper's tables)."""
@@ -239,6 +285,7 @@ def run_seeds(args, run_one):
         return [run_one(args)]
     summaries = []
     root = args.out_dir
+    _check_seeds_folder(root)
     for seed in range(args.seed, args.seed + args.seeds):
         one = copy.copy(args)
         one.seed, one.out_dir = seed, os.path.join(root, "seed-%d" % seed)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import tempfile
 import threading
@@ -34,16 +35,17 @@ from mxnet import autograd
 from ..errors import (DataError, Interrupted, NonFiniteLoss, ProjectError, RunMismatch,
                       SetupError)
 from ..nn import he_normal
-from ..utils import (FolderLock, atomic_write, atomic_write_json, ignore_interrupts,
-                     progress_bar, remove_stale_temp_files, say)
+from ..utils import (FolderLock, atomic_write, atomic_write_json, deferred_interrupts,
+                     ignore_interrupts, interrupts_raise, progress_bar, say)
 from . import precision
-from .checkpoint import CheckpointManager
+from .checkpoint import CheckpointManager, epochs_done
 from .context import make_cluster
-from .logbook import RunLog
+from .logbook import RunLog, check_run_folder, remove_stale_run_files
 from .optim import SGDConfig, make_trainer
 from .schedule import LRSchedule
 
-__all__ = ["RunConfig", "RunState", "Task", "fit", "seed_everything", "Stopped"]
+__all__ = ["RunConfig", "RunState", "Task", "fit", "check_can_run", "seed_everything",
+           "Stopped"]
 
 
 @dataclass
@@ -155,10 +157,19 @@ def _stop_hook():
     SIGKILL, saving nothing. Interrupt and resume tests stop at batch k on any machine,
     whatever its speed."""
     text = os.environ.get(STOP_AT_ENV)
-    if not text:
+    if not text or text.startswith("export:"):
         return None
     parts = text.split(":")
     return int(parts[0]), int(parts[1]), len(parts) > 2 and parts[2] == "kill"
+
+
+def _export_stop_hook():
+    """``IGCV3_GLUON_STOP_AT="export:TERM"`` (or ``export:INT``): the process sends itself
+    that signal once the first export of a finished run is written (staged), so the tests
+    meet an interrupt during the exports at the same point on every machine."""
+    text = os.environ.get(STOP_AT_ENV, "")
+    if text.startswith("export:"):
+        os.kill(os.getpid(), getattr(signal, "SIG" + text.split(":", 1)[1]))
 
 
 def seed_everything(seed):
@@ -167,16 +178,32 @@ def seed_everything(seed):
     mx.random.seed(seed)
 
 
-def _check_same_run(log, run):
-    old = log.load_config()
+def _check_same_run(old, run):
+    """A run found in ``run.out_dir`` (its config ``old``) must share ``run.identity``."""
     if old is None:
         return
     diff = [k for k in run.identity if old.get(k) != run.settings.get(k)]
     if diff:
         raise RunMismatch("%s holds a run with different %s (%s); use another output folder"
-                          % (log.out_dir, ", ".join(diff),
+                          % (run.out_dir, ", ".join(diff),
                              ", ".join("%s=%s" % (k, old.get(k)) for k in diff)),
                           diff, {k: old.get(k) for k in diff})
+
+
+def check_can_run(run):
+    """Before anything is built, read or written: ``run.out_dir`` can take this run. It is
+    new or empty, or holds this project's run (``logbook.check_run_folder``) with the same
+    identity (model, data set, architecture, batch, ...) that has not trained more epochs
+    than ``run.epochs`` (a shorter rerun would rewrite config.json and summary.json to claim
+    fewer epochs than its weights and log hold). ``RunMismatch`` / ``OutputConflict``."""
+    check_run_folder(run.out_dir)
+    _check_same_run(RunLog(run.out_dir, enabled=False).load_config(), run)
+    done = epochs_done(os.path.join(run.out_dir, "checkpoints"))
+    if run.resume and done > run.epochs:
+        raise RunMismatch("%s holds a run that has trained %d %s(s); this one asks for %d: give "
+                          "at least %d, or another output folder"
+                          % (run.out_dir, done, run.stage, run.epochs, done), ["epochs"],
+                          {"epochs": done})
 
 
 # settings a resumed run may change without it being another run (they say how it is run,
@@ -279,6 +306,7 @@ def fit(task, net, run, initialize=True, session=None):
     except ValueError as err:
         raise SetupError(str(err)) from None
     session["cluster"] = cluster
+    check_can_run(run)                     # nothing written or removed in a folder not ours
     lock = FolderLock(run.out_dir) if cluster.is_main else None
     if lock is not None:
         lock.acquire()                     # FolderBusy: another live run holds the folder
@@ -302,8 +330,8 @@ def fit(task, net, run, initialize=True, session=None):
 
 def _prepare(task, net, run, cluster, initialize, session):
     """The run's log, checkpoints, initial weights, Trainer (kept in ``session``) and data."""
+    check_can_run(run)                     # again, now that the folder is locked
     log = RunLog(run.out_dir, enabled=cluster.is_main)
-    _check_same_run(log, run)
     seed_everything(run.seed)
     if initialize:
         net.initialize(he_normal(), ctx=cluster.contexts, force_reinit=True)
@@ -320,7 +348,7 @@ def _prepare(task, net, run, cluster, initialize, session):
                         "more images" % (run.batch_size, cluster.worker_batch(run.batch_size),
                                          cluster.num_workers))
     if cluster.is_main:                    # what killed runs left half-written
-        stale = remove_stale_temp_files(run.out_dir)
+        stale = remove_stale_run_files(run.out_dir)
         if stale:
             say("removed %d temporary file(s) of an interrupted write: %s"
                 % (len(stale), ", ".join(os.path.basename(p) for p in stale[:3])))
@@ -532,7 +560,10 @@ class _Loop:
 
 
 def _finish(task, net, run, cluster, log, state):
-    """Final weights and exports (best and final); ``net`` keeps the final weights."""
+    """Final weights and exports (best and final); ``net`` keeps the final weights. The
+    exports are written into ``export.partPID/`` and moved into ``export/`` once both are
+    whole; an interrupt meanwhile (SIGINT or SIGTERM) leaves no half export and says how to
+    finish (the same command: every epoch is trained and saved)."""
     mx.nd.waitall()
     key = task.best_key
     records = log.records() if cluster.is_main else []
@@ -545,23 +576,46 @@ def _finish(task, net, run, cluster, log, state):
         net.save_parameters(os.path.join(run.out_dir, "final-rank%d.params" % cluster.rank))
     if not cluster.is_main:
         return summary
-    ctx = cluster.contexts[0]
-    final_params = os.path.join(run.out_dir, "final.params")
-    best_params = os.path.join(run.out_dir, "best.params")
-    atomic_write(final_params, net.save_parameters)
-    prefix = os.path.join(run.out_dir, "export", run.export_name)
-    sym, params = task.export(net, prefix + "-final", ctx)
-    summary["final_export"] = {"symbol": sym, "params": params}
-    if os.path.isfile(best_params):
-        try:
-            net.load_parameters(best_params, ctx=cluster.contexts)
-        except (mx.MXNetError, AssertionError, ValueError) as err:
-            say("note: %s cannot be read (%s); the export holds the final weights"
-                % (best_params, str(err).strip().split("\n")[-1][:80]))
-            net.load_parameters(final_params, ctx=cluster.contexts)
-    sym, params = task.export(net, prefix, ctx)
-    summary["export"] = {"symbol": sym, "params": params}
-    net.load_parameters(final_params, ctx=cluster.contexts)
+    try:
+        with interrupts_raise():
+            summary.update(_write_exports(task, net, run, cluster.contexts))
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted while writing the exports of the finished run (its %d "
+                          "%s(s) are trained and saved in %s): run the same command again to "
+                          "write them" % (run.epochs, run.stage, run.out_dir)) from None
     summary["curves"] = os.path.join(run.out_dir, "curves.png")
     atomic_write_json(os.path.join(run.out_dir, "summary.json"), summary)
     return summary
+
+
+def _write_exports(task, net, run, contexts):
+    """``final.params`` and the final and best exports (staged, then moved into
+    ``export/``); returns their paths for the summary."""
+    final_params = os.path.join(run.out_dir, "final.params")
+    best_params = os.path.join(run.out_dir, "best.params")
+    atomic_write(final_params, net.save_parameters)
+    export_dir = os.path.join(run.out_dir, "export")
+    staging = "%s.part%d" % (export_dir, os.getpid())
+    written = {}
+    try:
+        prefix = os.path.join(staging, run.export_name)
+        written["final_export"] = task.export(net, prefix + "-final", contexts[0])
+        _export_stop_hook()
+        if os.path.isfile(best_params):
+            try:
+                net.load_parameters(best_params, ctx=contexts)
+            except (mx.MXNetError, AssertionError, ValueError) as err:
+                say("note: %s cannot be read (%s); the export holds the final weights"
+                    % (best_params, str(err).strip().split("\n")[-1][:80]))
+                net.load_parameters(final_params, ctx=contexts)
+        written["export"] = task.export(net, prefix, contexts[0])
+        net.load_parameters(final_params, ctx=contexts)
+        os.makedirs(export_dir, exist_ok=True)
+        with deferred_interrupts():          # all files or none under their names
+            for name in sorted(os.listdir(staging)):
+                os.replace(os.path.join(staging, name), os.path.join(export_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {key: {"symbol": os.path.join(export_dir, os.path.basename(sym)),
+                  "params": os.path.join(export_dir, os.path.basename(params))}
+            for key, (sym, params) in written.items()}

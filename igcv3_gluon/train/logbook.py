@@ -1,14 +1,83 @@
 """Run records: ``config.json`` (every flag), ``log.jsonl`` (one JSON object per epoch) and
-``curves.png`` (loss and accuracy per epoch)."""
+``curves.png`` (loss and accuracy per epoch); what a run folder may hold (``RUN_FILES``) and
+the check that an output folder is one (``check_run_folder``)."""
 import json
 import os
 import time
 
-from ..errors import RunMismatch
+from ..errors import OutputConflict, RunMismatch
 from ..utils import (atomic_write, atomic_write_json, deferred_interrupts, read_json_object,
-                     read_jsonl, save_figure, say)
+                     read_jsonl, remove_stale_temp_files, save_figure, say)
 
-__all__ = ["RunLog", "plot_curves"]
+__all__ = ["RunLog", "plot_curves", "RUN_FILES", "check_run_folder", "is_run_config",
+           "remove_stale_run_files"]
+
+# Everything the project's commands write into a run folder (file names or patterns): the
+# engine's records, checkpoints and exports, the ImageNet retraining stage, the detector's
+# predictions and the demo's picture. Cleanup touches only these names.
+RUN_FILES = ("config.json", "log.jsonl", "log.txt", "batches.jsonl", "summary.csv",
+             "curves.png", "best.params", "final.params", "summary.json", "final-rank*.params",
+             ".lock", "checkpoints", "export", "tensorboard", "retrain", "predictions",
+             "predictions.png")
+# a run killed before it wrote config.json leaves only these
+_BEFORE_CONFIG = (".lock", "checkpoints")
+
+
+def is_run_config(config):
+    """Whether a ``config.json`` (a dict) is one this project's training runs write."""
+    return isinstance(config, dict) and all(k in config for k in ("model", "epochs", "seed"))
+
+
+def _is_temporary(name):
+    import re
+    return re.match(r"^.*\.(tmp|part)\d+$", name) is not None
+
+
+def check_run_folder(folder):
+    """That ``folder`` can take a training run: it does not exist, is empty, or holds one of
+    this project's runs (its ``config.json``; what a run killed before writing it leaves is
+    accepted too). Anything else is refused before a file is written or removed: a folder of
+    the user's own files (``OutputConflict``: a run would overwrite its ``curves.png`` or
+    append to its ``log.jsonl``), another program's ``config.json`` (``OutputConflict``) or
+    an evaluation's (``RunMismatch``)."""
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise OutputConflict("%s is a file, not a folder: give a new or empty folder for the "
+                                 "run" % folder)
+        return
+    names = sorted(os.listdir(folder))
+    if "config.json" in names:
+        try:
+            config = read_json_object(os.path.join(folder, "config.json"))
+        except ValueError:
+            return                 # a damaged run config: RunLog.load_config says what to do
+        if config is not None and config.get("evaluated"):
+            raise RunMismatch("%s holds an evaluation of %s (evaluation.json), not a training "
+                              "run; use another output folder" % (folder, config.get("model")),
+                              ["evaluated"])
+        if not is_run_config(config):
+            raise OutputConflict("%s/config.json is not a config of an igcv3-gluon run (it has "
+                                 "no model, epochs and seed): the folder holds another "
+                                 "program's files; give a new or empty output folder" % folder)
+        return
+    foreign = [n for n in names if n not in _BEFORE_CONFIG and not _is_temporary(n)]
+    ckpts = os.path.join(folder, "checkpoints")
+    empty_ckpts = not os.path.isdir(ckpts) or all(_is_temporary(n) for n in os.listdir(ckpts))
+    if foreign or not empty_ckpts:
+        shown = [n + ("/" if os.path.isdir(os.path.join(folder, n)) else "")
+                 for n in (foreign or ["checkpoints"])]
+        raise OutputConflict("%s holds files that are not an igcv3-gluon run (%s%s): a run "
+                             "writes config.json, log.jsonl, curves.png, checkpoints/ and "
+                             "export/ there; give a new or empty output folder"
+                             % (folder, ", ".join(shown[:4]), ", ..." if len(shown) > 4 else ""))
+
+
+def remove_stale_run_files(folder):
+    """The temporary files (``NAME.tmpPID``, ``NAME.partPID``) that killed processes left
+    for the run's own files: in ``folder`` (names of ``RUN_FILES``) and in its
+    ``checkpoints/`` (``ckpt-*``); nothing else is looked at. Returns their paths."""
+    return (remove_stale_temp_files(folder, RUN_FILES) +
+            remove_stale_temp_files(os.path.join(folder, "checkpoints"), ["ckpt-*"]))
 
 
 class RunLog:
@@ -37,8 +106,8 @@ class RunLog:
 
     def truncate(self, epochs_done):
         """Keep only the records of epochs <= ``epochs_done`` (resuming from a checkpoint)."""
-        if not self.enabled:
-            return
+        if not self.enabled or not os.path.exists(self.path):
+            return                     # nothing to cut (a start that fails writes no log)
         keep = [r for r in self.records() if r.get("epoch", 0) <= epochs_done]
 
         def write(tmp):

@@ -1,0 +1,259 @@
+"""No command and no library function writes over a file it reads, however the output path is
+spelled (the same path, ./relative, absolute, a symbolic link, a second hard link); a training
+run never writes into, or cleans up, a folder of someone else's files; whatever gates or
+checks a file writes it under a temporary name and names it only once it passed, so an
+interrupt during the check leaves nothing under the final name."""
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igcv3_gluon
+from conftest import ROOT, digits_cifar
+from igcv3_gluon import cifar, convert
+from igcv3_gluon.data import im2rec
+from igcv3_gluon.deploy import export, export_onnx
+from igcv3_gluon.deploy.cli import main as deploy
+from igcv3_gluon.errors import OutputConflict
+
+
+def _digests(paths):
+    import hashlib
+    return {p: hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths}
+
+
+def _error_lines(capsys):
+    return [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 10-class CIFAR model as an export (symbol, params, -meta.json)."""
+    folder = tmp_path_factory.mktemp("tiny-export")
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize(mx.init.Xavier())
+    prefix = str(folder / "m")
+    export(net, prefix, (1, 3, 32, 32), meta=dict(model="cifar_igcv3_d_0.5", classes=10,
+                                                    mean=[0, 0, 0], std=[1, 1, 1]))
+    return prefix
+
+
+SPELLINGS = ["same", "dot-relative", "absolute", "symlink", "hardlink"]
+
+
+def _spelled(path, how, folder):
+    """An output path that names the existing file ``path``, spelled ``how``."""
+    if how == "same":
+        return path
+    if how == "dot-relative":
+        return os.path.join(".", os.path.relpath(path))
+    if how == "absolute":
+        return os.path.abspath(path)
+    link = os.path.join(folder, "link-%s%s" % (how, os.path.splitext(path)[1]))
+    (os.symlink if how == "symlink" else os.link)(path, link)
+    return link
+
+
+@pytest.mark.parametrize("how", SPELLINGS)
+def test_no_deploy_command_writes_over_a_file_it_reads(tiny, tmp_path, capsys, monkeypatch,
+                                                      how):
+    monkeypatch.chdir(os.path.dirname(tiny))
+    inputs = [tiny + s for s in ("-symbol.json", "-0000.params", "-meta.json")]
+    before = _digests(inputs)
+    calib = str(tmp_path / "calib.npy")
+    np.save(calib, np.zeros((32, 3, 32, 32), np.float32))
+    cases = [["onnx", tiny, _spelled(inputs[0], how, str(tmp_path))],
+             ["export", "cifar_igcv3_d_0.5", "--multiplier", "0.25", "--depths",
+              "1,1,1,1,1,1,1", "--params", _spelled(inputs[1], how, str(tmp_path)), "--out",
+              tiny]]
+    if how == "same":      # prefix outputs: the input prefix itself, and an IR over the meta
+        cases += [["optimize", tiny, tiny], ["openvino", tiny, tiny],
+                  ["quantize", tiny, tiny, "--calib-npy", calib]]
+    for argv in cases:
+        assert deploy(argv) == 2, argv
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and "which this command reads: writing it would destroy the " \
+            "input; give another output" in lines[0], (argv, lines)
+    assert _digests(inputs) == before
+
+
+def test_library_writers_refuse_their_own_inputs(tiny, tmp_path):
+    from igcv3_gluon.deploy.int8 import quantize_ir
+    from igcv3_gluon.deploy.openvino import to_openvino
+    from igcv3_gluon.deploy.optimize import optimize_files
+    from igcv3_gluon.deploy.quantize import quantize, quantize_gated
+    inputs = [tiny + s for s in ("-symbol.json", "-0000.params", "-meta.json")]
+    before = _digests(inputs)
+    link = str(tmp_path / "alias")                     # alias-symbol.json -> the input's
+    os.symlink(inputs[0], link + "-symbol.json")
+    calib = [mx.nd.zeros((4, 3, 32, 32))]
+    for call in (lambda: export_onnx(tiny, _spelled(inputs[1], "hardlink", str(tmp_path)),
+                                     (1, 3, 32, 32)),
+                 lambda: optimize_files(tiny, link),
+                 lambda: to_openvino(tiny, tiny),                  # tiny-meta.json
+                 lambda: quantize(tiny, link, calib),
+                 lambda: quantize_gated(tiny, os.path.abspath(tiny), calib)):
+        with pytest.raises(OutputConflict, match="which this command reads"):
+            call()
+    float_onnx = str(tmp_path / "float.onnx")
+    open(float_onnx, "w").close()
+    with pytest.raises(OutputConflict, match="float.onnx is the float model, which this "
+                                             "command reads"):
+        quantize_ir(float_onnx, float_onnx[:-len(".onnx")],
+                    [np.zeros((1, 3, 32, 32), np.float32)])
+    assert _digests(inputs) == before
+    assert sorted(os.listdir(os.path.dirname(tiny))) == ["m-0000.params", "m-meta.json",
+                                                         "m-symbol.json"]
+
+
+def test_converters_and_the_packer_refuse_to_write_over_what_they_read(tmp_path, capsys):
+    weights = str(tmp_path / "pub.params")
+    open(weights, "wb").write(b"the publisher's file")
+    assert convert.main(["imgclsmob", weights, "./" + os.path.relpath(weights),
+                         "--model", "igcv3_d_0.5"]) == 2
+    assert "pub.params is the imgclsmob weights being converted, which this command reads" \
+        in _error_lines(capsys)[0]
+    assert open(weights, "rb").read() == b"the publisher's file"
+    assert convert.main(["imgclsmob", weights, str(tmp_path), "--model", "igcv3_d_0.5"]) == 2
+    line = _error_lines(capsys)[0]
+    assert "%s is a folder: give the path of the file to write" % tmp_path in line
+    assert ".tmp" not in line
+    from conftest import fake_image_folder
+    root = fake_image_folder(tmp_path / "images", per_class=2, classes=2)
+    listed = str(tmp_path / "val.classes.txt")
+    open(listed, "w").write("class0\nclass1\n")
+    assert im2rec.main([root, str(tmp_path / "val"), "--classes-from", listed,
+                        "--no-progress"]) == 2
+    assert "val.classes.txt is the --classes-from list, which this command reads" in \
+        _error_lines(capsys)[0]
+    assert open(listed).read() == "class0\nclass1\n"
+    assert not os.path.exists(str(tmp_path / "val.rec"))
+
+
+def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_path,
+                                                                           capsys):
+    data = digits_cifar(tmp_path / "data", 4, 2)
+    args = ["--data-dir", data, "--model", "cifar_igcv3_d_0.5", "--multiplier", "0.25",
+            "--depths", "1,1,1,1,1,1,1", "--batch-size", "8", "--epochs", "1", "--workers",
+            "0", "--no-progress"]
+    user = tmp_path / "user"
+    (user / "sub").mkdir(parents=True)
+    files = {"sub/report.tmp99999": "a report", "curves.png": "my plot",
+             "log.jsonl": '{"mine": 1}\n'}
+    for name, text in files.items():
+        (user / name).write_text(text)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"name": "another program", "epochs": 3}')
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+    (evaluation / "config.json").write_text('{"model": "cifar_igcv3_d_0.5", "evaluated": "x"}')
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    seeds = tmp_path / "seeds"
+    seeds.mkdir()
+    (seeds / "seeds.json").write_text("my seeds")
+    (seeds / "notes.txt").write_text("mine")
+    for out, extra, message in (
+            (user, [], "holds files that are not an igcv3-gluon run (curves.png, log.jsonl, "
+                       "sub/)"),
+            (other, [], "other/config.json is not a config of an igcv3-gluon run"),
+            (evaluation, [], "holds an evaluation of cifar_igcv3_d_0.5 (evaluation.json), "
+                             "not a training run"),
+            (a_file, [], "a-file is a file, not a folder"),
+            (seeds, ["--seeds", "2"], "holds files that are not runs of --seeds (notes.txt, "
+                                      "seeds.json)")):
+        assert cifar.main(args + ["--out-dir", str(out)] + extra) == 2, out
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and message in lines[0], lines
+    for name, text in files.items():
+        assert (user / name).read_text() == text
+    assert sorted(os.listdir(str(user))) == ["curves.png", "log.jsonl", "sub"]
+    assert sorted(os.listdir(str(other))) == ["config.json"]
+    assert sorted(os.listdir(str(seeds))) == ["notes.txt", "seeds.json"]
+    assert a_file.read_text() == "x"
+
+
+def test_a_start_removes_only_the_temporary_files_of_the_runs_own_names(tmp_path):
+    from igcv3_gluon.train.logbook import remove_stale_run_files
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "sub").mkdir()
+    dead = 2 ** 22 + 12345                           # no such process
+    ours = ["log.jsonl.tmp%d" % dead, "config.json.tmp%d" % dead,
+            "checkpoints/ckpt-0001-00000.params.tmp%d" % dead]
+    theirs = ["notes.txt.tmp%d" % dead, "sub/report.tmp%d" % dead,
+              "checkpoints/mine.tmp%d" % dead, "log.jsonl.tmp%d" % os.getpid()]
+    for name in ours + theirs:
+        (run / name).write_text("x")
+    (run / ("export.part%d" % dead)).mkdir()
+    removed = remove_stale_run_files(str(run))
+    assert sorted(os.path.relpath(p, str(run)) for p in removed) == sorted(
+        ours + ["export.part%d" % dead])
+    assert all((run / name).exists() for name in theirs)
+
+
+def _interrupting(*_, **__):
+    raise KeyboardInterrupt
+
+
+def test_an_interrupt_during_a_check_or_gate_leaves_nothing_under_the_final_names(
+        tiny, tmp_path, monkeypatch):
+    """Ctrl-C while ONNX Runtime, OpenVINO or the INT8 gate judges the new file: the
+    staged files are removed and nothing carries the output's name."""
+    import importlib
+    from igcv3_gluon.deploy import int8, openvino, optimize, quantize
+    export_module = importlib.import_module("igcv3_gluon.deploy.export")
+    calib = [mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (8, 3, 32, 32)))]
+    cases = [
+        (export_module, "onnx_difference",
+         lambda: export_onnx(tiny, str(tmp_path / "a.onnx"), (1, 3, 32, 32), check=True)),
+        (optimize, "max_difference",
+         lambda: optimize.optimize_files(tiny, str(tmp_path / "b"), check_shape=(1, 3, 32, 32))),
+        (openvino, "ir_difference", lambda: openvino.to_openvino(tiny, str(tmp_path / "f"))),
+        (quantize, "accuracy",
+         lambda: quantize.quantize_gated(tiny, str(tmp_path / "d"), calib, max_drop=100)),
+        (int8, "ir_accuracy",
+         lambda: int8.quantize_ir(str(tmp_path / "c.onnx"), str(tmp_path / "e"),
+                                  [calib[0].asnumpy()], max_restore=0)),
+    ]
+    openvino.to_openvino(tiny, str(tmp_path / "c"), check_batches=())   # the ONNX for int8
+    keep = sorted(os.listdir(str(tmp_path)))
+    for module, name, call in cases:
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, _interrupting)
+            with pytest.raises(KeyboardInterrupt):
+                call()
+        assert sorted(os.listdir(str(tmp_path))) == keep, (name, os.listdir(str(tmp_path)))
+
+
+def test_an_interrupt_while_a_finished_run_exports_leaves_no_half_export(tmp_path):
+    """SIGTERM (and SIGINT) while a run writes its exports: exit 130 with the way to finish,
+    no file under export/ and no summary.json; the same command writes them."""
+    data = digits_cifar(tmp_path / "data", 4, 2)
+    out = str(tmp_path / "run")
+    args = [sys.executable, "train_cifar.py", "--data-dir", data, "--model",
+            "cifar_igcv3_d_0.5", "--multiplier", "0.25", "--depths", "1,1,1,1,1,1,1",
+            "--batch-size", "8", "--epochs", "1", "--workers", "0", "--no-progress",
+            "--out-dir", out]
+    for sig in ("TERM", "INT"):
+        proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, IGCV3_GLUON_STOP_AT="export:" + sig))
+        assert proc.returncode == 130, proc.stderr[-2000:]
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last == "train_cifar.py: interrupted while writing the exports of the finished " \
+            "run (its 1 epoch(s) are trained and saved in %s): run the same command again to " \
+            "write them" % out, last
+        assert not os.listdir(os.path.join(out, "export")) if os.path.isdir(
+            os.path.join(out, "export")) else True
+        assert not os.path.exists(os.path.join(out, "summary.json"))
+        assert not [n for n in os.listdir(out) if ".part" in n]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(os.listdir(os.path.join(out, "export"))) == sorted(
+        "cifar_igcv3_d_0.5-w0.25%s%s" % (kind, suffix) for kind in ("", "-final")
+        for suffix in ("-symbol.json", "-0000.params", "-meta.json"))
+    assert os.path.isfile(os.path.join(out, "summary.json"))

@@ -1,0 +1,258 @@
+"""Inputs that were taken with a wrong value, commands that ended in a traceback or an abort,
+messages that named the wrong thing, and refusals that came after the work: each is one line
+naming the value (or the file) now, before anything is computed or written."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+import igcv3_gluon
+from conftest import ROOT, digits_cifar, fake_coco, fake_image_folder
+from igcv3_gluon import detection, imagenet
+from igcv3_gluon.data import im2rec
+from igcv3_gluon.data.recordio import check_labels
+from igcv3_gluon.deploy import export
+from igcv3_gluon.deploy.cli import main as deploy
+from igcv3_gluon.errors import DataError, DownloadError
+
+
+def _error_lines(capsys):
+    return [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+
+
+# --- values taken wrongly -------------------------------------------------------------------
+
+@pytest.mark.parametrize("label, accepted", [(0, True), (9, True), (10, False), (-1, False),
+                                             (2.5, False), (np.nan, False)])
+def test_record_labels_are_whole_class_numbers_at_both_ends(label, accepted):
+    labels = np.array([3.0, label])
+    if accepted:
+        check_labels(labels, 10, "x.rec")
+    else:
+        with pytest.raises(DataError, match=r"x.rec: record 1 has label %s, not a class number "
+                                            r"0..9 of 10 classes" % ("nan" if label != label
+                                                                     else "%g" % label)):
+            check_labels(labels, 10, "x.rec")
+
+
+def test_deploy_export_takes_zero_as_a_value(tmp_path, capsys):
+    for flag, message in (("--classes", "classes must be a count >= 1 or a list of names; "
+                                        "got 0"),
+                          ("--multiplier", "--multiplier must be in (0, 16]; got 0")):
+        assert deploy(["export", "cifar_igcv3_d_0.5", flag, "0", "--out",
+                       str(tmp_path / "m")]) == 2
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and message in lines[0], lines
+    assert os.listdir(str(tmp_path)) == []
+
+
+@pytest.mark.parametrize("classes, message", [
+    (0, r"classes=0: a detector needs at least one class"),
+    (-2, r"classes=-2: a detector needs at least one class"),
+    ([], r"classes=\[\]: a detector needs at least one class"),
+    (2.5, r"classes=2.5: give the list of class names"),
+    ("abc", r"classes='abc': give the list of class names"),
+    (["cat", "dog", "cat"], r"classes: cat named more than once"),
+    (["cat", ""], r"classes: '' is not a class name")])
+def test_a_detector_needs_distinct_named_classes(classes, message):
+    with pytest.raises(ValueError, match=message):
+        igcv3_gluon.get_model("ssdlite_320_igcv3_w_coco", classes=classes, multiplier=0.25,
+                              base_size=64)
+    net = igcv3_gluon.get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.25,
+                                base_size=64)
+    assert net.classes == ["class0", "class1", "class2"]
+
+
+def test_im2rec_refuses_class_folders_that_lead_elsewhere(tmp_path, capsys):
+    root = fake_image_folder(tmp_path / "images", per_class=2, classes=2)
+    os.symlink("..", os.path.join(root, "up"))                  # the image folder itself
+    assert im2rec.main([root, str(tmp_path / "rec" / "x"), "--no-progress"]) == 2
+    assert "up leads to %s, which holds the image folder %s itself" % (
+        os.path.realpath(str(tmp_path)), root) in _error_lines(capsys)[0]
+    os.remove(os.path.join(root, "up"))
+    os.symlink("class0", os.path.join(root, "copy"))            # another class's images
+    assert im2rec.main([root, str(tmp_path / "rec" / "x"), "--no-progress"]) == 2
+    assert "class folders class0 and copy lead to the same images" in _error_lines(capsys)[0]
+    assert not os.path.exists(str(tmp_path / "rec"))
+
+
+def test_predict_refuses_an_image_cut_short(tmp_path, capsys):
+    import cv2
+    net = igcv3_gluon.get_model("ssdlite_320_igcv3_w_coco", classes=2, multiplier=0.25,
+                                base_size=64)
+    net.initialize()
+    weights = str(tmp_path / "det.params")
+    net.save_parameters(weights)
+    jpg = cv2.imencode(".jpg", np.random.RandomState(0).randint(0, 255, (64, 64, 3),
+                                                                dtype=np.uint8))[1].tobytes()
+    cut = str(tmp_path / "cut.jpg")
+    open(cut, "wb").write(jpg[:len(jpg) // 2])
+    assert detection.main(["--predict", cut, "--params", weights, "--multiplier", "0.25",
+                           "--data-shape", "64", "--out-dir", str(tmp_path / "p")]) == 2
+    assert "--predict: %s is not a whole image (a JPEG cut off before its end marker)" % cut \
+        in _error_lines(capsys)[0]
+    assert not os.path.exists(str(tmp_path / "p"))
+
+
+def test_a_shorter_rerun_of_a_finished_run_is_refused(tmp_path):
+    data = digits_cifar(tmp_path / "data", 4, 2)
+    out = str(tmp_path / "run")
+    args = [sys.executable, "train_cifar.py", "--data-dir", data, "--model",
+            "cifar_igcv3_d_0.5", "--multiplier", "0.25", "--depths", "1,1,1,1,1,1,1",
+            "--batch-size", "8", "--workers", "0", "--no-progress", "--out-dir", out]
+    first = subprocess.run(args + ["--epochs", "2"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    kept = {name: open(os.path.join(out, name)).read()
+            for name in ("config.json", "summary.json", "log.jsonl")}
+    shorter = subprocess.run(args + ["--epochs", "1"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=300)
+    assert shorter.returncode == 2
+    assert shorter.stderr.strip().splitlines()[-1] == "train_cifar.py: error: --epochs 1: %s " \
+        "holds a run that has trained 2 epoch(s); this one asks for 1: give at least 2, or " \
+        "another output folder" % out
+    assert {name: open(os.path.join(out, name)).read() for name in kept} == kept
+
+
+# --- exits without a traceback --------------------------------------------------------------
+
+def test_a_weights_cache_that_cannot_be_made_names_mxnet_home(tmp_path, monkeypatch, capsys,
+                                                              tiny_rec):
+    a_file = tmp_path / "home"
+    a_file.write_text("not a folder")
+    monkeypatch.setenv("MXNET_HOME", str(a_file))
+    with pytest.raises(DownloadError, match=r"the weights cache %s/models \(from MXNET_HOME=%s\) "
+                                            r"cannot be created .*: set MXNET_HOME to a "
+                                            r"writable folder" % (a_file, a_file)):
+        igcv3_gluon.get_model("igcv3_d_0.5", pretrained=True)
+    assert imagenet.main(["--eval-only", "--pretrained", "--model", "igcv3_d_0.5",
+                          "--rec-val", tiny_rec["val"] + ".rec"]) == 2
+    assert "(from MXNET_HOME=%s) cannot be created" % a_file in _error_lines(capsys)[0]
+    assert deploy(["export", "igcv3_d_0.5", "--params", "pretrained", "--out",
+                   str(tmp_path / "e")]) == 2
+    assert "--params: the weights cache" in _error_lines(capsys)[0]
+
+
+def test_a_hand_edited_description_is_named_as_the_file_it_is(tmp_path, capsys, tiny_rec):
+    net = igcv3_gluon.get_model("igcv3_d_0.25", classes=4)
+    net.initialize()
+    weights = str(tmp_path / "converted.params")
+    net.save_parameters(weights)
+    meta = dict(model="igcv3_d_0.25", classes=4, mean=[1, 2], std=[1, 1, 1])
+    for change, message in ((dict(mean=[1, 2]), "mean takes three numbers"),
+                            (dict(mean="abc"), "mean takes finite numbers"),
+                            (dict(model="resnet50"), "model 'resnet50' is not in the zoo")):
+        json.dump(dict(meta, **change), open(str(tmp_path / "converted-meta.json"), "w"))
+        assert imagenet.main(["--eval-only", "--params", weights, "--rec-val",
+                              tiny_rec["val"] + ".rec", "--out-dir", str(tmp_path / "ev")]) == 2
+        line = _error_lines(capsys)[0]
+        assert "--params: %s does not describe a model (%s" % (
+            tmp_path / "converted-meta.json", message) in line and "--mean" not in line, line
+
+
+def test_an_export_description_with_a_wrong_input_shape_is_one_line(tmp_path, capsys):
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    prefix = str(tmp_path / "m")
+    export(net, prefix, (1, 3, 32, 32))
+    for shape, message in (("abc", "input_shape 'abc' is not [C, H, W]"),
+                           ([3, 32], "input_shape [3, 32] is not [C, H, W]"),
+                           ([3, 40000, 40000], "input_shape [3, 40000, 40000] at batch 1 is "
+                                               "4800000000 values, above the 268435456")):
+        json.dump(dict(input_shape=shape), open(prefix + "-meta.json", "w"))
+        for command in (["onnx", prefix, str(tmp_path / "o.onnx")], ["bench", prefix]):
+            assert deploy(command) == 2
+            line = _error_lines(capsys)
+            assert len(line) == 1 and "m-meta.json: %s" % message in line[0] and \
+                "give --input-shape" in line[0], line
+
+
+def test_the_launcher_of_a_missing_command_starts_nothing(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.train.launch", "-n", "2",
+                           "--port", "39917", "--", str(tmp_path / "nonexistent")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == "error: cannot start the worker command %s: not found, or " \
+        "not executable" % (tmp_path / "nonexistent")
+    left = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and b"DMLC_PS_ROOT_PORT=39917" in open(
+                    "/proc/%s/environ" % pid, "rb").read():
+                left.append(pid)
+        except OSError:
+            pass
+    assert left == []
+
+
+def _signal_when(proc, ready, sig=signal.SIGINT):
+    """Send ``sig`` to ``proc`` once ``ready()`` holds (polled; the process must live)."""
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    return proc.communicate(timeout=120)
+
+
+def test_ctrl_c_while_mxnet_imports_or_im2rec_packs_is_one_line(tmp_path):
+    def loads_mxnet(pid):
+        try:
+            return b"libmxnet.so" in open("/proc/%d/maps" % pid, "rb").read()
+        except OSError:
+            return False
+    proc = subprocess.Popen([sys.executable, "train_cifar.py", "--out-dir",
+                             str(tmp_path / "never")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _, err = _signal_when(proc, lambda: loads_mxnet(proc.pid))
+    assert proc.returncode == 130 and err.strip() == "train_cifar.py: interrupted while " \
+        "starting", err
+    # a Ctrl-C while the threads encode images: the threads are stopped, nothing is left
+    import cv2
+    root = tmp_path / "images"
+    for k in range(2):
+        (root / ("c%d" % k)).mkdir(parents=True)
+        for i in range(40):
+            cv2.imwrite(str(root / ("c%d" % k) / ("%d.png" % i)),
+                        np.random.RandomState(i).randint(0, 255, (300, 400, 3), np.uint8))
+    prefix = str(tmp_path / "rec" / "x")
+    proc = subprocess.Popen([sys.executable, "-m", "igcv3_gluon.data.im2rec", str(root), prefix,
+                             "--resize", "1500", "--num-thread", "2", "--no-progress"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    part = prefix + ".rec.part"
+    _, err = _signal_when(proc, lambda: os.path.isfile(part) and os.path.getsize(part) > 0)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "im2rec.py: interrupted", \
+        err
+    assert "terminate called" not in err and os.listdir(str(tmp_path / "rec")) == []
+
+
+# --- refused before the work ----------------------------------------------------------------
+
+def test_an_evaluation_into_a_training_run_is_refused_before_it_is_computed(tmp_path, capsys,
+                                                                           monkeypatch):
+    ann, images = fake_coco(str(tmp_path), images=4, size=64)
+    run = tmp_path / "run"
+    run.mkdir()
+    json.dump(dict(model="ssdlite_320_igcv3_w_coco", epochs=2, seed=0, multiplier=0.25,
+                   data_shape=64, classes=["a"]), open(str(run / "config.json"), "w"))
+    net = igcv3_gluon.get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.25,
+                                base_size=64)
+    net.initialize()
+    weights = str(tmp_path / "det.params")
+    net.save_parameters(weights)
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError("evaluated before the output folder was checked")
+    monkeypatch.setattr(detection, "evaluate_coco", evaluated)
+    assert detection.main(["--eval-only", "--params", weights, "--multiplier", "0.25",
+                           "--data-shape", "64", "--val-ann", ann, "--val-images", images,
+                           "--out-dir", str(run)]) == 2
+    assert "--out-dir: %s holds a training run of ssdlite_320_igcv3_w_coco" % run in \
+        _error_lines(capsys)[0]
+    assert sorted(os.listdir(str(run))) == ["config.json"]
