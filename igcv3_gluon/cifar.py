@@ -11,7 +11,7 @@ from .models import get_model, model_info
 from .models.spec import ARCH_KEYS
 from .nn import norm_layer_for
 from .train.classifier import ClassifierTask
-from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
+from .train.cli import (parse_args, export_name, fit, flags_record, model_kwargs, parser_for, run_config,
                         run_seeds, validate_common_args)
 from .utils import say
 
@@ -81,7 +81,7 @@ def run(args):
 
 @exit_on_usage_error
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     if args.dataset is None:
         args.dataset = "cifar10" if args.data_dir else "digits"
     if args.seeds < 1:

@@ -28,7 +28,7 @@ from .models import list_models, model_info
 from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
 from .runs import check_evaluation_folder, record_evaluation, resolve_weights
-from .train.cli import (export_name, fit, flags_record, model_kwargs, parser_for, run_config,
+from .train.cli import (parse_args, export_name, fit, flags_record, model_kwargs, parser_for, run_config,
                         validate_common_args)
 from .train.detector import NMS, DetectorTask, detect, evaluate_coco
 from .utils import save_figure, say
@@ -320,7 +320,7 @@ def _classes_for_prediction(args, config):
 @exit_on_usage_error
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     config, backbone_config = _weights_given(args, parser)
     if args.lr is None:
         args.lr = RECIPES[args.recipe]["lr"]
@@ -427,8 +427,9 @@ def _train(args, train_sets, val_set, backbone_config, norm_source):
         ",".join("%g" % v for v in args.mean), ",".join("%g" % v for v in args.std),
         norm_source))
     settings = dict(flags_record(args), dataset="coco", classes=list(train_set.classes),
-                    train_ann=[s.ann_file for s in train_sets], val_ann=val_set.ann_file,
-                    train_images=len(train_set), val_images=len(val_set), stage="train",
+                    train_ann_files=[s.ann_file for s in train_sets],
+                    val_ann_file=val_set.ann_file,
+                    train_image_count=len(train_set), val_image_count=len(val_set), stage="train",
                     mean=list(args.mean), std=list(args.std))
     loader = (_backbone_loader(args.backbone_file, backbone_config) if args.backbone_params
               else None)

@@ -33,7 +33,7 @@ from .errors import UsageError, exit_on_usage_error, naming
 from .nn import norm_layer_for
 from .runs import check_evaluation_folder, record_evaluation, resolve_weights
 from .train.classifier import ClassifierTask, topk_accuracy
-from .train.cli import (check_can_run, export_name, fit, flags_record, model_kwargs,
+from .train.cli import (parse_args, check_can_run, export_name, fit, flags_record, model_kwargs,
                         parser_for, run_config, validate_common_args)
 from .utils import say
 
@@ -379,7 +379,7 @@ def run(args):
 @exit_on_usage_error
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.eval_only and args.rec_val and not os.path.isfile(args.rec_val):
         raise UsageError("--rec-val %s does not exist" % args.rec_val)
     if args.pretrained:

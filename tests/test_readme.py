@@ -27,7 +27,8 @@ RUNNABLE = ("igcv3_gluon.deploy", "igcv3_gluon.complexity", "igcv3_gluon.reprodu
 
 def shell_commands(text):
     """``[(block number, argv)]`` of the README's ```bash blocks: continuations joined,
-    comments, environment assignments and trailing ``&`` dropped."""
+    comments, environment assignments, ``nohup``, output redirections and trailing ``&``
+    dropped."""
     found = []
     for number, block in enumerate(re.findall(r"```bash\n(.*?)```", text, re.S)):
         for line in block.replace("\\\n", " ").splitlines():
@@ -39,6 +40,10 @@ def shell_commands(text):
                 argv = argv[1:]
             if argv and argv[-1] == "&":
                 argv = argv[:-1]
+            if argv[:1] == ["nohup"]:                  # nohup CMD > FILE 2>&1: CMD
+                argv = argv[1:]
+            argv = argv[:next((i for i, a in enumerate(argv) if a.startswith((">", "2>"))),
+                              len(argv))]
             if argv:
                 found.append((number, argv))
     return found

@@ -57,43 +57,6 @@ def assert_same_parameters(a, b):
         np.testing.assert_array_equal(first[key].asnumpy(), second[key].asnumpy(), key)
 
 
-def test_ctrl_c_and_sigkill_then_resume_end_exactly_like_an_uninterrupted_run(tmp_path):
-    """Issue 14: interrupted by SIGINT mid-epoch, resumed, killed by SIGKILL mid-epoch,
-    resumed: the same parameters as the uninterrupted run, bit for bit, and the same log."""
-    args = TINY + ["--epochs", "3", "--workers", "2"]
-    ref_dir, run_dir = str(tmp_path / "reference"), str(tmp_path / "interrupted")
-    reference = train(*args, "--out-dir", ref_dir)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-    ckpt = lambda e, b=0: os.path.join(run_dir, "checkpoints", "ckpt-%04d-%05d.json" % (e, b))
-
-    # Ctrl-C during batch 3 of epoch 2 (the engine's test hook: the same batch on every
-    # machine): stops at that batch boundary, saves there, says how to continue
-    stop_at = lambda value: dict(os.environ, IGCV3_GLUON_STOP_AT=value)
-    proc = train(*args, "--out-dir", run_dir, env=stop_at("2:3"))
-    assert proc.returncode == 130, proc.stderr[-2000:]
-    assert "interrupted in epoch 2 after 3 batch(es)" in proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert os.path.isfile(ckpt(1, 3))
-
-    # resume (from batch 3 of epoch 2), then die as by SIGKILL after batch 2 of epoch 3
-    proc = train(*args, "--out-dir", run_dir, env=stop_at("3:2:kill"))
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    assert "resuming" in proc.stderr and "3 batch(es) into the next" in proc.stderr
-
-    # the same command again finishes the run
-    final = train(*args, "--out-dir", run_dir)
-    assert final.returncode == 0, final.stderr[-2000:]
-    assert "resuming %s" % run_dir in final.stderr and "2 epoch(s) done" in final.stderr
-    assert_same_parameters(os.path.join(ref_dir, "final.params"),
-                           os.path.join(run_dir, "final.params"))
-    ours, theirs = epochs_logged(run_dir), epochs_logged(ref_dir)
-    assert [r["epoch"] for r in ours] == [1, 2, 3]
-    for a, b in zip(ours, theirs):            # the interrupted epoch's tallies carried over
-        assert (a["train_loss"], a["train_acc"], a["val_acc"], a["images"]) == \
-            (b["train_loss"], b["train_acc"], b["val_acc"], b["images"])
-    assert not [f for f in os.listdir(os.path.join(run_dir, "checkpoints")) if ".tmp" in f]
-
-
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     proc = train(*TINY, "--epochs", "2", "--lr", "1e30", "--warmup-epochs", "0",
                  "--out-dir", str(tmp_path / "nan"))

@@ -116,7 +116,18 @@ class CheckpointManager:
             trainer.load_states(os.path.join(self.directory, record["files"]["states"]))
 
     def _prune(self):
-        for record in self._records()[:-self.keep]:
+        """Keep the newest ``keep`` checkpoints of epoch ends and, when it is newer than all
+        of them, the newest mid-epoch one (a timed or interrupted save); remove the rest (a
+        run that checkpoints every few minutes keeps one mid-epoch checkpoint, not all)."""
+        records = self._records()
+        ends = [r for r in records if r["batch"] == 0][-self.keep:]
+        newest_end = (ends[-1]["epochs_done"], 0) if ends else (-1, 0)
+        mids = [r for r in records if r["batch"] > 0 and
+                (r["epochs_done"], r["batch"]) > newest_end][-1:]
+        kept = {r["_path"] for r in ends + mids}
+        for record in records:
+            if record["_path"] in kept:
+                continue
             for name in list(record["files"].values()) + [os.path.basename(record["_path"])]:
                 path = os.path.join(self.directory, name)
                 if os.path.exists(path):

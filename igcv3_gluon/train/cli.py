@@ -3,8 +3,10 @@ only place that names flags in errors), and ``run_config`` which turns the flags
 engine's ``RunConfig`` (values only). Arguments flow down: script -> task -> engine."""
 import argparse
 import copy
+import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -20,8 +22,8 @@ from .precision import DTYPES, check_dtype
 from .precision import enable as enable_precision
 from .schedule import LRSchedule
 
-__all__ = ["parser_for", "validate_common_args", "contexts_from_args", "run_config", "fit",
-           "check_can_run",
+__all__ = ["parser_for", "parse_args", "validate_common_args", "contexts_from_args",
+           "run_config", "fit", "check_can_run",
            "run_seeds", "parse_steps", "model_kwargs", "export_name", "flags_record"]
 
 CLASSIFIER_FLAGS = ARCH_KEYS
@@ -85,8 +87,106 @@ def parser_for(description, defaults, task="classification"):
                    help="evaluate every N epochs (and after the last)")
     g.add_argument("--no-resume", action="store_true",
                    help="refuse to continue a run found in --out-dir")
+    g.add_argument("--config", default=None, metavar="FILE",
+                   help="take every setting from FILE (a run's config.json, or YAML with "
+                        "flag names as keys); flags given here override it and are recorded "
+                        "as overrides")
+    g = parser.add_argument_group("watching a long run (docs/training.md)")
+    g.add_argument("--log-interval", type=int, default=50, metavar="N",
+                   help="a progress line (stdout, log.txt, batches.jsonl, TensorBoard) every N "
+                        "batches (0: none)")
+    g.add_argument("--log-seconds", type=float, default=30.0, metavar="S",
+                   help="... and at least every S seconds while batches go on (0: no minimum)")
+    g.add_argument("--no-tensorboard", action="store_true",
+                   help="no TensorBoard event files (default: in OUT_DIR/tensorboard)")
+    g.add_argument("--checkpoint-minutes", type=float,
+                   default=defaults.get("checkpoint_minutes", 30.0), metavar="M",
+                   help="also a mid-epoch checkpoint every M minutes (0: only at epoch ends); "
+                        "a kill loses at most M minutes")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def parse_args(parser, argv=None):
+    """``parser.parse_args(argv)`` with ``--config FILE``: the file's settings (a run's
+    ``config.json``, or YAML with the flags' names as keys, ``lr_steps: [200, 300]`` lists
+    allowed) become the defaults, and the flags given on the command line override them;
+    ``args.config`` is the file and ``args.overrides`` the flags given that differ from it,
+    both recorded in the new run's ``config.json``. A run's ``config.json`` also holds
+    what the run measured (classes, image counts, the environment): those are not flags and
+    are left; in a YAML file, a key that is no flag of the script is refused (a typo)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--config", default=None)
+    path = probe.parse_known_args(argv)[0].config
+    if not path:
+        args = parser.parse_args(argv)
+        args.overrides = {}
+        return args
+    settings, yaml_file = _read_config_file(path)
+    actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    unknown = sorted(k for k in settings if k not in actions)
+    if yaml_file and unknown:
+        raise UsageError("--config %s: %s %s no flag of %s (flags are written as keys with _ "
+                         "for -, e.g. lr_steps)" % (path, ", ".join(unknown[:5]),
+                                                    "is" if len(unknown) == 1 else "are",
+                                                    parser.prog))
+    explicit = _explicit_flags(parser, argv)
+    taken = {k: _as_flag_value(v, actions[k]) for k, v in settings.items()
+             if k in actions and k not in ("config", "overrides")}
+    if {"gpus", "cpus"} & set(explicit):             # the devices of this machine instead
+        taken.pop("gpus", None), taken.pop("cpus", None)
+    parser.set_defaults(**taken)
+    args = parser.parse_args(argv)
+    args.config = os.path.abspath(path)
+    args.overrides = {k: v for k, v in explicit.items()
+                      if k != "config" and taken.get(k, _MISSING) != getattr(args, k)}
+    return args
+
+
+_MISSING = object()
+
+
+def _read_config_file(path):
+    """``(settings, is_yaml)`` of a ``--config`` file; one line when it cannot be one."""
+    if not os.path.isfile(path):
+        raise UsageError("--config %s: no such file (give a run's config.json or a YAML file)"
+                         % path)
+    yaml_file = path.endswith((".yaml", ".yml"))
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if yaml_file:
+                import yaml
+                settings = yaml.safe_load(fh)
+            else:
+                settings = json.load(fh)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise UsageError("--config %s is not readable %s (%s)" % (
+            path, "YAML" if yaml_file else "JSON", str(err).splitlines()[0][:120])) from None
+    except Exception as err:                      # yaml.YAMLError
+        raise UsageError("--config %s is not readable YAML (%s)"
+                         % (path, str(err).splitlines()[0][:120])) from None
+    if not isinstance(settings, dict):
+        raise UsageError("--config %s holds a %s, not settings by name"
+                         % (path, type(settings).__name__))
+    return settings, yaml_file
+
+
+def _explicit_flags(parser, argv):
+    """The settings given on the command line itself (not defaults), by name."""
+    probe = copy.deepcopy(parser)
+    probe._defaults.clear()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return vars(probe.parse_args(argv))
+
+
+def _as_flag_value(value, action):
+    """A config value as the flag's parser would have produced it: lists of a text flag
+    joined with commas (``[200, 300]`` -> ``"200,300"``)."""
+    if isinstance(value, list) and action.type is None and action.nargs is None:
+        return ",".join(str(v) for v in value)
+    return value
 
 
 def parse_steps(text):
@@ -141,6 +241,23 @@ def _horovod_device(contexts):
     return [contexts[int(local) % len(contexts)]]
 
 
+def _check_syncbn(args):
+    """``--syncbn`` where it does what it says: over the GPUs of one process. MXNet's
+    SyncBatchNorm does not reach other processes, so with Horovod (one GPU per process) or a
+    parameter-server job (each worker its own statistics) it is refused, saying what runs."""
+    if not getattr(args, "syncbn", False):
+        return
+    if args.kvstore == "horovod" or args.kvstore.startswith("dist"):
+        raise UsageError("--syncbn synchronises BatchNorm over the GPUs of one process "
+                         "(MXNet's SyncBatchNorm); with --kvstore %s each process would keep "
+                         "its own statistics: drop --syncbn (BatchNorm per GPU, as GluonCV's "
+                         "multi-machine recipes run), or use --kvstore device on one machine"
+                         % args.kvstore)
+    if sum(c.device_type == "gpu" for c in args.contexts) < 2:
+        raise UsageError("--syncbn synchronises BatchNorm over several GPUs (--gpus 0,1,...); "
+                         "MXNet's SyncBatchNorm does not run on CPU contexts")
+
+
 def validate_common_args(args, task="classification"):
     """Flag checks that need no data; returns ``args`` with ``args.contexts`` set."""
     from ..models import list_models
@@ -157,6 +274,11 @@ def validate_common_args(args, task="classification"):
         raise UsageError("--label-smoothing must be in [0, 1)")
     if args.warmup_epochs < 0:
         raise UsageError("--warmup-epochs must be >= 0")
+    for flag in ("log_interval", "log_seconds", "checkpoint_minutes"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError("--%s must be a number >= 0, got %s"
+                             % (flag.replace("_", "-"), value))
     for flag in ("lr", "wd", "momentum", "warmup_epochs", "lr_factor", "label_smoothing"):
         value = getattr(args, flag, None)
         if value is not None and not math.isfinite(value):
@@ -178,9 +300,12 @@ def validate_common_args(args, task="classification"):
         raise UsageError("--batch-size %d does not split over the %d devices of %s: use a "
                          "multiple of %d" % (args.batch_size, devices,
                                              "--gpus" if args.gpus else "--cpus", devices))
-    if getattr(args, "syncbn", False) and sum(c.device_type == "gpu" for c in args.contexts) < 2:
-        raise UsageError("--syncbn synchronises BatchNorm over several GPUs (--gpus 0,1,...); "
-                         "MXNet's SyncBatchNorm does not run on CPU contexts")
+    if args.batch_size is not None and args.batch_size // devices == 1:
+        raise UsageError("--batch-size %d gives each of the %d devices one image: BatchNorm "
+                         "would normalise each channel over a single value (on the detector's "
+                         "1x1 maps cuDNN divides 0 by 0, apache/mxnet#18751); give at least 2 "
+                         "images per device" % (args.batch_size, devices))
+    _check_syncbn(args)
     if args.kvstore == "horovod":
         args.contexts = _horovod_device(args.contexts)
     try:
@@ -210,7 +335,9 @@ def run_config(args, settings, identity, export_name, **changes):
                      seed=args.seed, val_interval=args.val_interval,
                      resume=not args.no_resume, progress=not args.no_progress,
                      stage=values["stage"], export_name=export_name, settings=settings,
-                     identity=identity)
+                     identity=identity, log_interval=args.log_interval,
+                     log_seconds=args.log_seconds, tensorboard=not args.no_tensorboard,
+                     checkpoint_minutes=args.checkpoint_minutes)
 
 
 def fit(task, net, run, **kwargs):
@@ -287,8 +414,8 @@ def run_seeds(args, run_one):
     root = args.out_dir
     _check_seeds_folder(root)
     for seed in range(args.seed, args.seed + args.seeds):
-        one = copy.copy(args)
-        one.seed, one.out_dir = seed, os.path.join(root, "seed-%d" % seed)
+        one = copy.copy(args)             # one run: its config.json reruns that run alone
+        one.seed, one.out_dir, one.seeds = seed, os.path.join(root, "seed-%d" % seed), 1
         say("== seed %d (%d of %d) -> %s" % (seed, seed - args.seed + 1, args.seeds, one.out_dir))
         summaries.append(run_one(one))
     accs = np.array([s["final_val_acc"] for s in summaries], dtype=np.float64)

@@ -60,6 +60,15 @@ class Cluster:
         every worker: Horovod averages over the ranks itself, the kvstores sum."""
         return divisor / self.num_workers if self.horovod else divisor
 
+    def hosts(self, host):
+        """The host of every worker, in rank order, given this one's: one process's own;
+        every rank's under Horovod (gathered); None for a parameter-server job, whose
+        workers' hosts the engine does not gather (``num_workers`` says how many)."""
+        if self.horovod and self.num_workers > 1:
+            import horovod.mxnet as hvd
+            return list(hvd.allgather_object(host))
+        return None if self.num_workers > 1 else [host]
+
     def broadcast(self, net):
         """Make every worker start from rank 0's parameters (the kvstores do it when the
         Trainer initialises its keys; Horovod needs it said)."""

@@ -18,34 +18,33 @@ the last checkpoint; every epoch's data order and augmentation are drawn from
 parameters as an uninterrupted one (bit for bit on one device).
 """
 import json
-import math
 import os
 import random
 import shutil
 import signal
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd
 
-from ..errors import (DataError, Interrupted, NonFiniteLoss, ProjectError, RunMismatch,
-                      SetupError)
+from ..environment import changed as environment_changes
+from ..environment import environment
+from ..errors import DataError, Interrupted, NonFiniteLoss, RunMismatch, SetupError
 from ..nn import he_normal
 from ..utils import (FolderLock, atomic_write, atomic_write_json, deferred_interrupts,
-                     ignore_interrupts, interrupts_raise, progress_bar, say)
-from . import precision
+                     ignore_interrupts, interrupts_raise, say)
 from .checkpoint import CheckpointManager, epochs_done
 from .context import make_cluster
 from .logbook import RunLog, check_run_folder, remove_stale_run_files
+from .loop import STOP_AT_ENV, Loop, StopFlag, Stopped, global_step
 from .optim import SGDConfig, make_trainer
+from .progress import RunLogger
 from .schedule import LRSchedule
+from .tensorboard import Scalars, prune
 
 __all__ = ["RunConfig", "RunState", "Task", "fit", "check_can_run", "seed_everything",
-           "Stopped"]
+           "Stopped", "STOP_AT_ENV", "NonFiniteLoss"]
 
 
 @dataclass
@@ -67,6 +66,10 @@ class RunConfig:
     export_name: str = "model"            # export/<export_name>-symbol.json
     settings: dict = field(default_factory=dict)   # what config.json records
     identity: tuple = ()                  # keys of ``settings`` a run found in out_dir shares
+    log_interval: int = 50                # a progress line every N batches (0: none) ...
+    log_seconds: float = 30.0             # ... and at least every S seconds (0: no minimum)
+    tensorboard: bool = True              # scalars in out_dir/tensorboard
+    checkpoint_minutes: float = 0.0       # a mid-epoch checkpoint every M minutes (0: none)
 
 
 class Task:
@@ -75,6 +78,7 @@ class Task:
     best_key = "val_acc"
     curves = (("train_loss",), ("train_acc", "val_acc"))
     title = ""
+    meta = None           # what the exports' -meta.json say (the engine adds the environment)
 
     def train_data(self, net, rank, num_workers, global_batch, contexts):
         """Batches of this worker: ``set_epoch(epoch, start_batch)``, ``batches_per_epoch``,
@@ -112,55 +116,6 @@ class Task:
 
     def export(self, net, prefix, ctx):
         raise NotImplementedError
-
-
-class Stopped(Exception):
-    """Raised at a batch boundary after Ctrl-C / SIGTERM; its message says where the run was
-    saved (empty until the loop that catches it fills it in)."""
-
-
-class _StopFlag:
-    """Ctrl-C / SIGTERM set ``requested``; a second one raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        say("stopping at the end of this batch (press Ctrl-C again to stop at once, from the "
-            "last complete checkpoint)")
-
-    def check(self):
-        if self.requested:
-            raise Stopped
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-STOP_AT_ENV = "IGCV3_GLUON_STOP_AT"
-
-
-def _stop_hook():
-    """The test hook ``IGCV3_GLUON_STOP_AT="EPOCH:BATCH"`` (1-based epoch, batches done):
-    behave as if Ctrl-C arrived during that batch; ``"EPOCH:BATCH:kill"``: die there as by
-    SIGKILL, saving nothing. Interrupt and resume tests stop at batch k on any machine,
-    whatever its speed."""
-    text = os.environ.get(STOP_AT_ENV)
-    if not text or text.startswith("export:"):
-        return None
-    parts = text.split(":")
-    return int(parts[0]), int(parts[1]), len(parts) > 2 and parts[2] == "kill"
 
 
 def _export_stop_hook():
@@ -210,10 +165,12 @@ def check_can_run(run):
 # not what it trains); every other change is printed and recorded in config.json
 _HOW_IT_RUNS = ("no_progress", "no_resume", "resume", "workers", "data_nthreads", "gpus",
                 "cpus", "contexts", "kvstore", "num_workers", "val_interval", "out_dir",
-                "changes", "plan")
+                "changes", "plan", "environment", "environment_changes", "hosts",
+                "log_interval", "log_seconds", "no_tensorboard", "checkpoint_minutes",
+                "config", "overrides", "seeds")
 
 
-def _note_changes(old, new, done):
+def _note_changes(old, new, done, note=say):
     """A resumed run whose settings differ from those its first epochs were trained with
     (``--lr`` lowered after a NaN, more ``--epochs``): said, and recorded in ``new`` as
     ``changes`` (from which epoch, old and new value) so config.json never claims the new
@@ -225,7 +182,7 @@ def _note_changes(old, new, done):
     new["changes"] = list(old.get("changes") or [])
     if changed:
         new["changes"].append(dict(from_epoch=done + 1, **changed))
-        say("note: continuing from epoch %d with %s (epochs 1-%d used %s)" % (
+        note("note: continuing from epoch %d with %s (epochs 1-%d used %s)" % (
             done + 1, ", ".join("%s=%s" % (k, v[1]) for k, v in changed.items()), done,
             ", ".join("%s=%s" % (k, v[0]) for k, v in changed.items())))
 
@@ -245,11 +202,6 @@ def _restore(trainer, states):
         with open(path, "wb") as fh:
             fh.write(states)
         trainer.load_states(path)
-
-
-def _loss_scale(trainer):
-    scaler = getattr(trainer, "_amp_loss_scaler", None)      # AMP's (float16) dynamic scale
-    return None if scaler is None else float(scaler.loss_scale)
 
 
 @dataclass
@@ -289,6 +241,9 @@ class _Parts:
     data: object
     log: RunLog
     ckpts: CheckpointManager
+    logger: RunLogger
+    scalars: Scalars = None
+    environment: dict = None
 
 
 def fit(task, net, run, initialize=True, session=None):
@@ -302,33 +257,43 @@ def fit(task, net, run, initialize=True, session=None):
     session = {} if session is None else session
     try:
         cluster = session.get("cluster") or make_cluster(run.kvstore, run.contexts)
-        cluster.worker_batch(run.batch_size)
+        per_device = cluster.worker_batch(run.batch_size) // len(cluster.contexts)
     except ValueError as err:
         raise SetupError(str(err)) from None
+    if per_device < 2:
+        raise SetupError("a global batch of %d gives each of the %d device(s) of %d worker(s) "
+                         "one image: BatchNorm would normalise each channel over a single "
+                         "value; use at least 2 images per device"
+                         % (run.batch_size, len(cluster.contexts), cluster.num_workers))
     session["cluster"] = cluster
     check_can_run(run)                     # nothing written or removed in a folder not ours
     lock = FolderLock(run.out_dir) if cluster.is_main else None
     if lock is not None:
         lock.acquire()                     # FolderBusy: another live run holds the folder
+    logger = RunLogger(run.out_dir, enabled=cluster.is_main)
+    parts = None
     try:
-        parts = _prepare(task, net, run, cluster, initialize, session)
+        parts = _prepare(task, net, run, cluster, initialize, session, logger)
         state = _resume_or_start(task, net, run, parts, initialize, session)
         _write_config(run, parts, state)
         try:
-            with _StopFlag() as stop:
-                _Loop(task, net, run, parts, state, stop).run()
+            with StopFlag() as stop:
+                Loop(task, net, run, parts, state, stop).run()
         except Stopped as stopped:
             raise Interrupted(str(stopped)) from None
         except KeyboardInterrupt:
             raise Interrupted("interrupted; the last complete checkpoint in %s is used when "
                               "you run the same command again" % parts.ckpts.directory) from None
-        return _finish(task, net, run, cluster, parts.log, state)
+        return _finish(task, net, run, parts, state)
     finally:
+        if parts is not None and parts.scalars is not None:
+            parts.scalars.close()
+        logger.close()
         if lock is not None:
             lock.release()
 
 
-def _prepare(task, net, run, cluster, initialize, session):
+def _prepare(task, net, run, cluster, initialize, session, logger):
     """The run's log, checkpoints, initial weights, Trainer (kept in ``session``) and data."""
     check_can_run(run)                     # again, now that the folder is locked
     log = RunLog(run.out_dir, enabled=cluster.is_main)
@@ -350,22 +315,23 @@ def _prepare(task, net, run, cluster, initialize, session):
     if cluster.is_main:                    # what killed runs left half-written
         stale = remove_stale_run_files(run.out_dir)
         if stale:
-            say("removed %d temporary file(s) of an interrupted write: %s"
-                % (len(stale), ", ".join(os.path.basename(p) for p in stale[:3])))
+            logger.note("removed %d temporary file(s) of an interrupted write: %s"
+                        % (len(stale), ", ".join(os.path.basename(p) for p in stale[:3])))
     return _Parts(cluster, session["trainer"], data, log,
-                  CheckpointManager(os.path.join(run.out_dir, "checkpoints")))
+                  CheckpointManager(os.path.join(run.out_dir, "checkpoints")), logger)
 
 
 def _resume_or_start(task, net, run, parts, initialize, session):
     """The last good checkpoint loaded (weights, optimizer, position), or a fresh start;
     the weights broadcast to every worker. Returns the run's ``RunState``."""
     ckpts, log = parts.ckpts, parts.log
-    ckpt = ckpts.latest(log=say) if run.resume else None
+    ckpt = ckpts.latest(log=parts.logger.note) if run.resume else None
     if ckpt is None and not run.resume and ckpts.any():
         raise RunMismatch("%s already holds checkpoints and this run may not resume them; use "
                           "another output folder" % run.out_dir, ["resume"])
     if ckpt is None:
         log.truncate(0)         # no checkpoint: rows of an earlier start describe nothing
+        _start_records(run, parts, RunState())
         if not initialize and session.get("fresh_states"):
             _restore(parts.trainer, session["fresh_states"])  # a new stage: fresh momentum
         task.start_fresh(net, parts.cluster.contexts)
@@ -383,9 +349,10 @@ def _resume_or_start(task, net, run, parts, initialize, session):
     # its evaluation is not finished (a kill after its row was written, before the
     # checkpoint that follows it, must not leave that row twice)
     log.truncate(state.done - 1 if state.pending is not None else state.done)
+    _start_records(run, parts, state)
     if parts.cluster.is_main:
-        _repair_log(log, state, ckpt)
-    say("resuming %s from %s: %d epoch(s) done%s" % (
+        _repair_log(log, state, ckpt, parts.logger.note)
+    parts.logger.note("resuming %s from %s: %d epoch(s) done%s" % (
         run.out_dir, ckpt["files"]["params"], state.done,
         ", %d batch(es) into the next" % state.start if state.start else
         (", its evaluation pending" if state.pending else "")))
@@ -393,7 +360,26 @@ def _resume_or_start(task, net, run, parts, initialize, session):
     return state
 
 
-def _repair_log(log, state, ckpt):
+def _start_records(run, parts, state):
+    """The batch rows and TensorBoard curves cut back to where the run (re)starts (``state``:
+    nothing after its position is kept, so no step is written twice), and the TensorBoard
+    writer opened."""
+    bpe = parts.data.batches_per_epoch
+    if state.start:                                  # mid-epoch: epoch done+1, batch start
+        last_batch, last_epoch = (state.done + 1, state.start), state.done
+    else:                                            # at an epoch's end (its rows are kept,
+        last_batch = (state.done, bpe)               # its epoch scalars unless pending)
+        last_epoch = state.done - 1 if state.pending is not None else state.done
+    parts.logger.truncate_batches(*last_batch)
+    enabled = run.tensorboard and parts.cluster.is_main
+    if enabled:
+        prune(os.path.join(run.out_dir, "tensorboard"),
+              global_step(last_batch[0] - 1, last_batch[1], bpe) if state.done or state.start
+              else -1, global_step(last_epoch, 0, bpe) if last_epoch > 0 else -1)
+    parts.scalars = Scalars(run.out_dir, enabled=enabled)
+
+
+def _repair_log(log, state, ckpt, note):
     """A ``log.jsonl`` cut or edited: the row of the checkpoint's epoch is written back from
     the checkpoint (so the run's final metric stays right); rows no checkpoint holds are
     named as lost."""
@@ -404,169 +390,61 @@ def _repair_log(log, state, ckpt):
             and row.get("epoch") == logged:
         log.append(row)
         have.add(logged)
-        say("note: log.jsonl lacked the row of epoch %d; written back from its checkpoint"
-            % logged)
+        note("note: log.jsonl lacked the row of epoch %d; written back from its checkpoint"
+             % logged)
     lost = [e for e in range(1, logged + 1) if e not in have]
     if lost:
-        say("note: log.jsonl has no row for epoch(s) %s (cut or edited): the curves and the "
-            "report skip them" % ", ".join(map(str, lost[:10])))
+        note("note: log.jsonl has no row for epoch(s) %s (cut or edited): the curves and the "
+             "report skip them" % ", ".join(map(str, lost[:10])))
 
 
 def _write_config(run, parts, state):
-    """``config.json``: the run's settings and how it runs; a resumed run's changes noted."""
+    """``config.json``: the run's settings, how it runs and on what (``environment``); a
+    resumed run's changes of settings or environment noted."""
     cluster = parts.cluster
     config = dict(run.settings, contexts=[str(c) for c in cluster.contexts],
                   num_workers=cluster.num_workers, kvstore=run.kvstore, dtype=run.dtype,
-                  schedule=run.schedule.describe(), wd_on=run.sgd.wd_on)
-    if state.done:
-        _note_changes(parts.log.load_config(), config, state.done)
+                  schedule=run.schedule.describe(), wd_on=run.sgd.wd_on,
+                  environment=environment())
+    config["hosts"] = cluster.hosts(config["environment"]["host"])
+    parts.environment = config["environment"]
+    if state.done or state.start:
+        old = parts.log.load_config() or {}
+        _note_changes(old, config, state.done, parts.logger.note)
+        _note_environment(old, config, state.done, parts.logger.note)
     if cluster.is_main:
         parts.log.save_config(config)
-        say("run %s: %s" % (run.out_dir, json.dumps(
-            {k: config[k] for k in sorted(config) if k != "contexts"})))
+        parts.logger.note("run %s: %s" % (run.out_dir, json.dumps(
+            {k: config[k] for k in sorted(config)
+             if k not in ("contexts", "environment", "hosts", "changes",
+                          "environment_changes")})))
 
 
-class _Loop:
-    """The epoch loop of one run: trains, evaluates, checkpoints and logs epoch after epoch
-    from ``state``, and stops at a batch boundary once ``stop`` is requested."""
-
-    def __init__(self, task, net, run, parts, state, stop):
-        self.task, self.net, self.run_cfg, self.parts = task, net, run, parts
-        self.cluster, self.trainer, self.ckpts = parts.cluster, parts.trainer, parts.ckpts
-        self.state, self.stop = state, stop
-        self.progress = run.progress and parts.cluster.is_main
-        self.stop_at = _stop_hook()
-
-    def save(self, done, batch, **extra):
-        if self.cluster.is_main:
-            self.ckpts.save(self.net, self.trainer, done, batch, best=self.state.best,
-                            seed=self.run_cfg.seed, loss_scale=_loss_scale(self.trainer),
-                            **extra)
-
-    def run(self):
-        run, state = self.run_cfg, self.state
-        if state.pending is not None:                   # stopped during its evaluation
-            self.finish_epoch(state.done - 1, state.pending)
-            state.pending = None
-        for epoch in range(state.done, run.epochs):
-            row = self.train_epoch(epoch, state.start, state.partial)
-            state.start, state.partial = 0, None
-            self.finish_epoch(epoch, row)
-            if self.stop.requested and epoch + 1 < run.epochs:
-                raise Stopped("interrupted after %s %d; saved to %s: run the same command "
-                              "again to continue" % (run.stage, epoch + 1,
-                                                     self.ckpts.directory))
-
-    def train_epoch(self, epoch, start, partial):
-        """One epoch from batch ``start`` (``partial``: the tallies of the batches before);
-        returns its log row."""
-        run, data = self.run_cfg, self.parts.data
-        divisor = self.cluster.gradient_divisor(
-            self.task.gradient_divisor(run.batch_size, self.cluster.num_workers))
-        data.set_epoch(epoch, start)
-        self.task.begin_epoch(self.net)
-        sums = dict(partial or {})
-        done, seen, tic = start, 0, time.time()
-        bar = progress_bar(data.batches_per_epoch, start,
-                           "%s %d/%d" % (run.stage, epoch + 1, run.epochs), self.progress)
-        try:
-            for batch in data:
-                numbers = self.step(batch, epoch + done / data.batches_per_epoch, divisor)
-                if not math.isfinite(numbers["loss"]):
-                    raise self.non_finite(numbers["loss"], epoch, done)
-                for key, value in numbers.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                sums["batches"] = sums.get("batches", 0) + 1
-                done += 1
-                seen += numbers.get("images", 0)
-                bar.update(1)
-                bar.set_postfix(self.task.row(sums), refresh=False)
-                self.stop_if_asked(epoch, done, sums)
-        finally:
-            bar.close()
-        mx.nd.waitall()        # the last backward's BatchNorm statistics, before anyone reads
-        seconds = time.time() - tic
-        return dict(epoch=epoch + 1, lr=self.trainer.learning_rate, **self.task.row(sums),
-                    images=int(sums.get("images", 0)), img_per_s=seen / max(seconds, 1e-9))
-
-    def step(self, batch, epoch_position, divisor):
-        """One update at ``epoch_position`` (epochs, fractional) of the schedule; returns
-        the batch's tallies."""
-        run, trainer = self.run_cfg, self.trainer
-        trainer.set_learning_rate(run.schedule(epoch_position))
-        with autograd.record():
-            losses, what = self.task.forward(self.net, batch, self.cluster.contexts)
-        with precision.scale_loss(losses, trainer, run.dtype) as scaled:
-            autograd.backward(scaled)
-        trainer.step(divisor)
-        return self.task.tally(what)
-
-    def non_finite(self, value, epoch, done):
-        last = self.ckpts.latest()
-        where = os.path.join(self.ckpts.directory, last["files"]["params"]) if last else None
-        return NonFiniteLoss(value, self.run_cfg.stage, epoch + 1, done + 1, where)
-
-    def stop_if_asked(self, epoch, done, sums):
-        """After batch ``done`` of ``epoch``: a requested stop (or the test hook's) saves the
-        position and the epoch's tallies so far, then raises ``Stopped``."""
-        if self.stop_at and self.stop_at[:2] == (epoch + 1, done):
-            if self.stop_at[2]:
-                os.kill(os.getpid(), signal.SIGKILL)
-            self.stop.requested = True
-        if self.stop.requested:
-            self.save(epoch, done, partial=sums)
-            raise Stopped("interrupted in %s %d after %d batch(es); saved to %s: run the same "
-                          "command again to continue" % (self.run_cfg.stage, epoch + 1, done,
-                                                         self.ckpts.directory))
-
-    def evaluate(self, epoch):
-        """The validation metrics after ``epoch``; a failure keeps its type, its message says
-        that the trained epoch is saved."""
-        stage = self.run_cfg.stage
-        try:
-            return self.task.evaluate(self.net, self.cluster.contexts, self.progress,
-                                      self.stop.check)
-        except Stopped:
-            raise Stopped("interrupted during the evaluation after %s %d; saved to %s: run the "
-                          "same command again to continue"
-                          % (stage, epoch + 1, self.ckpts.directory)) from None
-        except ProjectError as err:
-            err.args = ("evaluation after %s %d failed: %s; the trained epoch is saved in %s: "
-                        "run the same command again once fixed"
-                        % (stage, epoch + 1, err, self.ckpts.directory),)
-            raise
-
-    def finish_epoch(self, epoch, row):
-        """Evaluate (when due), keep the best weights, log the row, checkpoint."""
-        run, state = self.run_cfg, self.state
-        if (epoch + 1) % run.val_interval == 0 or epoch + 1 == run.epochs:
-            # the trained epoch is saved first: an evaluation that fails (a damaged image in
-            # the validation set, a kill) never loses it; a resume evaluates it then
-            self.save(epoch + 1, 0, pending=row)
-            row.update({"val_" + k: v for k, v in self.evaluate(epoch).items()})
-            if state.improves(row.get(self.task.best_key)):
-                state.best_value, state.best_epoch = row[self.task.best_key], epoch + 1
-                if self.cluster.is_main:
-                    atomic_write(os.path.join(run.out_dir, "best.params"),
-                                 self.net.save_parameters)
-        self.parts.log.append(row)
-        self.save(epoch + 1, 0, row=row)          # the row again: a cut log.jsonl gets it back
-        if self.cluster.is_main:
-            say("%s %d/%d  %s  %.0f img/s  lr %.3g" % (run.stage, epoch + 1, run.epochs,
-                                                     self.task.epoch_line(row),
-                                                     row["img_per_s"], row["lr"]))
-            self.parts.log.plot(self.task.curves[0], self.task.curves[1],
-                                title=self.task.title)
+def _note_environment(old, new, done, note):
+    """A run resumed on another machine or software (versions, MXNet's build, CPU, GPUs,
+    host, code): said, and recorded as ``environment_changes`` (from which epoch)."""
+    new["environment_changes"] = list(old.get("environment_changes") or [])
+    diff = environment_changes(old.get("environment"), new["environment"])
+    if diff:
+        new["environment_changes"].append(dict(from_epoch=done + 1, **diff))
+        note("note: continuing from epoch %d on another environment: %s" % (
+            done + 1, "; ".join("%s %s -> %s" % (k, _short(v[0]), _short(v[1]))
+                                for k, v in diff.items())))
 
 
-def _finish(task, net, run, cluster, log, state):
+def _short(value):
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finish(task, net, run, parts, state):
     """Final weights and exports (best and final); ``net`` keeps the final weights. The
     exports are written into ``export.partPID/`` and moved into ``export/`` once both are
     whole; an interrupt meanwhile (SIGINT or SIGTERM) leaves no half export and says how to
     finish (the same command: every epoch is trained and saved)."""
     mx.nd.waitall()
-    key = task.best_key
-    records = log.records() if cluster.is_main else []
+    cluster, key = parts.cluster, task.best_key
+    records = parts.log.records() if cluster.is_main else []
     summary = {k: run.settings[k] for k in ("model", "dataset", "stage") if k in run.settings}
     summary.update(out_dir=run.out_dir, seed=run.seed, epochs=run.epochs, rank=cluster.rank,
                    best_metric=key, best_epoch=state.best_epoch)
@@ -576,9 +454,11 @@ def _finish(task, net, run, cluster, log, state):
         net.save_parameters(os.path.join(run.out_dir, "final-rank%d.params" % cluster.rank))
     if not cluster.is_main:
         return summary
+    task.meta = dict(task.meta or {}, environment=parts.environment)   # with the exports
     try:
         with interrupts_raise():
-            summary.update(_write_exports(task, net, run, cluster.contexts))
+            summary.update(_write_exports(task, net, run, cluster.contexts,
+                                          parts.logger.note))
     except KeyboardInterrupt:
         raise Interrupted("interrupted while writing the exports of the finished run (its %d "
                           "%s(s) are trained and saved in %s): run the same command again to "
@@ -588,7 +468,7 @@ def _finish(task, net, run, cluster, log, state):
     return summary
 
 
-def _write_exports(task, net, run, contexts):
+def _write_exports(task, net, run, contexts, note):
     """``final.params`` and the final and best exports (staged, then moved into
     ``export/``); returns their paths for the summary."""
     final_params = os.path.join(run.out_dir, "final.params")
@@ -605,8 +485,8 @@ def _write_exports(task, net, run, contexts):
             try:
                 net.load_parameters(best_params, ctx=contexts)
             except (mx.MXNetError, AssertionError, ValueError) as err:
-                say("note: %s cannot be read (%s); the export holds the final weights"
-                    % (best_params, str(err).strip().split("\n")[-1][:80]))
+                note("note: %s cannot be read (%s); the export holds the final weights"
+                     % (best_params, str(err).strip().split("\n")[-1][:80]))
                 net.load_parameters(final_params, ctx=contexts)
         written["export"] = task.export(net, prefix, contexts[0])
         net.load_parameters(final_params, ctx=contexts)

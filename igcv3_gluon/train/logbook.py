@@ -20,7 +20,7 @@ RUN_FILES = ("config.json", "log.jsonl", "log.txt", "batches.jsonl", "summary.cs
              ".lock", "checkpoints", "export", "tensorboard", "retrain", "predictions",
              "predictions.png")
 # a run killed before it wrote config.json leaves only these
-_BEFORE_CONFIG = (".lock", "checkpoints")
+_BEFORE_CONFIG = (".lock", "checkpoints", "log.txt")
 
 
 def is_run_config(config):
@@ -124,6 +124,24 @@ class RunLog:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+    def write_summary_csv(self, filename="summary.csv"):
+        """``summary.csv`` beside ``log.jsonl``: one row per epoch, a column per number (for
+        spreadsheets); rewritten whole after every epoch."""
+        if not self.enabled:
+            return
+        import csv
+        records = self.records()
+        columns = []
+        for record in records:
+            columns += [k for k in record if k not in columns]
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(records)
+        atomic_write(os.path.join(self.out_dir, filename), write)
 
     def plot(self, keys_left=("train_loss",), keys_right=("train_acc", "val_acc"),
              filename="curves.png", title=None):

@@ -50,9 +50,9 @@ class RunLogger:
         self.logger.setLevel(logging.INFO)
         self.file = None
         if enabled:
-            os.makedirs(out_dir, exist_ok=True)
             stamp = logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S")
-            self.file = logging.FileHandler(os.path.join(out_dir, LOG_FILE), encoding="utf-8")
+            self.file = logging.FileHandler(os.path.join(out_dir, LOG_FILE), encoding="utf-8",
+                                            delay=True)       # created by its first line
             self.file.setFormatter(stamp)
             self.console = logging.StreamHandler(sys.stdout)
             self.console.setFormatter(stamp)
@@ -118,10 +118,12 @@ class Meter:
         self.waited += waited
 
     def due(self, done):
-        """Whether batch ``done`` (of the epoch) gets a line."""
+        """Whether batch ``done`` (of the epoch) gets a line: every ``interval``-th batch of
+        the epoch (the same batches after a resume), its last, and any batch ``seconds``
+        after the previous line."""
         if self.interval <= 0 and self.seconds <= 0:
             return False
-        return (self.interval > 0 and done - self.last_batch >= self.interval) or \
+        return (self.interval > 0 and done % self.interval == 0) or \
             (self.seconds > 0 and time.time() - self.last_time >= self.seconds) or \
             done == self.batches_per_epoch
 

@@ -12,6 +12,7 @@ files, not only for TensorBoard's ``purge_step``. ``read_scalars`` reads them ba
 import glob
 import os
 import struct
+import time
 
 __all__ = ["Scalars", "read_scalars", "read_events", "prune", "FOLDER"]
 
@@ -78,29 +79,40 @@ def prune(folder, batch_step, epoch_step):
 
 class Scalars:
     """The writer of one run (rank 0; ``enabled=False`` writes nothing): ``batch`` and
-    ``epoch`` scalars at a global step."""
+    ``epoch`` scalars at a global step, one event per step. Written synchronously (not
+    through tensorboardX's queue, whose ``flush`` does not wait for it): an epoch's scalars
+    are on disk before the checkpoint that follows them."""
 
     def __init__(self, out_dir, enabled=True):
         self.folder = os.path.join(out_dir, FOLDER)
         self.writer = None
         if enabled:
-            from tensorboardX import SummaryWriter
+            from tensorboardX.event_file_writer import EventsWriter
             os.makedirs(self.folder, exist_ok=True)
-            self.writer = SummaryWriter(self.folder, flush_secs=60,
-                                        filename_suffix=".%d" % os.getpid())
+            self.writer = EventsWriter(os.path.join(self.folder, "events"),
+                                       ".%d" % os.getpid())
 
     def add(self, prefix, step, values):
         if self.writer is None:
             return
-        for key, value in values.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(prefix + key, float(value), int(step))
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+        summary = Summary(value=[Summary.Value(tag=prefix + key, simple_value=float(value))
+                                 for key, value in values.items()
+                                 if isinstance(value, (int, float))
+                                 and not isinstance(value, bool)])
+        self.writer.write_event(Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def batch(self, step, values):
         self.add(_BATCH, step, values)
 
     def epoch(self, step, values):
         self.add(_EPOCH, step, values)
+        self.flush()
+
+    def flush(self):
+        """Everything written so far on disk (before every checkpoint: the curves a resumed
+        run keeps are those its checkpoint had seen)."""
         if self.writer is not None:
             self.writer.flush()
 

@@ -1,0 +1,248 @@
+"""A long run a person can watch, trust and restart (the engine, through train_cifar.py on a
+small real data set): progress lines in log.txt and on stdout without a terminal, batch rows,
+TensorBoard curves read back from the event files, summary.csv, the environment recorded and
+compared on resume, checkpoints every N minutes that make a kill at any moment cost little
+and a rerun end bit for bit like an uninterrupted run, a run restarted from its own config,
+and the settings that cannot work refused in one line."""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from conftest import ROOT, digits_cifar, start_script, wait_for
+from igcv3_gluon import cifar
+from igcv3_gluon.train.tensorboard import read_scalars
+
+EPOCHS, BATCHES = 3, 10                         # 160 training images in batches of 16
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return digits_cifar(tmp_path_factory.mktemp("digits-cifar"), 16, 8)
+
+
+def tiny(data):
+    return ["--data-dir", data, "--model", "cifar_igcv3_d_0.5", "--multiplier", "0.25",
+            "--depths", "1,1,1,1,1,1,1", "--batch-size", "16", "--lr", "0.05", "--workers",
+            "0", "--no-progress", "--log-interval", "3", "--log-seconds", "0", "--epochs",
+            str(EPOCHS)]
+
+
+def train(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "train_cifar.py"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run (its stdout is a pipe, as under nohup or a launcher)."""
+    out = str(tmp_path_factory.mktemp("reference") / "run")
+    proc = train(*tiny(data), "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc.stdout
+
+
+def rows(path):
+    return [json.loads(line) for line in open(path) if line.strip()]
+
+
+def same(path_a, path_b, skip=("time", "img_per_s", "data_wait")):
+    """The rows of two ``.jsonl`` files, equal but for the clock's numbers."""
+    strip = [[{k: v for k, v in r.items() if k not in skip} for r in rows(p)]
+             for p in (path_a, path_b)]
+    return strip[0] == strip[1]
+
+
+def assert_same_parameters(a, b):
+    first, second = mx.nd.load(a), mx.nd.load(b)
+    assert sorted(first) == sorted(second)
+    for key in first:
+        np.testing.assert_array_equal(first[key].asnumpy(), second[key].asnumpy(), key)
+
+
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d epoch (\d)/3  batch (\d+)/10  loss [\d.]+  "
+                  r"acc [\d.]+  lr 0\.05  \d+ img/s  data \d+%  epoch left (\d\d:\d\d), run "
+                  r"(\d\d:\d\d)$")
+
+
+def test_progress_reaches_log_txt_and_stdout_without_a_terminal(reference):
+    out, stdout = reference
+    log = open(os.path.join(out, "log.txt")).read().splitlines()
+    lines = [LINE.match(line) for line in log]
+    seen = [(int(m.group(1)), int(m.group(2))) for m in lines if m]
+    expected = [(e, b) for e in range(1, EPOCHS + 1) for b in (3, 6, 9, 10)]
+    assert seen == expected, log
+    assert [m.group(4) for m in lines if m][-1] == "00:00"          # the run's time left
+    assert sum(bool(LINE.match(line)) for line in stdout.splitlines()) == len(expected)
+    assert sum(re.search(r" epoch \d/3  loss [\d.]+  train acc [\d.]+  val acc", line) is not None
+               for line in log) == EPOCHS                               # the epoch lines
+    assert any(" resuming " in l or " run %s: " % out in l for l in log)  # the notes too
+    batch_rows = rows(os.path.join(out, "batches.jsonl"))
+    assert [(r["epoch"], r["batch"], r["step"]) for r in batch_rows] == \
+        [(e, b, (e - 1) * BATCHES + b) for e, b in expected]
+    assert {"train_loss", "train_acc", "lr", "img_per_s", "data_wait"} <= set(batch_rows[0])
+    assert all(0 <= r["data_wait"] <= 1 and r["img_per_s"] > 0 for r in batch_rows)
+    epochs = rows(os.path.join(out, "log.jsonl"))
+    import csv
+    table = list(csv.DictReader(open(os.path.join(out, "summary.csv"))))
+    assert [int(r["epoch"]) for r in table] == [1, 2, 3]
+    assert [float(r["val_acc"]) for r in table] == [r["val_acc"] for r in epochs]
+
+
+def test_tensorboard_curves_are_the_logs_numbers(reference):
+    out, _ = reference
+    scalars = read_scalars(os.path.join(out, "tensorboard"))
+    epochs = rows(os.path.join(out, "log.jsonl"))
+    assert [s for s, _ in scalars["epoch/val_acc"]] == [BATCHES * e for e in (1, 2, 3)]
+    np.testing.assert_allclose([v for _, v in scalars["epoch/val_acc"]],
+                               [r["val_acc"] for r in epochs], rtol=1e-6)
+    np.testing.assert_allclose([v for _, v in scalars["epoch/train_loss"]],
+                               [r["train_loss"] for r in epochs], rtol=1e-6)
+    batch_rows = rows(os.path.join(out, "batches.jsonl"))
+    for key in ("train_loss", "lr", "img_per_s", "data_wait"):
+        assert [s for s, _ in scalars["train/" + key]] == [r["step"] for r in batch_rows]
+    np.testing.assert_allclose([v for _, v in scalars["train/train_loss"]],
+                               [r["train_loss"] for r in batch_rows], rtol=1e-6)
+
+
+def test_the_environment_is_recorded_and_a_resume_elsewhere_says_what_changed(reference,
+                                                                             data, tmp_path):
+    import platform
+    out, _ = reference
+    config = json.load(open(os.path.join(out, "config.json")))
+    env = config["environment"]
+    assert env["packages"]["mxnet"] == mx.__version__
+    assert env["packages"]["numpy"] == np.__version__
+    assert ("MKLDNN" in env["mxnet_features"]) == mx.runtime.Features().is_enabled("MKLDNN")
+    assert env["python"] == platform.python_version() and env["host"] == socket.gethostname()
+    flags = open("/proc/cpuinfo").read()
+    assert ("avx512_vnni" in env["cpu"]["isa"]) == (" avx512_vnni" in flags)
+    assert env["command"][0].endswith("train_cifar.py") and "--log-interval" in env["command"]
+    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    if head:
+        assert env["git"]["commit"] == head and isinstance(env["git"]["changed"], bool)
+    assert config["hosts"] == [socket.gethostname()] and config["num_workers"] == 1
+    meta = json.load(open(os.path.join(out, "export", "cifar_igcv3_d_0.5-w0.25-meta.json")))
+    assert meta["environment"] == env
+    # the same run continued "elsewhere": another MXNet and another host were recorded
+    moved = str(tmp_path / "moved")
+    shutil.copytree(out, moved)
+    old = dict(config, out_dir=moved)
+    old["environment"] = dict(env, host="elsewhere", packages=dict(env["packages"],
+                                                                   mxnet="1.8.0"))
+    json.dump(old, open(os.path.join(moved, "config.json"), "w"))
+    more = train(*tiny(data), "--epochs", "4", "--out-dir", moved)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "note: continuing from epoch 4 on another environment: mxnet 1.8.0 -> %s; host " \
+        "elsewhere -> %s" % (mx.__version__, socket.gethostname()) in more.stderr
+    changes = json.load(open(os.path.join(moved, "config.json")))["environment_changes"]
+    assert changes == [dict(from_epoch=4, mxnet=["1.8.0", mx.__version__],
+                            host=["elsewhere", socket.gethostname()])]
+    assert "on another environment" in open(os.path.join(moved, "log.txt")).read()
+
+
+def test_a_kill_at_any_moment_loses_at_most_the_checkpoint_interval(reference, data,
+                                                                    tmp_path):
+    """Ctrl-C at batch 3 of epoch 2 (the engine's hook); resumed with a checkpoint every
+    minute (here: every batch) and killed as by SIGKILL at batch 7 (the hook); resumed and
+    killed by a real SIGKILL once the checkpoint of batch 2 of epoch 3 is written: each rerun
+    resumes from the newest checkpoint, the last ends with the reference's parameters, bit
+    for bit, the same log, batch rows and TensorBoard steps, none written twice."""
+    ref, _ = reference
+    out = str(tmp_path / "run")
+    args = tiny(data) + ["--out-dir", out]
+    ckpts = os.path.join(out, "checkpoints")
+    stopped = train(*args, env=dict(IGCV3_GLUON_STOP_AT="2:3"))
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "interrupted in epoch 2 after 3 batch(es)" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    killed = train(*args, "--checkpoint-minutes", "1e-9", env=dict(IGCV3_GLUON_STOP_AT="2:7:kill"))
+    assert killed.returncode == -9 and "3 batch(es) into the next" in killed.stderr
+    assert sorted(os.listdir(ckpts)) == ["ckpt-0001-00000.%s" % k for k in ("json", "params",
+                                                                           "states")] + \
+        ["ckpt-0001-00007.%s" % k for k in ("json", "params", "states")]   # the newest only
+    proc = start_script("train_cifar.py", args + ["--checkpoint-minutes", "1e-9"])
+    wait_for(os.path.join(ckpts, "ckpt-0002-00002.json"), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    final = train(*args)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert re.search(r"resuming %s from ckpt-0002-000\d\d\.params: 2 epoch\(s\) done, \d "
+                     r"batch\(es\) into the next" % re.escape(out), final.stderr)
+    assert_same_parameters(os.path.join(ref, "final.params"), os.path.join(out, "final.params"))
+    for name in ("log.jsonl", "batches.jsonl"):
+        assert same(os.path.join(ref, name), os.path.join(out, name)), name
+    theirs, ours = (read_scalars(os.path.join(d, "tensorboard")) for d in (ref, out))
+    assert sorted(theirs) == sorted(ours)
+    for tag in theirs:
+        assert [s for s, _ in ours[tag]] == [s for s, _ in theirs[tag]], tag
+    assert not [f for f in os.listdir(ckpts) if ".tmp" in f]
+
+
+def test_a_run_restarted_from_its_config_reproduces_its_log(reference, tmp_path, capsys):
+    ref, _ = reference
+    again = str(tmp_path / "again")
+    proc = train("--config", os.path.join(ref, "config.json"), "--out-dir", again)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert same(os.path.join(ref, "log.jsonl"), os.path.join(again, "log.jsonl"))
+    assert_same_parameters(os.path.join(ref, "final.params"),
+                           os.path.join(again, "final.params"))
+    config = json.load(open(os.path.join(again, "config.json")))
+    assert config["config"] == os.path.join(ref, "config.json")
+    assert config["overrides"] == {"out_dir": again}
+    # a YAML file: flag names as keys, lists allowed; a key that is no flag is one line
+    yaml_file = tmp_path / "recipe.yaml"
+    yaml_file.write_text("epochs: 1\nlr_steps: [1]\nlr_stepz: [2]\n")
+    assert cifar.main(["--config", str(yaml_file), "--out-dir", str(tmp_path / "y")]) == 2
+    assert "--config %s: lr_stepz is no flag of" % yaml_file in capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / "y"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--syncbn", "--kvstore", "horovod"], "--syncbn synchronises BatchNorm over the GPUs of "
+                                           "one process (MXNet's SyncBatchNorm); with "
+                                           "--kvstore horovod each process would keep its own "
+                                           "statistics: drop --syncbn"),
+    (["--syncbn", "--kvstore", "dist_sync"], "with --kvstore dist_sync each process would "
+                                             "keep its own statistics"),
+    (["--cpus", "2", "--batch-size", "2"], "--batch-size 2 gives each of the 2 devices one "
+                                           "image: BatchNorm would normalise each channel "
+                                           "over a single value"),
+    (["--log-interval", "-1"], "--log-interval must be a number >= 0, got -1"),
+    (["--checkpoint-minutes", "nan"], "--checkpoint-minutes must be a number >= 0, got nan"),
+])
+def test_settings_that_cannot_work_are_one_line(tmp_path, capsys, flags, message):
+    assert cifar.main(["--epochs", "1", "--out-dir", str(tmp_path / "r")] + flags) == 2
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not os.path.exists(str(tmp_path / "r"))
+
+
+def test_only_the_newest_mid_epoch_checkpoint_is_kept(tmp_path):
+    """Epoch ends: the newest two; mid-epoch (timed or interrupted) saves: only the newest,
+    and only while it is newer than every epoch end."""
+    from igcv3_gluon.train.checkpoint import CheckpointManager
+    net = mx.gluon.nn.Dense(2, in_units=2)
+    net.initialize()
+    manager = CheckpointManager(str(tmp_path / "checkpoints"))
+    kept = lambda: sorted(n[:-len(".json")] for n in os.listdir(manager.directory)
+                          if n.endswith(".json"))
+    for done, batch in ((1, 0), (1, 3), (1, 4), (1, 5)):
+        manager.save(net, None, done, batch)
+    assert kept() == ["ckpt-0001-00000", "ckpt-0001-00005"]
+    manager.save(net, None, 2, 0)
+    assert kept() == ["ckpt-0001-00000", "ckpt-0002-00000"]
+    manager.save(net, None, 2, 2)
+    manager.save(net, None, 3, 0)
+    assert kept() == ["ckpt-0002-00000", "ckpt-0003-00000"]
+    assert manager.latest()["epochs_done"] == 3
