@@ -23,10 +23,10 @@ import subprocess
 import sys
 import tempfile
 
-from common import ROOT, command_line  # noqa: E402 (puts the project on sys.path)
-
 from igcv3_gluon.data.im2rec import pack_folder  # noqa: E402
 from igcv3_gluon.data.synthetic import shape_folders, shapes_coco  # noqa: E402
+
+from common import ROOT, command_line  # noqa: E402 (puts the project on sys.path)
 
 
 def script(name, *args):
@@ -39,7 +39,7 @@ def script(name, *args):
 
 def ap50(run_dir):
     with open(os.path.join(run_dir, "log.jsonl")) as fh:
-        return [json.loads(l).get("val_AP50") for l in fh if l.strip()]
+        return [json.loads(line).get("val_AP50") for line in fh if line.strip()]
 
 
 def main():
@@ -59,7 +59,8 @@ def main():
                       "--rec-train", os.path.join(tmp, "rec", "train.rec"),
                       "--rec-val", os.path.join(tmp, "rec", "val.rec"), "--data-nthreads", "2",
                       "--no-progress", "--out-dir", backbone)
-        cls_acc = [json.loads(l)["val_acc"] for l in open(os.path.join(backbone, "log.jsonl"))]
+        cls_acc = [json.loads(line)["val_acc"]
+                   for line in open(os.path.join(backbone, "log.jsonl"))]
         det_train = shapes_coco(tmp, args.train_images, seed=0, name="train")
         det_val = shapes_coco(tmp, 24, seed=1, name="val")
         common = ["--train-ann", det_train[0], "--train-images", det_train[1],
@@ -74,7 +75,7 @@ def main():
             out = os.path.join(tmp, name)
             proc = script("train_ssdlite.py", *common, *extra, "--out-dir", out)
             runs[label] = ap50(out)
-            loaded = [l for l in proc.stderr.splitlines() if l.startswith("backbone:")]
+            loaded = [line for line in proc.stderr.splitlines() if line.startswith("backbone:")]
             if loaded:
                 print(loaded[0].split(" from ")[0].replace(tmp, "TMP"))
         print("backbone classifier (IGCV3-W 0.5, %d epochs): val top-1 %.3f"

@@ -15,6 +15,7 @@ import tempfile
 import warnings
 
 from common import command_line  # noqa: E402 (puts the project on sys.path)
+
 warnings.simplefilter("ignore", UserWarning)
 
 import mxnet as mx  # noqa: E402

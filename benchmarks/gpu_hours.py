@@ -16,13 +16,13 @@ estimate is a lower bound. Prints a table; never asserts.
 
     python benchmarks/gpu_hours.py [--batch 8] [--rounds 3]
 """
-from common import command_line  # noqa: E402 (puts the project on sys.path)
-
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
 
 import igcv3_gluon  # noqa: E402
 from igcv3_gluon.deploy.bench import interleaved_medians, mxnet_training  # noqa: E402
+
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 V100_RESNET50 = {"float32": 384.0, "mixed precision": 1376.0}      # img/s, NVIDIA
 IMAGENET = 1281167 * (480 + 50)

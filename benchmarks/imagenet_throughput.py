@@ -17,14 +17,18 @@ import sys
 import tempfile
 import time
 
-from common import command_line  # noqa: E402 (puts the project on sys.path)
-
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import igcv3_gluon  # noqa: E402
-from igcv3_gluon.deploy.bench import (gluoncv_mobilenetv2, interleaved_medians,  # noqa: E402
-                                      mxnet_inference, mxnet_training)
+from igcv3_gluon.deploy.bench import (  # noqa: E402
+    gluoncv_mobilenetv2,
+    interleaved_medians,
+    mxnet_inference,
+    mxnet_training,
+)
+
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 
 def networks():

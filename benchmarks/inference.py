@@ -32,14 +32,15 @@ after another one shares the cores with them (without it every batch-1 time grow
 0.5-1 ms and the ratios shrink toward 1).
 """
 import collections
-import logging
 import json
+import logging
 import os
 import tempfile
 import time
 import warnings
 
 from common import command_line  # noqa: E402 (puts the project on sys.path)
+
 warnings.simplefilter("ignore", UserWarning)
 
 import mxnet as mx  # noqa: E402
@@ -47,8 +48,13 @@ import numpy as np  # noqa: E402
 
 import igcv3_gluon  # noqa: E402
 from igcv3_gluon.deploy import export, export_onnx, load_symbolblock  # noqa: E402
-from igcv3_gluon.deploy.bench import (gluoncv_mobilenetv2, interleaved_medians,  # noqa: E402
-                                      onnx_inference, openvino_inference, ratio_table)
+from igcv3_gluon.deploy.bench import (  # noqa: E402
+    gluoncv_mobilenetv2,
+    interleaved_medians,
+    onnx_inference,
+    openvino_inference,
+    ratio_table,
+)
 from igcv3_gluon.deploy.optimize import optimize_files  # noqa: E402
 from igcv3_gluon.deploy.reference import authors_net  # noqa: E402
 from igcv3_gluon.nn import init_like_trained  # noqa: E402

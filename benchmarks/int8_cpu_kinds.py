@@ -3,7 +3,8 @@
 side in one process. Prints; never asserts a time.
 
     python benchmarks/int8_cpu_kinds.py --run runs/demo                     # this CPU as it is
-    ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 python benchmarks/int8_cpu_kinds.py --run runs/demo
+    ONEDNN_MAX_CPU_ISA=AVX2 DNNL_MAX_CPU_ISA=AVX2 \
+        python benchmarks/int8_cpu_kinds.py --run runs/demo
 
 The cap makes OpenVINO's and MXNet's oneDNN use AVX2 kernels (no VNNI: u8 x s8 pairs summed
 in saturating 16 bits) on any machine. Accuracy: the digits run's export in OpenVINO (NNCF,
@@ -17,13 +18,17 @@ import tempfile
 import warnings
 
 from common import command_line  # noqa: E402 (puts the project on sys.path)
+
 warnings.simplefilter("ignore", UserWarning)
 
 import numpy as np  # noqa: E402
 
 
 def digits_accuracy(run, tmp):
+    import json
+
     import mxnet as mx
+
     from igcv3_gluon.data.digits import digits_arrays
     from igcv3_gluon.deploy.cpu import isa_label
     from igcv3_gluon.deploy.export import load_symbolblock
@@ -31,7 +36,6 @@ def digits_accuracy(run, tmp):
     from igcv3_gluon.deploy.openvino import to_openvino
     from igcv3_gluon.deploy.optimize import optimize_files
     from igcv3_gluon.deploy.quantize import quantize
-    import json
     symbol = json.load(open(os.path.join(run, "summary.json")))["export"]["symbol"]
     prefix = os.path.join(run, "export", os.path.basename(symbol)[:-len("-symbol.json")])
     (train_x, _), (test_x, test_y) = digits_arrays(os.path.join(run, "config.json"))
@@ -60,6 +64,7 @@ def digits_accuracy(run, tmp):
 
 def speed(tmp, rounds, repeat):
     import mxnet as mx
+
     import igcv3_gluon
     from igcv3_gluon.deploy import export
     from igcv3_gluon.deploy.bench import interleaved_medians, openvino_inference, ratio_table

@@ -15,11 +15,11 @@ import json
 import os
 import tempfile
 
-from common import command_line  # noqa: E402 (puts the project on sys.path)
-
 import numpy as np  # noqa: E402
 
 from igcv3_gluon import cifar  # noqa: E402
+
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 VARIANTS = {
     "silent": ["--log-interval", "0", "--log-seconds", "0", "--no-tensorboard"],

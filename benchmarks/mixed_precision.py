@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from common import ROOT, command_line  # puts the project on sys.path
+
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, %(root)r)
@@ -49,8 +50,9 @@ def measure(dtype, name, batch, iters):
 
 def main():
     args = command_line(__doc__, batch=16, rounds=3, iters=3)
-    from igcv3_gluon.train.precision import check_dtype
     import mxnet as mx
+
+    from igcv3_gluon.train.precision import check_dtype
     check_dtype("bfloat16", [mx.cpu()])
     configs = [(d, n) for n in ("igcv3_d_1.0", "gluoncv mobilenetv2_1.0")
                for d in ("float32", "bfloat16")]

@@ -21,6 +21,7 @@ def main():
     import mxnet as mx
     import numpy as np
     from mxnet import autograd
+
     from igcv3_gluon import get_model
     from igcv3_gluon.data.coco import COCOFormat
     from igcv3_gluon.data.detection import AUTHORS_MEAN, AUTHORS_STD, ssd_train_transform

@@ -13,8 +13,6 @@ Rows:
 """
 import time
 
-from common import command_line  # noqa: E402 (puts the project on sys.path)
-
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 from mxnet import autograd, gluon  # noqa: E402
@@ -22,6 +20,8 @@ from mxnet import autograd, gluon  # noqa: E402
 import igcv3_gluon  # noqa: E402
 from igcv3_gluon.data import channel_stats, make_loader  # noqa: E402
 from igcv3_gluon.nn import layers  # noqa: E402
+
+from common import command_line  # noqa: E402 (puts the project on sys.path)
 
 
 def train_rate(name, batch, iters, onednn_bn=False):

@@ -3,7 +3,7 @@ from .errors import quiet_interrupts_while_starting
 from .version import __version__
 
 quiet_interrupts_while_starting()       # a command's Ctrl-C during the imports: one line
-from . import nn, models  # noqa: E402
-from .models import get_model, list_models
+from . import models, nn  # noqa: E402
+from .models import get_model, list_models  # noqa: E402
 
 __all__ = ["__version__", "nn", "models", "get_model", "list_models"]

@@ -4,15 +4,24 @@ Entry point: ``train_cifar.py`` (``python train_cifar.py --help``).
 """
 import sys
 
+from .cli import spec_from_args
 from .data import DATASETS, channel_stats, load_dataset, make_loader
 from .errors import UsageError, exit_on_usage_error, naming
-from .cli import spec_from_args
 from .models import get_model, model_info
 from .models.spec import ARCH_KEYS
 from .nn import norm_layer_for
 from .train.classifier import ClassifierTask
-from .train.cli import (parse_args, export_name, fit, flags_record, model_kwargs, parser_for, run_config,
-                        run_seeds, validate_common_args)
+from .train.cli import (
+    export_name,
+    fit,
+    flags_record,
+    model_kwargs,
+    parse_args,
+    parser_for,
+    run_config,
+    run_seeds,
+    validate_common_args,
+)
 from .utils import say
 
 __all__ = ["DEFAULTS", "IDENTITY", "build_parser", "main", "run"]

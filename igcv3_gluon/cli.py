@@ -6,9 +6,8 @@ import argparse
 import math
 import os
 
-from .deploy.export import MAX_INPUT_VALUES
 from .errors import UsageError
-from .models.spec import ARCH_KEYS
+from .models.spec import ARCH_KEYS, MAX_INPUT_VALUES, ModelSpec
 
 __all__ = ["HelpFormatter", "add_model_args", "model_kwargs", "spec_from_args", "parse_ints",
            "parse_floats", "parse_shape", "flag_error", "MODEL_FLAGS", "adopt_run_settings",
@@ -106,7 +105,6 @@ def spec_from_args(args, model=None, **described):
     """The ``ModelSpec`` of the model flags of ``args`` (``--model`` unless ``model`` is
     given) plus ``described`` (classes, mean, std, input_size, extra, ...); a value that does
     not fit the model is one line naming its flag."""
-    from .models.spec import ModelSpec
     values = {k: getattr(args, k, None) for k in ARCH_KEYS}
     try:
         spec = ModelSpec(model or args.model, **values, **described)

@@ -16,6 +16,9 @@ from collections import Counter
 
 import mxnet as mx
 import numpy as np
+from tqdm import tqdm
+
+from .models import get_model, list_models, model_info
 
 __all__ = ["GraphStats", "graph_stats", "count", "table", "main"]
 
@@ -95,12 +98,10 @@ def _dev(ours, paper):
 
 def table(names=None, progress=True):
     """Rows (dicts) for the zoo models ``names`` (default: all)."""
-    from .models import get_model, list_models, model_info
     rows = []
     names = list(names or list_models())
     iterator = names
     if progress and sys.stderr.isatty():
-        from tqdm import tqdm
         iterator = tqdm(names, desc="counting", leave=False)
     for name in iterator:
         info = model_info(name)
@@ -146,7 +147,6 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .models import list_models
     unknown = [m for m in args.models if m not in list_models()]
     if unknown:
         parser.exit(2, "%s: error: unknown model %s; known: %s\n"

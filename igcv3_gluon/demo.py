@@ -5,7 +5,8 @@
    scikit-learn's bundled digits with ``train_cifar.py``, which writes the per-epoch log, the
    curves PNG, checkpoints and the exported best model into ``--out-dir``;
 3. reloads the export with ``gluon.SymbolBlock.imports`` and with ONNX Runtime, classifies
-   one held-out digit of each class, and draws them with their predicted labels into ``predictions.png``.
+   one held-out digit of each class, and draws them with their predicted labels into
+   ``predictions.png``.
 
 Re-running continues (or just re-reports) the run in ``--out-dir``.
 """
@@ -13,10 +14,17 @@ import argparse
 import os
 import sys
 
+import mxnet as mx
 import numpy as np
 
 from . import complexity
+from .cifar import build_parser as cifar_parser
+from .cifar import run
+from .data import channel_stats, load_digits32
+from .deploy import export_onnx, load_symbolblock
 from .errors import exit_on_usage_error
+from .train.cli import validate_common_args
+from .utils import save_figure
 
 TRAIN_ARGS = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--epochs", "8",
               "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine",
@@ -27,7 +35,6 @@ def _draw(images, truth, predicted, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .utils import save_figure
     fig, axes = plt.subplots(1, len(images), figsize=(1.3 * len(images), 1.9))
     for ax, img, t, p in zip(axes, images, truth, predicted):
         ax.imshow(img[..., 0], cmap="gray_r")
@@ -57,15 +64,10 @@ def main(argv=None):
     print("\n## Training on the embedded digits set\n  python train_cifar.py %s --out-dir %s\n"
           % (" ".join(TRAIN_ARGS), args.out_dir), flush=True)
 
-    from .cifar import build_parser as cifar_parser, run
-    from .data import channel_stats, load_digits32
-    from .deploy import export_onnx, load_symbolblock
-    from .train.cli import validate_common_args
     train_args = cifar_parser().parse_args(TRAIN_ARGS + ["--out-dir", args.out_dir])
     train_args.dataset = "digits"
     summary = run(validate_common_args(train_args))
 
-    import mxnet as mx
     prefix = summary["export"]["symbol"][:-len("-symbol.json")]
     train_x, _, test_x, test_y = load_digits32()
     mean, std = channel_stats(train_x)

@@ -21,16 +21,26 @@ import mxnet as mx
 
 from .cli import adopt_run_settings, evaluation_dir, parse_floats, spec_from_args
 from .data.coco import COCOFormat, coco_split_paths
-from .data.detection import PIXEL_MEAN, PIXEL_STD
+from .data.detection import AUTHORS_MEAN, AUTHORS_STD, PIXEL_MEAN, PIXEL_STD
 from .data.images import file_problem
+from .deploy import WeightsError, load_weights, read_params
 from .errors import UsageError, exit_on_usage_error, naming
-from .models import list_models, model_info
+from .evaluations import check_evaluation_folder, record_evaluation
+from .models import get_model, list_models, model_info
+from .models.pretrained import resolve_weights
 from .models.ssdlite import ANCHOR_PRESETS
 from .nn import norm_layer_for
-from .runs import check_evaluation_folder, record_evaluation, resolve_weights
-from .train.cli import (parse_args, export_name, fit, flags_record, model_kwargs, parser_for, run_config,
-                        validate_common_args)
-from .train.detector import NMS, DetectorTask, detect, evaluate_coco
+from .train.cli import (
+    export_name,
+    fit,
+    flags_record,
+    model_kwargs,
+    parse_args,
+    parser_for,
+    run_config,
+    validate_common_args,
+)
+from .train.detector import NMS, DetectorTask, detect, evaluate_coco, load_backbone
 from .utils import save_figure, say
 
 __all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "predict_images"]
@@ -143,7 +153,6 @@ def _split_names(text, flag, most=None):
 
 
 def _build_net(args, classes):
-    from .models import get_model
     kwargs = model_kwargs(args, args.model)
     return get_model(args.model, classes=list(classes), base_size=args.data_shape,
                      anchors=args.anchors, **kwargs,
@@ -153,7 +162,6 @@ def _build_net(args, classes):
 def _normalisation(args, parser, backbone_config):
     """``--mean``/``--std`` (0-255 pixels): given, else the backbone run's (a backbone
     trained on mean-only input must be fed mean-only input), else the authors'."""
-    from .data.detection import AUTHORS_MEAN, AUTHORS_STD
     source = "the authors' SSD"
     mean, std = AUTHORS_MEAN, AUTHORS_STD
     if backbone_config and backbone_config.get("mean"):
@@ -198,8 +206,6 @@ def _check_backbone_run(path, config, net):
 
 def _backbone_loader(path, config):
     """``on_fresh_start`` for the task: load the backbone and say what was loaded."""
-    from .deploy import WeightsError
-    from .train.detector import load_backbone
 
     def load(net, contexts):
         try:
@@ -215,13 +221,11 @@ def _backbone_loader(path, config):
 
 
 def _check_params_file(path):
-    from .deploy import read_params
     with naming("--params"):
         read_params(path)
 
 
 def _load_params(net, path, contexts):
-    from .deploy import load_weights
     with naming("--params"):
         load_weights(net, path, ctx=contexts)
 

@@ -13,6 +13,7 @@ import platform
 import socket
 import subprocess
 import sys
+from importlib import metadata
 
 __all__ = ["environment", "changed", "PACKAGES", "COMPARED"]
 
@@ -28,7 +29,6 @@ COMPARED = ("python", "packages", "mxnet_features", "cpu", "gpus", "host", "git"
 
 
 def _versions():
-    from importlib import metadata
     found = {}
     for name in PACKAGES:
         try:

@@ -4,6 +4,7 @@ import errno
 import os
 import signal
 import sys
+import threading
 
 __all__ = ["ProjectError", "DataError", "SetupError", "WeightsError", "DownloadError",
            "CheckFailed", "NonFiniteLoss", "Interrupted", "RunMismatch", "FolderBusy",
@@ -193,7 +194,6 @@ def quiet_interrupts_while_starting():
 
 
 def threading_is_main():
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 

@@ -25,16 +25,37 @@ import os
 import sys
 
 from .cli import adopt_run_settings, evaluation_dir, parse_floats, parse_ints, spec_from_args
-from .models.spec import ARCH_KEYS, INPUT_KEYS
-from .data.recordio import (AUGMENTATIONS, IMAGENET_MEAN, IMAGENET_STD, RecordImages,
-                            check_labels, check_record_pair, scan_records, short_sides,
-                            train_augmentation)
+from .data.recordio import (
+    AUGMENTATIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RecordImages,
+    check_labels,
+    check_record_pair,
+    scan_records,
+    short_sides,
+    train_augmentation,
+)
+from .deploy import WeightsError, load_weights
 from .errors import UsageError, exit_on_usage_error, naming
+from .evaluations import check_evaluation_folder, record_evaluation
+from .models import get_model, list_models
+from .models.pretrained import resolve_weights
+from .models.spec import ARCH_KEYS, INPUT_KEYS
 from .nn import norm_layer_for
-from .runs import check_evaluation_folder, record_evaluation, resolve_weights
 from .train.classifier import ClassifierTask, topk_accuracy
-from .train.cli import (parse_args, check_can_run, export_name, fit, flags_record, model_kwargs,
-                        parser_for, run_config, validate_common_args)
+from .train.cli import (
+    check_can_run,
+    contexts_from_args,
+    export_name,
+    fit,
+    flags_record,
+    model_kwargs,
+    parse_args,
+    parser_for,
+    run_config,
+    validate_common_args,
+)
 from .utils import say
 
 __all__ = ["DEFAULTS", "RECIPES", "IDENTITY", "build_parser", "main", "run", "resolve_args",
@@ -144,7 +165,6 @@ def resolve_args(args):
     if args.batch_size is None:
         args.batch_size = recipe["batch_size"]
     if args.batch_size is None:
-        from .train.cli import contexts_from_args
         devices = len(contexts_from_args(args))
         args.batch_size = args.batch_per_device * devices * _num_workers(args.kvstore)
     args.lr_note = None
@@ -189,7 +209,7 @@ def _check_records(args):
     _check_class_lists(args)
     if args.num_classes is None:
         names = os.path.splitext(args.rec_train or args.rec_val)[0] + ".classes.txt"
-        args.num_classes = (sum(1 for l in open(names) if l.strip())
+        args.num_classes = (sum(1 for line in open(names) if line.strip())
                             if os.path.isfile(names) else 1000)
     checked = [] if args.eval_only else [(args.rec_train, args.rec_train_idx, "--rec-train")]
     for rec, idx, flag in checked + [(args.rec_val, args.rec_val_idx, "--rec-val")]:
@@ -241,7 +261,6 @@ def _spec(args, **extra):
 
 def evaluate_params(args, net):
     """``--eval-only``: top-1 / top-5 of ``--params`` on ``--rec-val``."""
-    from .deploy import WeightsError, load_weights
     with naming("--out-dir"):                # before the evaluation, not after it
         check_evaluation_folder(args.out_dir, args.model)
     try:
@@ -279,7 +298,7 @@ def _check_class_lists(args):
     lists = [os.path.splitext(rec)[0] + ".classes.txt" for rec in (args.rec_train,
                                                                     args.rec_val)]
     if all(os.path.isfile(p) for p in lists):
-        train, val = ([l.strip() for l in open(p) if l.strip()] for p in lists)
+        train, val = ([line.strip() for line in open(p) if line.strip()] for p in lists)
         if train != val:
             first = next((i for i, (a, b) in enumerate(zip(train, val)) if a != b),
                          min(len(train), len(val)))
@@ -326,7 +345,6 @@ def _check_packing(args):
 
 def run(args):
     """Training (then retraining) or evaluation; returns the summaries / the result."""
-    from .models import get_model
     kwargs = model_kwargs(args, args.model)
     net = get_model(args.model, classes=args.num_classes, **kwargs,
                     **norm_layer_for(args.contexts, args.syncbn))
@@ -398,7 +416,6 @@ def main(argv=None):
         with naming(args.params_flag):
             args.params_file, found = resolve_weights(args.params, args.model)
         args.weights_config = found
-        from .models import list_models
         if found and found.get("model") in list_models("detection"):
             raise UsageError("%s holds a detector (%s), not a classifier: evaluate it with "
                              "train_ssdlite.py --eval-only" % (args.params, found["model"]))

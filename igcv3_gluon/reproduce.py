@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .cli import model_kwargs
+from .complexity import graph_stats
+from .errors import WeightsError
+from .models import CONFIGS, get_model, list_models, model_info
+from .models.spec import ARCH_KEYS, ModelSpec
+from .models.weights import run_config_of
+from .nn.complementary import check_network
+from .utils import read_json_object, read_jsonl, save_figure, say
 
 __all__ = ["Row", "TABLES", "row_size", "row_dense", "row_command", "collect_runs",
            "table_markdown", "main"]
@@ -118,7 +125,6 @@ EXTRA_VARIANTS = [("linear IGCV3-D (no ReLU in the block)", "cifar_igcv3_d_1.0",
 
 
 def _row_net(row):
-    from .models import get_model, list_models
     name = row.model if row.model and not row.with_fc else (row.imagenet_model or row.model)
     if name not in list_models():
         return None, None
@@ -127,8 +133,6 @@ def _row_net(row):
 
 def row_size(row):
     """``(params, madds)`` of a row as the paper counts it, or None if not built here."""
-    from .complexity import graph_stats
-    from .models import model_info
     name, net = _row_net(row)
     if net is None:
         return None
@@ -139,7 +143,6 @@ def row_size(row):
 def row_dense(row):
     """"yes" when the checker finds every block of the row's network dense, else the names of
     the blocks that are not; "-" when the network is not built here."""
-    from .nn.complementary import check_network
     _, net = _row_net(row)
     if net is None:
         return "-"
@@ -188,10 +191,6 @@ def collect_runs(runs_dir):
     """Finished runs under ``runs_dir`` -> ``{key: [number (%) per run]}``. A training run
     counts when its log holds the configured number of epochs (its last evaluation); an
     ``evaluation.json`` (written by ``--eval-only``) beside a run's config replaces it."""
-    from .models import list_models
-    from .runs import run_config_of
-    from .errors import WeightsError
-    from .utils import read_json_object, read_jsonl, say
     found = defaultdict(list)
     for root, _, files in os.walk(runs_dir):
         if "config.json" not in files:
@@ -225,19 +224,18 @@ def collect_runs(runs_dir):
 def _arch_flags(config):
     """The architecture keys of a run's or an evaluation's description, as the table rows
     write them (``groups="2,4"``), whichever form the file holds (flags or values)."""
-    from .models.spec import ARCH_KEYS, ModelSpec
     try:
         spec = ModelSpec.from_dict(dict(config, model=config.get("model") or "?"))
     except ValueError:
         return {k: config.get(k) for k in ARCH_KEYS}
-    joined = lambda v: ",".join(map(str, v)) if v is not None else None
+    def joined(v):
+        return ",".join(map(str, v)) if v is not None else None
     return dict(relu=spec.relu, groups=joined(spec.groups), p2=spec.p2,
                 multiplier=spec.multiplier, depths=joined(spec.depths))
 
 
 def _default_groups(model):
     """(G1, G2) a zoo model is built with, read from its entry and config table."""
-    from .models import CONFIGS, model_info
     info = model_info(model)
     return tuple(info.kwargs.get("groups", CONFIGS[info.config]["groups"]))
 
@@ -342,7 +340,6 @@ def bar_chart(results, path):
     ax.set_ylabel("top-1 or COCO mAP (%)")
     ax.legend()
     fig.tight_layout()
-    from .utils import save_figure
     return save_figure(fig, path)
 
 
@@ -397,9 +394,9 @@ folder's number.
 
 **Status.** Parameter counts and MAdds: verified here (tests/test_reproduce.py). Accuracies:
 not yet run. CIFAR rows need the CIFAR data and days of GPU time per row (400 epochs x 5
-seeds); ImageNet rows need the ImageNet RecordIO and GPU weeks (`train_imagenet.py`); Table 4 needs COCO
-and GPU days (`train_ssdlite.py`). None of these data sets can be downloaded on the machine this
-project is developed on.
+seeds); ImageNet rows need the ImageNet RecordIO and GPU weeks (`train_imagenet.py`); Table 4
+needs COCO and GPU days (`train_ssdlite.py`). None of these data sets can be downloaded on the
+machine this project is developed on.
 
 Size notes: rows built on IGCV3-D 1.0x (Tables 1, 2, 5, 6, 7) have 2.21M parameters without
 the FC, the size of the authors' released IGCV3-D, where the paper prints 2.4M (see docs/design.md,

@@ -20,7 +20,20 @@ import subprocess
 import sys
 import time
 
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from . import get_model
 from .errors import UsageError, exit_on_usage_error
+from .nn import he_normal, norm_layer_for
+from .train import precision
+from .train.classifier import ClassifierTask
+from .train.cli import contexts_from_args
+from .train.context import make_cluster
+from .train.detector import DetectorTask
+from .train.optim import SGDConfig, make_trainer
+from .train.precision import check_dtype
 
 __all__ = ["build_parser", "main", "run_check"]
 
@@ -36,9 +49,6 @@ TOLERANCE = {"float32": 2e-3, "float16": 5e-2, "bfloat16": 5e-2}
 
 def _batch(task, net, batch, size, seed=0):
     """A synthetic batch for ``task``: images and labels, or images and SSD targets."""
-    import mxnet as mx
-    import numpy as np
-    from mxnet import autograd
     rng = np.random.RandomState(seed)
     x = mx.nd.array(rng.uniform(-1, 1, (batch, 3, size, size)))
     if task == "classifier":
@@ -54,15 +64,11 @@ def _batch(task, net, batch, size, seed=0):
 def _task(task, size):
     """The engine's task object for ``task`` (only its loss, tallies and divisor are used)."""
     if task == "classifier":
-        from .train.classifier import ClassifierTask
         return ClassifierTask(None, [], 10, (1, 3, size, size))
-    from .train.detector import DetectorTask
     return DetectorTask(None, None, size)
 
 
 def _build(task, model, contexts, multiplier, size):
-    from . import get_model
-    from .nn import norm_layer_for
     kwargs = dict(multiplier=multiplier, **norm_layer_for(contexts))
     if task == "classifier":
         return get_model(model, classes=10, **kwargs)
@@ -71,7 +77,6 @@ def _build(task, model, contexts, multiplier, size):
 
 def _step(task_obj, net, data, contexts):
     """Forward + backward of one batch split over ``contexts``; ``(loss, gradients)``."""
-    from mxnet import autograd
     with autograd.record():
         losses, what = task_obj.forward(net, data, contexts)
     autograd.backward(losses)
@@ -85,9 +90,6 @@ def _step(task_obj, net, data, contexts):
 
 def run_check(task, dtype, kvstore, contexts, size, multiplier, batch, iterations):
     """One check in this process; returns a dict (JSON-able)."""
-    import mxnet as mx
-    from .nn import he_normal
-    from .train import precision
     model = TASKS[task]
     # the reference: the same step on as many CPU contexts (BatchNorm statistics are per
     # device, so the batch is split the same way), float32, before any mixed precision
@@ -126,7 +128,6 @@ def run_check(task, dtype, kvstore, contexts, size, multiplier, batch, iteration
 def _differences(loss, grads, want_loss, want_grads):
     """The loss's relative error; all gradients as one vector: the relative L2 error of the
     step (direction and size) and the cosine of the two directions; whether all is finite."""
-    import numpy as np
     loss_diff = abs(loss - want_loss) / max(abs(want_loss), 1e-6)
     diff = np.sqrt(sum(float(((grads[k] - want_grads[k]) ** 2).sum()) for k in want_grads))
     norm = np.sqrt(sum(float((want_grads[k] ** 2).sum()) for k in want_grads))
@@ -140,10 +141,6 @@ def _differences(loss, grads, want_loss, want_grads):
 def _timed_steps(task_obj, net, data, contexts, kvstore, dtype, batch, iterations):
     """Seconds of ``iterations`` training steps (forward, backward, update through the
     kvstore) after one untimed step."""
-    import mxnet as mx
-    from .train import precision
-    from .train.context import make_cluster
-    from .train.optim import SGDConfig, make_trainer
     cluster = make_cluster(kvstore, contexts)
     trainer = make_trainer(net, cluster, SGDConfig(1e-4, 0.9, 4e-5), dtype)
     divisor = task_obj.gradient_divisor(batch, 1)
@@ -182,8 +179,6 @@ def build_parser():
 @exit_on_usage_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from .train.cli import contexts_from_args
-    from .train.precision import check_dtype
     contexts = contexts_from_args(args)
     gpu = contexts[0].device_type == "gpu"
     multiplier = args.multiplier or (1.0 if gpu else 0.5)

@@ -3,12 +3,18 @@ messages for a person, atomic file writes, figures, progress bars, signal handli
 per-folder lock."""
 import contextlib
 import errno
+import fcntl
+import fnmatch
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import sys
 import threading
+
+from tqdm import tqdm
 
 from .errors import FolderBusy, OutputConflict
 
@@ -57,7 +63,6 @@ def _stopped_write(err, folder):
         return errno.EFBIG if err.errno == errno.EFBIG else errno.ENOSPC
     if isinstance(err, Exception) and ("Write incomplete" in str(err)
                                        or "No space left" in str(err)):
-        import shutil
         return errno.ENOSPC if shutil.disk_usage(folder).free < (1 << 20) else errno.EFBIG
     return None
 
@@ -72,7 +77,6 @@ def remove_files(*paths):
 def write_stopped(err, path, size_hint=0):
     """``err`` raised while writing ``path`` as a ``DiskFull`` (one line for the command
     lines), or None when it is not a stopped write."""
-    import shutil
     folder = os.path.dirname(os.path.abspath(path))
     code = None if isinstance(err, DiskFull) else _stopped_write(err, folder)
     if code is None:
@@ -120,9 +124,6 @@ def remove_stale_temp_files(folder, names):
     names: ``names`` are file names or glob patterns (``ckpt-*``) of ``folder`` itself,
     nothing below it and nothing else is looked at. Returns the removed paths. Files of a
     living process are left alone."""
-    import fnmatch
-    import re
-    import shutil
     removed = []
     if not os.path.isdir(folder):
         return removed
@@ -170,7 +171,6 @@ def refuse_overwrite(outputs, inputs=()):
 
 def _remove_stale_stages(prefix, suffixes):
     """The staged files of ``prefix`` (``prefix.partPID + suffix``) whose process is dead."""
-    import re
     folder = os.path.dirname(os.path.abspath(prefix))
     if not os.path.isdir(folder):
         return
@@ -256,7 +256,6 @@ def save_figure(fig, path, dpi=100):
 
 def progress_bar(total, initial=0, desc="", enabled=True, unit="batch"):
     """A tqdm bar on a terminal; nothing when stderr is a file or pipe (logs stay readable)."""
-    from tqdm import tqdm
     enabled = enabled and sys.stderr.isatty()
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False,
                 dynamic_ncols=True, unit=unit)
@@ -334,7 +333,6 @@ class FolderLock:
         self._fh = None
 
     def acquire(self):
-        import fcntl
         os.makedirs(self.folder, exist_ok=True)
         fh = open(self.path, "a+")
         try:
@@ -355,7 +353,6 @@ class FolderLock:
 
     def release(self):
         if self._fh is not None:
-            import fcntl
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
             self._fh.close()
             self._fh = None

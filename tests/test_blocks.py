@@ -50,7 +50,8 @@ def test_relu_placements_of_table6(relu, expected_after):
 
 
 def test_p2_adds_output_shuffle_and_p1_can_be_dropped():
-    shuffles = lambda block: graph_stats(block, (1, 16, 4, 4)).ops["shuffle"]
+    def shuffles(block):
+        return graph_stats(block, (1, 16, 4, 4)).ops["shuffle"]
     assert shuffles(IGCV3Block(16, 16, 6, p2=True)) == 2
     assert shuffles(IGCV3Block(16, 16, 6, p1=False)) == 0
     p2 = [c for c in IGCV3Block(16, 24, 6, groups=(2, 4), p2=True).body._children.values()
@@ -82,7 +83,8 @@ def test_t1_expand_conv_kept_for_igcv3_skipped_for_mobilenetv2():
 def test_mobilenetv2_block_equals_gluoncv_linear_bottleneck():
     from gluoncv.model_zoo.mobilenet import LinearBottleneck
     ours, theirs = MobileNetV2Block(24, 32, 6, 2), LinearBottleneck(24, 32, 6, 2)
-    assert params_of(ours, (1, 24, 8, 8)) == params_of(theirs, (1, 24, 8, 8)) == 24 * 144 + 144 * 9 + 144 * 32 + 2 * (144 + 144 + 32)
+    assert params_of(ours, (1, 24, 8, 8)) == params_of(theirs, (1, 24, 8, 8)) == \
+        24 * 144 + 144 * 9 + 144 * 32 + 2 * (144 + 144 + 32)
     ops = ops_of(ours, None)
     assert ops.count("clip") == 2 and ops.count("Convolution") == 3
 

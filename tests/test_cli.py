@@ -19,12 +19,12 @@ def test_complexity_table_lists_every_model_with_paper_figures():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("| model |")
-    row = next(l for l in lines if l.startswith("| igcv3_d_1.0 |"))
+    row = next(line for line in lines if line.startswith("| igcv3_d_1.0 |"))
     assert "3,491,688" in row and "313.0M" in row and "3.60M" in row and "Table 3" in row
-    assert sum(l.startswith("| ") for l in lines) == 1 + len(igcv3_gluon.list_models()) == 23
-    row = next(l for l in lines if l.startswith("| ssdlite_320_mobilenetv2_coco |"))
+    assert sum(line.startswith("| ") for line in lines) == 1 + len(igcv3_gluon.list_models()) == 23
+    row = next(line for line in lines if line.startswith("| ssdlite_320_mobilenetv2_coco |"))
     assert "4,015,074" in row and "320x320" in row and "4.30M" in row
-    row = next(l for l in lines if l.startswith("| ssdlite_320_igcv3_w_coco |"))
+    row = next(line for line in lines if line.startswith("| ssdlite_320_igcv3_w_coco |"))
     assert "4,217,890" in row and "4.00M" in row
 
 

@@ -12,9 +12,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, fake_coco
 from igcv3_gluon.data.coco import COCOFormat
 from igcv3_gluon.errors import DataError
+
+from conftest import ROOT, fake_coco
 
 
 @pytest.fixture
@@ -112,7 +113,8 @@ def test_text_ids_match_and_the_counts_of_left_out_boxes_are_told(coco):
 
 def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
     """A val image with a JPEG start and end marker and nothing between passes the up-front
-    check and fails to decode at the evaluation after epoch 1: one line naming the file; the checkpoint of
+    check and fails to decode at the evaluation after epoch 1: one line naming the file; the
+    checkpoint of
     the trained epoch is on disk; with the file repaired, the same command resumes, evaluates
     that epoch and goes on."""
     train = fake_coco(tmp_path, 8, size=96, seed=0, name="train")
@@ -129,7 +131,7 @@ def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
             "--no-progress", "--out-dir", out]
     proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [l for l in proc.stderr.splitlines() if "error" in l]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert re.search(r"evaluation after epoch 1 failed: .*%s cannot be decoded as an image"
                      r".*the trained epoch is saved in" % re.escape(name), errors[0]), errors[0]
@@ -138,7 +140,7 @@ def test_an_image_failing_only_at_evaluation_keeps_the_trained_epoch(tmp_path):
     again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "1 epoch(s) done, its evaluation pending" in again.stderr
-    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl")) if line.strip()]
     assert [r["epoch"] for r in rows] == [1, 2] and "val_AP" in rows[0]
 
 
@@ -177,8 +179,10 @@ def test_evaluation_survives_text_ids_and_missing_or_repeated_annotation_ids(coc
     """pycocotools needs integer image ids, and unique annotation ids; the ground truth the
     metric reads is renumbered, so a perfect detector still scores AP 1."""
     import mxnet as mx
-    from conftest import OracleDetector
+
     from igcv3_gluon.train.detector import evaluate_coco
+
+    from conftest import OracleDetector
     ann, images = coco
 
     def messy(d):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from conftest import ROOT, photos_labelled_by
 from igcv3_gluon.deploy.reference import authors_net, authors_symbol, save_authors_checkpoint
 from igcv3_gluon.nn import init_like_trained
+
+from conftest import ROOT, photos_labelled_by
 
 FACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "authors")
 
@@ -25,7 +26,7 @@ def convert(*args):
 
 def rows(name):
     with open(os.path.join(FACTS, name)) as fh:
-        return [tuple(l.rstrip("\n").split("\t")) for l in fh if not l.startswith("#")]
+        return [tuple(line.rstrip("\n").split("\t")) for line in fh if not line.startswith("#")]
 
 
 def test_reference_graph_is_the_authors_released_graph():
@@ -102,7 +103,7 @@ def test_bad_sources_are_one_line_errors(authors_checkpoint, tmp_path):
     for args, message in cases:
         proc = convert(*args)
         assert proc.returncode == 2, (args, proc.stderr[-1500:])
-        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and re.search(message, lines[0]), proc.stderr
         assert not os.path.exists(tmp_path / "o.params")
 
@@ -111,6 +112,7 @@ def test_bad_sources_are_one_line_errors(authors_checkpoint, tmp_path):
                                           ("igcv3_d_0.25", "igcv3_wd4")])
 def test_imgclsmob_weights_convert_with_equal_logits(tmp_path, ours, theirs):
     from gluoncv2.model_provider import get_model as imgclsmob_model
+
     from igcv3_gluon.complexity import count
     assert count(igcv3_gluon.get_model(ours)) == count(imgclsmob_model(theirs))
     source = init_like_trained(imgclsmob_model(theirs), seed=5)

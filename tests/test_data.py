@@ -5,9 +5,18 @@ import tarfile
 import numpy as np
 import pytest
 
-from igcv3_gluon.data import (EpochBatches, channel_stats, crop_flip_keys, load_cifar,
-                              load_dataset, load_digits32, make_loader, write_cifar_binary)
+from igcv3_gluon.data import (
+    EpochBatches,
+    channel_stats,
+    crop_flip_keys,
+    load_cifar,
+    load_dataset,
+    load_digits32,
+    make_loader,
+    write_cifar_binary,
+)
 from igcv3_gluon.errors import DataError
+
 from conftest import fake_cifar10
 
 

@@ -26,7 +26,7 @@ def test_a_detector_is_refused_in_one_line_before_anything_is_written(
     out = tmp_path / "out"
     argv = [a.format(p=detector_export, o=out) for a in command]
     assert deploy_main(argv) == 2
-    err = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "%s takes classifiers: %s is a detector; deploy it with " \
         "`python -m igcv3_gluon.deploy openvino" % (command[0], detector_export) in err[0], err
     assert not out.exists()
@@ -40,6 +40,7 @@ def test_an_export_whose_files_do_not_belong_together_is_one_line_and_leaves_not
     each, before anything is written (optimize writes under a temporary name and renames
     only after its check)."""
     import shutil
+
     from igcv3_gluon.deploy.export import export
     nets = {}
     for width in (0.25, 0.5):
@@ -53,7 +54,7 @@ def test_an_export_whose_files_do_not_belong_together_is_one_line_and_leaves_not
                                                                str(out / "o.onnx")],
                     ["bench", nets[0.25]]):
         assert deploy_main(command) == 2
-        line = [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+        line = [text for text in capsys.readouterr().err.splitlines() if "error" in text]
         assert len(line) == 1 and "w0.25-0000.params holds" in line[0] and \
             "the two files are not one export" in line[0], line
     assert not out.exists()

@@ -9,12 +9,12 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, randomize
 from igcv3_gluon import get_model
 from igcv3_gluon.deploy import export, export_onnx, load_symbolblock
 from igcv3_gluon.deploy.optimize import optimize_files
-from igcv3_gluon.nn.layers import shuffle_permutation
-from igcv3_gluon.nn.layers import ChannelShuffle
+from igcv3_gluon.nn.layers import ChannelShuffle, shuffle_permutation
+
+from conftest import ROOT, randomize
 
 
 def deploy(*args, timeout=600, env=None):
@@ -135,7 +135,8 @@ def test_quantized_digits_model_keeps_its_accuracy(digits_run, tmp_path, isa):
 def test_deploy_command_line_errors_are_one_line(digits_run, tmp_path):
     export_prefix = os.path.join(digits_run, "export", "cifar_igcv3_d_0.5-w0.5")
     cases = [
-        (["optimize", str(tmp_path / "missing"), str(tmp_path / "o")], "missing-symbol.json not found"),
+        (["optimize", str(tmp_path / "missing"), str(tmp_path / "o")],
+         "missing-symbol.json not found"),
         (["optimize", export_prefix, str(tmp_path / "o"), "--input-shape", "1,4,32,32"],
          "input shape 1,4,32,32 does not fit"),
         (["onnx", export_prefix, str(tmp_path / "o.onnx"), "--input-shape", "1,3,32"],
@@ -151,7 +152,7 @@ def test_deploy_command_line_errors_are_one_line(digits_run, tmp_path):
         proc = deploy(*args, timeout=120)
         assert proc.returncode == 2, (args, proc.stderr[-1000:])
         assert "Traceback" not in proc.stderr and message in proc.stderr, (args, proc.stderr)
-        assert len([l for l in proc.stderr.splitlines() if "error" in l]) == 1
+        assert len([line for line in proc.stderr.splitlines() if "error" in line]) == 1
 
 
 def test_deploy_export_onnx_and_bench_commands(digits_run, tmp_path):

@@ -107,7 +107,7 @@ def test_a_file_size_limit_is_one_line_too(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (200 << 10, 200 << 10))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           preexec_fn=limit, timeout=120)
-    lines = [l for l in proc.stderr.splitlines() if "error" in l]
+    lines = [line for line in proc.stderr.splitlines() if "error" in line]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "cannot write %s: the write stopped after" % (tmp_path / "w.params") in lines[-1]
     assert "a file-size limit such as `ulimit -f`, or a quota" in lines[-1]

@@ -10,6 +10,7 @@ import igcv3_gluon
 from igcv3_gluon.complexity import graph_stats
 from igcv3_gluon.deploy import export, export_onnx, load_module, load_symbolblock
 from igcv3_gluon.errors import WeightsError
+
 from conftest import ROOT, randomize
 
 

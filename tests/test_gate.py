@@ -10,8 +10,13 @@ import pytest
 import igcv3_gluon
 from igcv3_gluon.deploy import export
 from igcv3_gluon.deploy.cli import main as deploy
-from igcv3_gluon.deploy.gate import (accepts, check_images, check_labels, check_reference,
-                                     drop_points)
+from igcv3_gluon.deploy.gate import (
+    accepts,
+    check_images,
+    check_labels,
+    check_reference,
+    drop_points,
+)
 from igcv3_gluon.errors import DataError
 
 
@@ -77,6 +82,7 @@ def test_a_reference_at_chance_is_refused(accuracy, classes, images, refused):
 def trained(tmp_path_factory, digits_run):
     """The demo run's export, and gate data derived from its digits test set."""
     import json
+
     from igcv3_gluon.data import load_digits32
     folder = tmp_path_factory.mktemp("gate")
     summary = json.load(open(os.path.join(digits_run, "summary.json")))
@@ -115,7 +121,7 @@ def test_both_gates_refuse_data_they_cannot_judge_on_before_any_work(trained, tm
     for name, message in GATE_CASES:
         assert deploy([command, prefix, out, "--calib-npy", paths["calib"], "--val-npz",
                        paths[name]] + extra) == 2, name
-        lines = [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+        lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
         assert len(lines) == 1 and "--val-npz %s: " % paths[name] in lines[0] and \
             message in lines[0], (name, lines)
     assert deploy([command, prefix, out, "--calib-npy", paths["calib-pixels"]] + extra) == 2

@@ -32,7 +32,7 @@ def bfloat16_runs_here():
 
 
 def log(out):
-    return [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    return [json.loads(line) for line in open(os.path.join(out, "log.jsonl")) if line.strip()]
 
 
 def test_bfloat16_trains_like_float32_with_float32_master_weights(tmp_path):
@@ -102,6 +102,7 @@ def test_float16_symbol_is_cast_as_the_module_api_expects():
 
 def test_syncbn_needs_gpus_and_builds_sync_batchnorm_for_them():
     from mxnet.gluon.contrib.nn import SyncBatchNorm
+
     from igcv3_gluon import get_model
     from igcv3_gluon.nn import norm_layer_for
     kwargs = norm_layer_for([mx.gpu(0), mx.gpu(1)], sync=True)
@@ -154,9 +155,9 @@ def test_horovod_needs_horovodrun():
 def test_selfcheck_passes_on_two_cpu_contexts_and_fails_when_a_device_is_wrong(monkeypatch):
     proc = run("-m", "igcv3_gluon.selfcheck", "--cpus", "2", timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    lines = [l for l in proc.stdout.splitlines() if l.startswith(("ok", "FAIL"))]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok", "FAIL"))]
     mixed = 2 if bfloat16_runs_here() else 1
-    assert len(lines) == 2 * mixed and all(l.startswith("ok ") for l in lines), proc.stdout
+    assert len(lines) == 2 * mixed and all(line.startswith("ok ") for line in lines), proc.stdout
     assert "classifier igcv3_d_1.0 float32 kvstore=device on cpu(0),cpu(1): loss" in proc.stdout
     assert "img/s" in lines[0] and proc.stdout.strip().endswith("all checks passed")
     # a device that computes something else is caught

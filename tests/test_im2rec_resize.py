@@ -117,10 +117,12 @@ def test_records_whose_image_is_not_whole_are_found_before_training(tmp_path):
     """A record whose header is whole but whose JPEG is cut short inside it (or is not an
     image at all) would abort MXNet's C++ decoder mid-epoch (exit 134): found up front."""
     import cv2
+
     from igcv3_gluon.data.recordio import scan_records
     jpg = cv2.imencode(".jpg", np.full((40, 40, 3), 120, np.uint8))[1].tobytes()
     for name, payload, message in (("cut", jpg[:len(jpg) // 2], "cut off before its end marker"),
-                                   ("text", b"hello, not an image" * 4, "not a JPEG/PNG/BMP image")):
+                                   ("text", b"hello, not an image" * 4,
+                                    "not a JPEG/PNG/BMP image")):
         prefix = str(tmp_path / name)
         rec = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "w")
         for i in range(6):

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from conftest import ROOT, digits_cifar
 from igcv3_gluon import cifar, convert
 from igcv3_gluon.data import im2rec
 from igcv3_gluon.deploy import export, export_onnx
 from igcv3_gluon.deploy.cli import main as deploy
 from igcv3_gluon.errors import OutputConflict
+
+from conftest import ROOT, digits_cifar
 
 
 def _digests(paths):
@@ -26,7 +27,7 @@ def _digests(paths):
 
 
 def _error_lines(capsys):
-    return [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+    return [line for line in capsys.readouterr().err.splitlines() if "error" in line]
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +206,7 @@ def test_an_interrupt_during_a_check_or_gate_leaves_nothing_under_the_final_name
     """Ctrl-C while ONNX Runtime, OpenVINO or the INT8 gate judges the new file: the
     staged files are removed and nothing carries the output's name."""
     import importlib
+
     from igcv3_gluon.deploy import int8, openvino, optimize, quantize
     export_module = importlib.import_module("igcv3_gluon.deploy.export")
     calib = [mx.nd.array(np.random.RandomState(0).uniform(-1, 1, (8, 3, 32, 32)))]

@@ -12,13 +12,18 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, randomize
 from igcv3_gluon import get_model
 from igcv3_gluon.deploy import export
 from igcv3_gluon.deploy.cpu import has_vnni, isa_label
-from igcv3_gluon.deploy.int8 import (float_convolutions, quantize_ir, warn_if_vnni_ir_on_this_cpu,
-                                     weight_levels)
+from igcv3_gluon.deploy.int8 import (
+    float_convolutions,
+    quantize_ir,
+    warn_if_vnni_ir_on_this_cpu,
+    weight_levels,
+)
 from igcv3_gluon.deploy.openvino import to_openvino
+
+from conftest import ROOT, randomize
 
 AVX2 = {"fpu", "sse4_2", "avx", "avx2", "fma"}
 AVX512 = AVX2 | {"avx512f", "avx512bw", "avx512vl"}

@@ -17,9 +17,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, digits_cifar, start_script, wait_for
 from igcv3_gluon import cifar
 from igcv3_gluon.train.tensorboard import read_scalars
+
+from conftest import ROOT, digits_cifar, start_script, wait_for
 
 EPOCHS, BATCHES = 3, 10                         # 160 training images in batches of 16
 
@@ -85,7 +86,7 @@ def test_progress_reaches_log_txt_and_stdout_without_a_terminal(reference):
     assert sum(bool(LINE.match(line)) for line in stdout.splitlines()) == len(expected)
     assert sum(re.search(r" epoch \d/3  loss [\d.]+  train acc [\d.]+  val acc", line) is not None
                for line in log) == EPOCHS                               # the epoch lines
-    assert any(" resuming " in l or " run %s: " % out in l for l in log)  # the notes too
+    assert any(" resuming " in line or " run %s: " % out in line for line in log)  # the notes too
     batch_rows = rows(os.path.join(out, "batches.jsonl"))
     assert [(r["epoch"], r["batch"], r["step"]) for r in batch_rows] == \
         [(e, b, (e - 1) * BATCHES + b) for e, b in expected]
@@ -223,7 +224,7 @@ def test_a_run_restarted_from_its_config_reproduces_its_log(reference, tmp_path,
 ])
 def test_settings_that_cannot_work_are_one_line(tmp_path, capsys, flags, message):
     assert cifar.main(["--epochs", "1", "--out-dir", str(tmp_path / "r")] + flags) == 2
-    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], lines
     assert not os.path.exists(str(tmp_path / "r"))
 
@@ -235,8 +236,9 @@ def test_only_the_newest_mid_epoch_checkpoint_is_kept(tmp_path):
     net = mx.gluon.nn.Dense(2, in_units=2)
     net.initialize()
     manager = CheckpointManager(str(tmp_path / "checkpoints"))
-    kept = lambda: sorted(n[:-len(".json")] for n in os.listdir(manager.directory)
-                          if n.endswith(".json"))
+    def kept():
+        return sorted(n[:-len(".json")] for n in os.listdir(manager.directory)
+                              if n.endswith(".json"))
     for done, batch in ((1, 0), (1, 3), (1, 4), (1, 5)):
         manager.save(net, None, done, batch)
     assert kept() == ["ckpt-0001-00000", "ckpt-0001-00005"]

@@ -103,8 +103,10 @@ def test_cifar_variant_changes_only_first_strides():
 
 
 def test_smaller_cifar_models_remove_blocks_at_same_widths():
-    widths = lambda n: [c for _, c, _, _ in igcv3_gluon.get_model(n).config["stages"]]
-    depths = lambda n: [k for _, _, k, _ in igcv3_gluon.get_model(n).config["stages"]]
+    def widths(n):
+        return [c for _, c, _, _ in igcv3_gluon.get_model(n).config["stages"]]
+    def depths(n):
+        return [k for _, _, k, _ in igcv3_gluon.get_model(n).config["stages"]]
     assert widths("cifar_igcv3_d_0.5") == widths("cifar_igcv3_d_1.0")
     assert sum(depths("cifar_igcv3_d_0.5")) == 17           # MobileNetV2's depth
     assert sum(depths("cifar_igcv3_d_0.5")) < sum(depths("cifar_igcv3_d_0.7")) \
@@ -180,7 +182,9 @@ def test_every_ablation_call_the_readme_shows_builds_and_is_dense():
     dense (the strict ones: strictly complementary); `strict=True` where no G1 fits is a
     ValueError naming the block."""
     import re
+
     import mxnet as mx
+
     from igcv3_gluon.nn.complementary import check_network
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
     paragraph = readme.split("Keyword arguments of `get_model` reach the blocks", 1)[1]

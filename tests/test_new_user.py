@@ -24,7 +24,7 @@ def run(*args, timeout=600, cwd=ROOT):
 def one_line(proc, code=2):
     assert proc.returncode == code, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = [l for l in proc.stderr.splitlines() if "error" in l]
+    lines = [line for line in proc.stderr.splitlines() if "error" in line]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 
@@ -86,7 +86,8 @@ def test_deploy_one_line_errors(digits_run, tmp_path):
     (unfinished / "config.json").write_text(open(os.path.join(digits_run, "config.json")).read())
     for folder, message in ((unfinished, "is a run that has not finished"),
                             (tmp_path / "new", "is a folder, not an export")):
-        line = one_line(run("-m", "igcv3_gluon.deploy", "openvino", str(folder), str(tmp_path / "v")))
+        line = one_line(run("-m", "igcv3_gluon.deploy", "openvino", str(folder),
+                            str(tmp_path / "v")))
         assert message in line, line
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from conftest import ROOT
 from igcv3_gluon import imagenet
 from igcv3_gluon.data.coco import COCOFormat
 from igcv3_gluon.data.recordio import check_record_pair, scan_records
@@ -20,9 +19,11 @@ from igcv3_gluon.deploy import export
 from igcv3_gluon.deploy.cli import main as deploy
 from igcv3_gluon.errors import DataError
 
+from conftest import ROOT
+
 
 def _one_line(capsys):
-    err = [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1, err
     return err[0]
 
@@ -171,8 +172,9 @@ def test_reports_and_benchmarks_say_one_line(tmp_path):
 
 
 def test_detection_splits_and_categories_are_named(tmp_path, capsys):
-    from conftest import fake_coco
     from igcv3_gluon import detection
+
+    from conftest import fake_coco
     for flag, value in (("--train-sets", "val2017,,"), ("--train-sets", "../../etc"),
                         ("--val-sets", "val2017,val2017")):
         assert detection.main(["--data-dir", str(tmp_path), flag, value, "--out-dir",

@@ -12,11 +12,17 @@ import onnx
 import pytest
 from mxnet import autograd
 
-from conftest import ROOT, randomize
 from igcv3_gluon import get_model
 from igcv3_gluon.deploy import export, export_onnx, load_symbolblock
-from igcv3_gluon.deploy.openvino import (DetectorIR, compile_ir, detection_difference,
-                                         quantize_ir, to_openvino)
+from igcv3_gluon.deploy.openvino import (
+    DetectorIR,
+    compile_ir,
+    detection_difference,
+    quantize_ir,
+    to_openvino,
+)
+
+from conftest import ROOT, randomize
 
 
 def deploy(*args, timeout=600, env=None):
@@ -244,6 +250,7 @@ def test_a_trained_detector_converts_with_its_candidates_equal_before_nms(traine
     MXNet's confident detections."""
     import glob
     import json
+
     from igcv3_gluon.data.coco import COCOFormat
     from igcv3_gluon.deploy.openvino import apply_nms, output_difference, strip_nms
     run, (ann, images) = trained_detector

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from conftest import photos_labelled_by
 from igcv3_gluon.errors import DownloadError
 from igcv3_gluon.models.hub import PUBLISHED, sha1_of
 from igcv3_gluon.nn import init_like_trained
+
+from conftest import photos_labelled_by
 
 
 class Store:
@@ -212,6 +213,7 @@ def test_models_without_published_weights_say_so_in_one_line(store):
     """... and those with: our network has the publisher's size (GluonCV's counted from its
     own network; our FC adds 1,000 zero biases)."""
     from gluoncv.model_zoo import get_model as gluoncv_model
+
     from igcv3_gluon.complexity import count
     assert set(PUBLISHED) == {"igcv3_d_1.0", "igcv3_d_0.75", "igcv3_d_0.5", "igcv3_d_0.25",
                               "mobilenetv2_1.0"}
@@ -263,6 +265,7 @@ def test_deploy_export_and_the_detector_backbone_take_the_published_weights(
     detector's backbone classifier (MobileNetV2 1.0: GluonCV's weights; IGCV3-W: none were
     published, one line)."""
     import json
+
     from igcv3_gluon import detection
     from igcv3_gluon.deploy.__main__ import main as deploy_main
     from igcv3_gluon.deploy.export import load_symbolblock

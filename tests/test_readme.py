@@ -109,6 +109,7 @@ def sandbox(tmp_path_factory, digits_run):
     """A user's folder after `make demo`: runs/demo (a short digits run, read only); the
     published weights' formats where the README converts them."""
     import shutil
+
     from igcv3_gluon.deploy.reference import authors_net, save_authors_checkpoint
     from igcv3_gluon.nn import init_like_trained
     root = tmp_path_factory.mktemp("user")

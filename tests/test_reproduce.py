@@ -12,6 +12,7 @@ from igcv3_gluon.complexity import graph_stats
 from igcv3_gluon.nn import IGCV1Block, IGCV2Block
 from igcv3_gluon.nn.complementary import check_block, check_network
 from igcv3_gluon.reproduce import TABLES, collect_runs, row_size, table_markdown
+
 from conftest import ROOT, fake_cifar10
 
 # Rows whose size cannot match the paper's figure; docs/reproduction.md says why: they are
@@ -114,7 +115,7 @@ def test_collect_fills_accuracy_from_real_runs(tmp_path):
     assert sorted(results[key]) == sorted(accs)
     assert len(results) == 2                  # the narrow run is kept apart from the paper row
     md = table_markdown(2, results, commands=False)
-    row = next(l for l in md.splitlines() if l.startswith("| IGCV3-D 0.5x"))
+    row = next(line for line in md.splitlines() if line.startswith("| IGCV3-D 0.5x"))
     expected = "%.2f ± %.2f (2 runs)" % (np.mean(accs), np.std(accs, ddof=1))
     assert row.split(" | ")[1] == "yes"                       # the checker's verdict
     assert row.split(" | ")[5] == expected
@@ -154,20 +155,21 @@ def test_collect_fills_imagenet_before_and_after_retraining_and_coco(tmp_path):
     _run_folder(str(runs / "det"), det, [{"epoch": 1, "val_AP": 0.1}, {"epoch": 2, "val_AP": 0.2}])
     json.dump({"AP": 0.222, "AP50": 0.4}, open(runs / "det" / "evaluation.json", "w"))
     results = collect_runs(str(runs))
-    key = lambda model, ds, stage: (model, ds, "dw", "default", False, None, None, stage)
+    def key(model, ds, stage):
+        return (model, ds, "dw", "default", False, None, None, stage)
     assert results[key("igcv3_d_1.0", "imagenet", "train")] == [pytest.approx(70.6)]
     assert results[key("igcv3_d_1.0", "imagenet", "retrain")] == [pytest.approx(72.2)]
     assert results[key("ssdlite_320_igcv3_w_coco", "coco", "train")] == [pytest.approx(22.2)]
     assert len(results) == 4                                 # the unfinished run is left out
     md = table_markdown(3, results, commands=False)
-    row = next(l for l in md.splitlines() if l.startswith("| IGCV3-D |"))
+    row = next(line for line in md.splitlines() if line.startswith("| IGCV3-D |"))
     assert row.split(" | ")[-2] == "72.20 (before retraining 70.6)"
     assert row.split(" | ")[-1].strip(" |") == \
         "72.20 (1 run) after retraining; 70.60 (1 run) before"
-    row = next(l for l in md.splitlines() if l.startswith("| MobileNetV2 (our impl.) |"))
+    row = next(line for line in md.splitlines() if line.startswith("| MobileNetV2 (our impl.) |"))
     assert row.split(" | ")[-1].strip(" |") == "71.30 (1 run) before retraining"
     md = table_markdown(4, results, commands=False)
-    row = next(l for l in md.splitlines() if l.startswith("| IGCV3-W SSDLite2 |"))
+    row = next(line for line in md.splitlines() if line.startswith("| IGCV3-W SSDLite2 |"))
     assert row.split(" | ")[-1].strip(" |") == "22.20 (1 run)"
     assert "| IGCV3-D | yes | 3.49M | 3.6M | 313M | 318M | 72.20" in \
         table_markdown(3, results, commands=False)

@@ -11,8 +11,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from conftest import ROOT, fake_coco
 from igcv3_gluon.train.ssd_loss import AuthorsMultiBoxLoss, make_loss
+
+from conftest import ROOT, fake_coco
 
 
 def fixed_batch(seed=0, images=3, anchors=50, classes=4):
@@ -103,7 +104,7 @@ def test_gluoncv_loss_is_several_times_the_authors_on_the_same_batch():
     args = [[mx.nd.array(a)] for a in (cls_pred, box_pred, cls_t, box_t)]
     _, a_cls, a_box = make_loss("authors")(*args)
     _, g_cls, g_box = make_loss("gluoncv")(*args)
-    g_cls, g_box = (float(l[0].sum().asscalar()) for l in (g_cls, g_box))
+    g_cls, g_box = (float(part[0].sum().asscalar()) for part in (g_cls, g_box))
     a_cls, a_box = float(a_cls[0].asscalar()), float(a_box[0].asscalar())
     np.testing.assert_allclose(g_box / a_box, 4.0, rtol=1e-5)
     np.testing.assert_allclose(g_cls / a_cls, 4.0, rtol=1e-5)
@@ -125,7 +126,7 @@ def test_a_run_records_the_recipe_its_loss_and_lr(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         config = json.load(open(os.path.join(out, "config.json")))
         assert config["recipe"] == (recipe or "authors") and config["lr"] == lr, config
-        import re                        # AP said the same way, as a percentage, everywhere
+        import re  # AP said the same way, as a percentage, everywhere
         said = proc.stdout + proc.stderr
         assert re.search(r"AP50 [\d.]+%", said) and re.search(r"best AP [\d.]+% \(epoch 1\)",
                                                                said), said[-1500:]

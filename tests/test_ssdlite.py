@@ -12,10 +12,17 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import (ROOT, assert_identical_workers, fake_coco, launch_dist_sync,
-                      start_script, wait_for)
 from igcv3_gluon import get_model
 from igcv3_gluon.models.ssdlite import SeparablePredictor
+
+from conftest import (
+    ROOT,
+    assert_identical_workers,
+    fake_coco,
+    launch_dist_sync,
+    start_script,
+    wait_for,
+)
 
 
 def run(*args, timeout=600):
@@ -71,7 +78,8 @@ def expected_anchors(preset, size):
         ratios = [(1, 2, .5), (1, 2, .5, 3, 1 / 3), (1, 2, .5, 3, 1 / 3), (1, 2, .5, 3, 1 / 3),
                   (1, 2, .5), (1, 2, .5)]
         per_map = []
-        for k in range(6):        # MultiBoxPrior: every size at ratios[0], then sizes[0] at the rest
+        # MultiBoxPrior: every size at ratios[0], then sizes[0] at the rest
+        for k in range(6):
             sizes = (s[k], sqrt(s[k] * s[k + 1]))
             per_map.append([(z, ratios[k][0]) for z in sizes] +
                            [(sizes[0], r) for r in ratios[k][1:]])
@@ -191,7 +199,7 @@ def test_trains_evaluates_predicts_and_resumes_exactly_after_interrupts(tmp_path
         np.testing.assert_array_equal(first[key].asnumpy(), second[key].asnumpy(), key)
     refused = run(*args, "--out-dir", out, "--no-resume")       # the shared resume rules
     assert refused.returncode == 2 and "already holds checkpoints" in refused.stderr
-    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl")) if line.strip()]
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     assert {"val_AP", "val_AP50", "val_AP75", "val_APs", "val_APm", "val_APl"} <= set(rows[-1])
     assert rows[-1]["cls_loss"] < rows[0]["cls_loss"]
@@ -262,7 +270,7 @@ def test_ssdlite2_learns_generated_shapes_to_ap50_above_half(trained_detector):
     reaches COCO AP50 >= 0.5 on its own held-out images (measured: 0.65 to 0.85 after 6
     epochs; conftest.trained_detector; a longer run: benchmarks/backbone_pretraining.py)."""
     out, _ = trained_detector
-    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl")) if line.strip()]
     ap50 = [r["val_AP50"] for r in rows if "val_AP50" in r]
     assert len(ap50) == 2 and ap50[-1] >= 0.5, ap50
 
@@ -301,7 +309,7 @@ def test_dist_sync_two_workers_equal_one_detector_process_at_the_same_global_bat
     launch_dist_sync("train_ssdlite.py", shapes + TINY + ["--epochs", "1", "--batch-size", "8",
                                                           "--out-dir", out])
     assert_identical_workers(out, 100)
-    rows = [json.loads(l) for l in open(os.path.join(out, "log.jsonl")) if l.strip()]
+    rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl")) if line.strip()]
     assert rows[0]["images"] == 12                  # 24 images: 12 per worker, 3 batches of 4
     assert_equal_to_one_process(one_detector_process, [os.path.join(out, "final-rank0.params")])
 
@@ -455,10 +463,11 @@ def test_train_ssdlite_starts_from_the_backbone_once_and_refuses_wrong_ones(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     det = get_model("ssdlite_320_igcv3_w_coco", classes=3, multiplier=0.5, base_size=128)
     loaded = len(list(det.features.backbone.collect_params().values()))
-    line = next(l for l in proc.stderr.splitlines() if l.startswith("backbone:"))
+    line = next(text for text in proc.stderr.splitlines() if text.startswith("backbone:"))
     assert line.startswith("backbone: %d tensors loaded from %s" % (
         loaded, os.path.join(tiny_backbone["igcv3_w_1.0"], "best.params")))
-    count = lambda block: len(list(block.collect_params().values()))
+    def count(block):
+        return len(list(block.collect_params().values()))
     assert "extra layers (4 layers, %d tensors), class predictors (6 layers, %d tensors), box " \
            "predictors (6 layers, %d tensors)" % (count(det.features.extras),
                                                   count(det.class_predictors),
@@ -485,6 +494,6 @@ def test_train_ssdlite_starts_from_the_backbone_once_and_refuses_wrong_ones(tmp_
         bad = run(*shapes, *TINY, "--epochs", "1", "--out-dir", str(tmp_path / "bad"),
                   "--backbone-params", weights)
         assert bad.returncode == 2, bad.stderr[-1500:]
-        lines = [l for l in bad.stderr.splitlines() if "error:" in l]
+        lines = [line for line in bad.stderr.splitlines() if "error:" in line]
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in bad.stderr, \
             bad.stderr[-1500:]

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from conftest import randomize
 from igcv3_gluon import get_model
 from igcv3_gluon.models.configs import CONFIGS
 from igcv3_gluon.nn import ChannelShuffle, ReLU6
 from igcv3_gluon.nn.blocks import IGCV3Block
+
+from conftest import randomize
 
 
 def authors_shuffle(x, groups):
@@ -65,7 +66,7 @@ def test_first_map_is_relu6_of_the_expansion_entering_stride_32(name, config, ch
     # to the same tensor in our order (a channel permutation, see models/ssdlite.py)
     conv, bn = block.body[0], block.body[1]
     expanded = bn(conv(y))
-    shuffles = [l for l in block.body if isinstance(l, ChannelShuffle)]
+    shuffles = [layer for layer in block.body if isinstance(layer, ChannelShuffle)]
     if config == "igcv3_w":
         assert shuffles and block.body[2] is shuffles[0]
         expanded = authors_shuffle(expanded, shuffles[0].groups)
@@ -90,14 +91,15 @@ def test_extra_layers_compute_the_authors_common_py(name):
     rng = np.random.RandomState(0)
     for extra, channels in zip(extras, (512, 256, 256, 128)):
         mid = max(128, channels // 2)
-        convs = [l for l in extra.body if isinstance(l, mx.gluon.nn.Conv2D)]
-        bns = [l for l in extra.body if isinstance(l, mx.gluon.nn.BatchNorm)]
+        convs = [layer for layer in extra.body if isinstance(layer, mx.gluon.nn.Conv2D)]
+        bns = [layer for layer in extra.body if isinstance(layer, mx.gluon.nn.BatchNorm)]
         assert [c.weight.shape for c in convs] == [(mid, in_channels // 2, 1, 1), (mid, 1, 3, 3),
                                                   (channels, mid // 2, 1, 1)]
         assert [c._kwargs["num_group"] for c in convs] == [2, mid, 2]
         assert convs[1]._kwargs["stride"] == (2, 2)
         assert all(b._kwargs["eps"] == 1e-3 for b in bns) and len(bns) == 3
-        assert sum(isinstance(l, ReLU6) for l in extra.body) == 2      # none after the Dw3x3
+        # none after the Dw3x3
+        assert sum(isinstance(layer, ReLU6) for layer in extra.body) == 2
         x = mx.nd.array(rng.uniform(0, 3, (2, in_channels, 6, 6)))
 
         def bn(z, layer, order):

@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
         args, message = ["--gpus", "99"], "this machine has GPUs 0.."  # that does not exist
     proc = train(*(args + ["--epochs", "1", "--out-dir", str(tmp_path / "bad")]), timeout=120)
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert lines[0].startswith("train_cifar.py: error:")
 

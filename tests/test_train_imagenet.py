@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
+from igcv3_gluon.nn import he_normal
 
 from conftest import ROOT, assert_identical_workers, launch_dist_sync, start_script, wait_for
-from igcv3_gluon.nn import he_normal
 
 # The tiny classes are rectangle colours: the authors' hue jitter (+-36) would scramble them,
 # so the tests switch it off (--hsl 0,0,0); their 0.533-1 rescale needs the crop at 48 here
@@ -40,7 +40,7 @@ def log_of(out_dir):
 def one_line_error(proc):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if "error:" in l]
+    lines = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 
@@ -49,7 +49,7 @@ def test_im2rec_packs_a_folder_tree_with_im2rec_labels(tiny_rec):
     prefix = tiny_rec["train"]
     classes = open(prefix + ".classes.txt").read().split()
     assert classes == ["class0", "class1", "class2", "class3"]
-    listed = [l.split("\t") for l in open(prefix + ".lst").read().splitlines()]
+    listed = [line.split("\t") for line in open(prefix + ".lst").read().splitlines()]
     assert len(listed) == 120
     reader = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
     assert len(reader.keys) == 120
@@ -60,7 +60,7 @@ def test_im2rec_packs_a_folder_tree_with_im2rec_labels(tiny_rec):
         assert header.label == float(label) == classes.index(path.split("/")[0])
         assert img.ndim == 3 and img.shape[2] == 3 and 64 <= min(img.shape[:2]) < 96
     # the rectangle's colour is the class: the packed pixels still say so
-    assert sorted(set(int(float(l)) for _, l, _ in listed)) == [0, 1, 2, 3]
+    assert sorted(set(int(float(label)) for _, label, _ in listed)) == [0, 1, 2, 3]
 
 
 def test_im2rec_resizes_and_reports_bad_folders(tiny_rec, tmp_path):
@@ -89,7 +89,7 @@ def test_record_parts_resume_and_validation_counts(tiny_rec):
              for r in range(3)]
     assert [len(p) for p in parts] == [5, 5, 5]          # 40 // 7: the same on every worker
     labels = [[b[1].asnumpy() for b in p] for p in parts]
-    assert all(len(l) == 5 and all(len(x) == 7 for x in l) for l in labels)
+    assert all(len(row) == 5 and all(len(x) == 7 for x in row) for row in labels)
     # resuming epoch 2 after 3 batches yields exactly that epoch's remaining batches
     whole = parts[1]
     whole.set_epoch(2)

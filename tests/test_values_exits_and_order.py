@@ -8,12 +8,10 @@ import subprocess
 import sys
 import time
 
-import mxnet as mx
 import numpy as np
 import pytest
 
 import igcv3_gluon
-from conftest import ROOT, digits_cifar, fake_coco, fake_image_folder
 from igcv3_gluon import detection, imagenet
 from igcv3_gluon.data import im2rec
 from igcv3_gluon.data.recordio import check_labels
@@ -21,9 +19,11 @@ from igcv3_gluon.deploy import export
 from igcv3_gluon.deploy.cli import main as deploy
 from igcv3_gluon.errors import DataError, DownloadError
 
+from conftest import ROOT, digits_cifar, fake_coco, fake_image_folder
+
 
 def _error_lines(capsys):
-    return [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+    return [line for line in capsys.readouterr().err.splitlines() if "error" in line]
 
 
 # --- values taken wrongly -------------------------------------------------------------------

@@ -20,7 +20,7 @@ def _run_folder(folder, model):
 
 
 def _one_line(capsys):
-    err = [l for l in capsys.readouterr().err.splitlines() if "error" in l]
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(err) == 1, err
     return err[0]
 

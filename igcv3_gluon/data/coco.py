@@ -25,6 +25,7 @@ Labels are ``(N, 6)`` float32 rows ``x1, y1, x2, y2, class, difficult`` with cla
 import json
 import os
 
+import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
@@ -246,7 +247,6 @@ class COCOFormat(gluon.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i):
-        import mxnet as mx
         _, path, label, (width, height) = self.items[i]
         try:
             image = mx.image.imread(path)

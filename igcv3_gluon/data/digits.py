@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from ..utils import read_json_object
+from .cifar import load_dataset
 
 __all__ = ["digits_arrays", "digits_batches"]
 
@@ -23,7 +24,6 @@ def digits_arrays(config_path):
                          % config_path) from None
     if config.get("dataset") != "digits" or "mean" not in config:
         raise ValueError("%s is not the config of a digits run" % config_path)
-    from .cifar import load_dataset
     train_x, train_y, test_x, test_y, _ = load_dataset("digits")
     mean = np.array(config["mean"], np.float32)
     std = np.array(config["std"], np.float32)

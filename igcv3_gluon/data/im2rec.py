@@ -13,12 +13,17 @@ run leaves no half-written pair behind.
 """
 import argparse
 import os
+import random
 import sys
 from multiprocessing.pool import ThreadPool
 
+import mxnet as mx
+import numpy as np
+from tqdm import tqdm
+
 from ..errors import DataError, UsageError, exit_on_usage_error
+from ..utils import atomic_write, refuse_overwrite, remove_files, write_stopped
 from .images import TAIL, bytes_problem, missing
-from ..utils import refuse_overwrite, remove_files
 
 __all__ = ["list_images", "pack_folder", "main"]
 
@@ -123,7 +128,6 @@ def _encode(root, rel, resize, quality, mode="both"):
     (``resized_shape``; 0 keeps the size), with cv2.resize's default (bilinear)
     interpolation, as MXNet's im2rec; ``(None, reason)`` for a damaged file."""
     import cv2
-    import numpy as np
     try:
         with open(os.path.join(root, rel), "rb") as fh:
             data = fh.read()
@@ -167,10 +171,7 @@ def _write_records(root, items, tmp_idx, tmp_rec, encode, threads, on_damaged, p
     """Encode ``items`` on ``threads`` threads and write them to the record pair; returns the
     ``.lst`` lines and the skipped ``(path, reason)``. Whatever stops it (a damaged image
     with ``on_damaged="stop"``, a full disk, Ctrl-C) removes the pair."""
-    import mxnet as mx
-    from tqdm import tqdm
 
-    from ..utils import write_stopped
     open(tmp_rec, "wb").close()          # an unwritable folder: OSError, one line (errors.py)
     writer = mx.recordio.MXIndexedRecordIO(tmp_idx, tmp_rec, "w")
     skipped, lines = [], []
@@ -216,12 +217,11 @@ def pack_folder(root, prefix, resize=0, quality=95, threads=4, shuffle=True, see
                 classes=None, progress=True, resize_mode="both", on_damaged="skip"):
     """Pack ``root`` into ``prefix.rec/.idx/.lst/.classes.txt``; returns (records, classes,
     skipped ``(path, reason)``). Images are shuffled once (``seed``) as im2rec does for
-    training sets. A damaged image (``images.bytes_problem``, or one OpenCV cannot decode) is skipped
+    training sets. A damaged image (``images.bytes_problem``, or one OpenCV cannot decode) is
+    skipped
     and named, or stops the packing (``on_damaged="stop"``); nothing is left behind by a
     packing that stops or packs nothing."""
-    import random
 
-    from ..utils import atomic_write
     if not os.path.basename(prefix):
         raise DataError("the output prefix %s is a folder: give PREFIX (writes PREFIX.rec, "
                         ".idx, .lst, .classes.txt), e.g. %s" % (
@@ -290,7 +290,7 @@ def main(argv=None):
             raise UsageError(problem)
         try:
             with open(args.classes_from, encoding="utf-8") as fh:
-                classes = [l.strip() for l in fh if l.strip()]
+                classes = [line.strip() for line in fh if line.strip()]
         except UnicodeDecodeError:
             raise UsageError("--classes-from %s is not a text file: give the .classes.txt of "
                              "the training set" % args.classes_from) from None

@@ -25,6 +25,7 @@ import math
 import os
 import struct
 
+import mxnet as mx
 import numpy as np
 
 from ..errors import DataError
@@ -194,7 +195,6 @@ def _scan(rec_path, offsets, size, images):
 
 def _first_records(rec_path, idx_path, limit, read):
     """``read(record bytes)`` of the first ``limit`` records of a ``.rec``."""
-    import mxnet as mx
     reader = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
     try:
         return [read(reader.read_idx(key)) for key in reader.keys[:limit]]
@@ -204,7 +204,6 @@ def _first_records(rec_path, idx_path, limit, read):
 
 def short_sides(rec_path, idx_path, limit=8):
     """Short sides (pixels) of the first ``limit`` images of a ``.rec``, as packed."""
-    import mxnet as mx
     def side(record):
         image = mx.recordio.unpack_img(record)[1]
         return int(min(image.shape[:2])) if image is not None else None
@@ -283,7 +282,6 @@ class RecordImages:
         self.epoch, self.start_batch = epoch, start_batch
 
     def iterator(self):
-        import mxnet as mx
         return mx.io.ImageRecordIter(seed=self.seed + self.epoch, seed_aug=self.seed + self.epoch,
                                      **self.kwargs)
 

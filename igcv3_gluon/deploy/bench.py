@@ -8,6 +8,10 @@ import time
 
 import mxnet as mx
 import numpy as np
+from mxnet import autograd, gluon
+
+from ..nn import init_like_trained
+from .openvino import compile_ir
 
 __all__ = ["interleaved_medians", "mxnet_inference", "mxnet_training", "onnx_inference",
            "openvino_inference", "gluoncv_mobilenetv2", "ratio_table"]
@@ -47,7 +51,6 @@ def mxnet_inference(net, batch, size=224, ctx=None):
 
 def mxnet_training(net, batch, size=224, classes=1000, ctx=None):
     """A blocking SGD step (forward, backward, update) of ``net`` on a random batch."""
-    from mxnet import autograd, gluon
     ctx = ctx or mx.cpu()
     net.hybridize(static_alloc=True, static_shape=True)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-3,
@@ -92,7 +95,6 @@ def onnx_inference(path, batch, size=224, threads=None, level="all", spin=False)
 def openvino_inference(xml, batch, size=224, precision="f32", threads=None):
     """A forward of the OpenVINO IR ``xml`` (CPU plugin, ``precision`` "f32", "bf16" or
     "default") on a random batch."""
-    from .openvino import compile_ir
     compiled = compile_ir(xml, precision, threads)
     request = compiled.create_infer_request()
     x = np.random.RandomState(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
@@ -112,7 +114,6 @@ def gluoncv_mobilenetv2(classes=1000, ctx=None, like_trained=False):
     net.initialize(mx.init.Xavier(), ctx=ctx)
     net(mx.nd.zeros((1, 3, 32, 32), ctx=ctx))            # resolve deferred shapes
     if like_trained:
-        from ..nn import init_like_trained
         init_like_trained(net, ctx=ctx)
     return net
 

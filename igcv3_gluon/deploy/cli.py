@@ -23,8 +23,9 @@ import sys
 import warnings
 
 from ..cli import HelpFormatter, add_model_args
-from ..errors import UsageError, exit_on_usage_error
+from ..errors import exit_on_usage_error
 from . import commands
+from .export import check_output
 
 __all__ = ["build_parser", "main"]
 
@@ -155,7 +156,6 @@ def _check_outputs(args):
     """An output that is empty or names a folder is refused before anything is written (that
     it is none of the files the command reads, however spelled, the library checks:
     ``utils.refuse_overwrite``)."""
-    from .export import check_output
     for name in ("out", "out_prefix", "output"):
         out = getattr(args, name, None)
         if out is not None:

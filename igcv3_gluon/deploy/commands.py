@@ -14,20 +14,56 @@ sub-command takes its input shape from it unless ``--input-shape`` is given. Eve
 sub-command checks its files and the input shape first and ends with one line
 ``error: ...`` (exit 2) when something does not fit.
 """
+import contextlib
+import glob
+import importlib.util
+import io
+import json
+import math
 import os
 import sys
+import tempfile
+
+import mxnet as mx
+import numpy as np
 
 from ..cli import parse_ints, parse_shape
+from ..data.digits import digits_batches
 from ..errors import UsageError, WeightsError, naming
-from ..models.spec import ARCH_KEYS, INPUT_KEYS
+from ..models import get_model, list_models, model_info
+from ..models.pretrained import resolve_weights
+from ..models.spec import ARCH_KEYS, INPUT_KEYS, ModelSpec
+from ..models.weights import run_folder_of, weights_meta_path
 from ..utils import refuse_overwrite
-from .export import export_files, read_meta
+from .bench import (
+    gluoncv_mobilenetv2,
+    interleaved_medians,
+    onnx_inference,
+    openvino_inference,
+    ratio_table,
+)
+from .cpu import has_vnni, isa_label
+from .export import (
+    artifact_paths,
+    export,
+    export_detector,
+    export_files,
+    export_onnx,
+    load_symbolblock,
+    load_weights,
+    meta_input_shape,
+    read_meta,
+    read_params,
+)
 from .gate import check_gate_data, check_images, normalisation_of
+from .int8 import quantize_ir
+from .openvino import PRECISIONS, to_openvino
+from .optimize import optimize_files
+from .quantize import quantize_gated
 
 
 def _input_shape(args, prefix, batch=1):
     """``--input-shape`` when given, else the export's ``-meta.json`` shape with ``batch``."""
-    from .export import artifact_paths, meta_input_shape
     if args.input_shape:
         return parse_shape(args.input_shape)
     try:
@@ -49,11 +85,9 @@ def _input_shape(args, prefix, batch=1):
 def run_export(path):
     """``path`` itself when it is an export prefix; for a training run's folder, the prefix
     of its best-model export (``RUN/export/<name>``, named in the run's ``summary.json``)."""
-    import json
     if not os.path.isdir(path):
         return path
     summary = os.path.join(path, "summary.json")
-    import glob
     best = [p[:-len("-symbol.json")] for p in glob.glob(os.path.join(path, "export",
                                                                       "*-symbol.json"))
             if not p.endswith("-final-symbol.json")]
@@ -102,9 +136,7 @@ def _refuse_int8(sym, prefix, command):
 def _check_export(prefix, shape):
     """The export exists, its files are MXNet's, and it accepts ``shape``; returns the
     symbol."""
-    import mxnet as mx
 
-    from .export import WeightsError, artifact_paths, read_params
     for path in artifact_paths(prefix):
         if not os.path.isfile(path):
             raise UsageError("%s not found: give the prefix of an export (PREFIX-symbol.json "
@@ -118,8 +150,6 @@ def _check_export(prefix, shape):
         params = read_params(artifact_paths(prefix)[1])
     except WeightsError as err:
         raise UsageError(str(err))
-    import contextlib
-    import io
     try:
         with contextlib.redirect_stdout(io.StringIO()):     # MXNet prints its arguments
             arg_shapes, out_shapes, aux_shapes = sym.infer_shape(data=shape)
@@ -164,10 +194,6 @@ DESCRIBED = ("model", "classes") + ARCH_KEYS + INPUT_KEYS + ("dataset", "anchors
 def cmd_export(args):
     """A zoo model with trained weights (a run folder, whose config says which model, width
     and classes, or a .params with the model named) -> symbol/params/meta."""
-    from ..models import get_model, list_models, model_info
-    from ..models.spec import ModelSpec
-    from ..runs import resolve_weights
-    from . import export, export_detector, load_weights
     config = None
     if args.params:
         with naming("--params"):
@@ -209,7 +235,6 @@ def cmd_export(args):
         with naming("--params"):
             load_weights(net, args.params_file)
     else:
-        import mxnet as mx
         net.initialize(mx.init.Xavier())
         print("note: no --params: exporting random weights")
     if info.task == "detection":
@@ -224,7 +249,6 @@ def _weights_inputs(args):
     """The files ``export`` reads: the weights and what describes them."""
     if not args.params:
         return []
-    from ..runs import run_folder_of, weights_meta_path
     folder = run_folder_of(args.params_file)
     return [(args.params_file, "the --params weights"),
             (weights_meta_path(args.params_file), "the --params weights' description")] + \
@@ -232,7 +256,6 @@ def _weights_inputs(args):
 
 
 def cmd_optimize(args):
-    from .optimize import optimize_files
     args.input_shape = _input_shape(args, args.prefix)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "optimize"), args.prefix, "optimize")
@@ -247,7 +270,6 @@ def cmd_optimize(args):
 
 
 def cmd_onnx(args):
-    from .export import export_onnx
     args.input_shape = _input_shape(args, args.prefix)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "onnx"), args.prefix, "onnx")
@@ -260,9 +282,6 @@ def cmd_onnx(args):
 
 def cmd_quantize(args):
     """MXNet's oneDNN INT8 flow, behind the same accuracy gate as ``openvino --int8``."""
-    from .cpu import isa_label
-    from .export import artifact_paths
-    from .quantize import quantize_gated
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "quantize"), args.prefix, "quantize")
@@ -297,9 +316,6 @@ def _gate_flags(args):
 def _baseline_export(folder, size):
     """GluonCV's MobileNetV2 1.0 (random weights) exported and optimised, the speed
     baseline of every runtime."""
-    from .bench import gluoncv_mobilenetv2
-    from .export import export
-    from .optimize import optimize_files
     prefix = os.path.join(folder, "gluoncv-mobilenetv2_1.0")
     export(gluoncv_mobilenetv2(like_trained=True), prefix + "-trained", (1, 3, size, size))
     optimize_files(prefix + "-trained", prefix)
@@ -308,11 +324,8 @@ def _baseline_export(folder, size):
 
 def cmd_bench(args):
     """Latency of exports side by side, in MXNet, ONNX Runtime and OpenVINO."""
-    import tempfile
 
-    import mxnet as mx
 
-    from .bench import interleaved_medians, ratio_table
     batches, runtimes, precisions = _bench_settings(args)
     args.input_shape = _bench_shape(args)
     for prefix in args.prefixes:
@@ -352,7 +365,6 @@ def _bench_shape(args):
 
 def _bench_settings(args):
     """``(batch sizes, runtimes, OpenVINO precisions)`` of the bench flags, checked."""
-    from .openvino import PRECISIONS
     batches = parse_ints(args.batch, "--batch")
     if args.rounds < 1 or args.repeat < 1:
         raise UsageError("--rounds and --repeat must be at least 1")
@@ -372,14 +384,12 @@ def _bench_settings(args):
 def _bench_conversions(prefixes, runtimes, input_shape, tmp):
     """Each export converted once for the runtimes that need it: ``{(runtime, prefix):
     path}``."""
-    from .export import export_onnx
     converted = {}
     for k, prefix in enumerate(prefixes):
         if "onnxruntime" in runtimes:
             converted[("onnx", prefix)] = export_onnx(
                 prefix, os.path.join(tmp, "%d.onnx" % k), (1,) + tuple(input_shape[1:]))
         if "openvino" in runtimes:
-            from .openvino import to_openvino
             # timing only (`deploy openvino` is the checked conversion): a random
             # baseline's float rounding must not stop the timing
             (xml, _), _ = to_openvino(prefix, os.path.join(tmp, "ov%d" % k),
@@ -391,8 +401,6 @@ def _bench_conversions(prefixes, runtimes, input_shape, tmp):
 
 def _bench_functions(args, prefix, runtimes, precisions, converted, x):
     """``{label: call}`` timing ``prefix`` on the batch ``x`` in each runtime."""
-    from .bench import onnx_inference, openvino_inference
-    from .export import load_symbolblock
     name, batch, size = os.path.basename(prefix), x.shape[0], x.shape[2]
     fns = {}
     if "mxnet" in runtimes:
@@ -425,11 +433,8 @@ def _calibration(args, shape):
 
 
 def _calibration_source(args, shape):
-    import numpy as np
     if args.digits_config:
-        import mxnet as mx
 
-        from ..data.digits import digits_batches
         if tuple(shape[1:]) != (3, 32, 32):
             raise UsageError("the digits set is 3x32x32; --input-shape %s does not fit"
                              % ",".join(map(str, shape)))
@@ -454,7 +459,6 @@ def _calibration_source(args, shape):
         with naming("--calib-npy %s" % args.calib_npy):        # before the slow work
             data = check_images(data, normalisation_of(read_meta(args.prefix)),
                                 "the calibration images")
-        import mxnet as mx
         b = shape[0]
         if len(data) < b:
             raise UsageError("--calib-npy holds %d image(s); calibration takes batches of %d: "
@@ -465,7 +469,6 @@ def _calibration_source(args, shape):
 
 
 def _require_openvino(int8=False):
-    import importlib.util
     missing = [m for m in (("openvino", "nncf") if int8 else ("openvino",))
                if importlib.util.find_spec(m) is None]
     if missing:
@@ -475,8 +478,6 @@ def _require_openvino(int8=False):
 def cmd_openvino(args):
     """Export -> optimised -> ONNX (free batch axis) -> OpenVINO IR, checked against MXNet
     at two batch sizes; optionally NNCF INT8."""
-    from .export import read_meta
-    from .openvino import to_openvino
     _require_openvino(args.int8)
     args.input_shape = _input_shape(args, args.prefix)
     sym = _refuse_int8(_check_export(args.prefix, args.input_shape), args.prefix, "openvino")
@@ -509,7 +510,6 @@ def cmd_openvino(args):
 def _validation_npz(path):
     """``--val-npz``: (images, labels) from arrays ``x`` (N,C,H,W float32, preprocessed) and
     ``y`` (N integer labels), as stored (the gate checks their values)."""
-    import numpy as np
     if not os.path.isfile(path):
         raise UsageError("--val-npz %s does not exist" % path)
     try:
@@ -532,9 +532,7 @@ def _int8_validation(args, test_x, test_y):
     the float model's predictions), checked against the float export before the slow work
     (``gate.check_gate_data``: labels of the model's classes, images preprocessed as its
     inputs, a float top-1 above chance)."""
-    import math
 
-    from .export import load_symbolblock
     if not (math.isfinite(args.max_drop) and args.max_drop >= 0):
         raise UsageError("--max-drop must be a number of points >= 0, got %s" % args.max_drop)
     if getattr(args, "max_restore", None) is not None and args.max_restore < 0:
@@ -566,8 +564,6 @@ def _gate_label(args, labelled):
 
 def _quantize_openvino(args, calib, validation, meta):
     """NNCF INT8 behind the accuracy gate; a rejected model exits 1."""
-    from .cpu import has_vnni, isa_label
-    from .int8 import quantize_ir
     print("quantizing on %d images (NNCF, preset %s, weights for %s CPUs, at most %.2f points "
           "lost on %s; int8 kernels here: %s) ..." % (
               sum(len(c) for c in calib), args.preset,

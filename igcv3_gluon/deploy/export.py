@@ -14,43 +14,15 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import CheckFailed, OutputConflict, WeightsError
+from ..models.spec import MAX_INPUT_VALUES
+from ..models.weights import load_weights, read_params
 from ..utils import atomic_write_json, read_json_object, refuse_overwrite, staged
 
 __all__ = ["export", "export_detector", "load_symbolblock", "load_module", "export_onnx",
            "artifact_paths", "load_weights", "read_params", "WeightsError", "read_meta",
-           "write_meta", "copy_meta", "meta_input_shape", "export_files", "export_inputs", "EXPORT_SUFFIXES",
+           "write_meta", "copy_meta", "meta_input_shape", "export_files", "export_inputs",
+           "EXPORT_SUFFIXES",
            "check_output"]
-
-
-def read_params(path):
-    """The tensors of an MXNet ``.params`` file as a dict; WeightsError if it is not one."""
-    if not os.path.isfile(path):
-        raise WeightsError("%s does not exist" % path)
-    try:
-        loaded = mx.nd.load(path)
-    except mx.MXNetError:
-        raise WeightsError("%s is not an MXNet parameter file (truncated, corrupt, or another "
-                           "format)" % path)
-    if not isinstance(loaded, dict) or not loaded:
-        raise WeightsError("%s holds no named parameters" % path)
-    return loaded
-
-
-def load_weights(net, path, ctx=None):
-    """Load ``path`` into a Gluon ``net``: a ``save_parameters`` file (training checkpoints,
-    ``best.params``, converted weights) or an exported ``-0000.params`` (``arg:``/``aux:``
-    names, as written by ``export`` for a network built with the same zoo name). Raises
-    WeightsError naming what went wrong."""
-    loaded = read_params(path)
-    try:
-        if any(k.startswith(("arg:", "aux:")) for k in loaded):
-            net.collect_params().load_dict(loaded, ctx=ctx, filename=path)
-        else:
-            net.load_parameters(path, ctx=ctx)
-    except (AssertionError, mx.MXNetError, ValueError, KeyError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise WeightsError("%s does not fit %s: %s" % (path, net.name, first[:200]))
-    return net
 
 
 def artifact_paths(prefix, epoch=0):
@@ -102,10 +74,6 @@ def read_meta(prefix):
         return read_json_object(_meta_path(prefix)) or {}
     except ValueError:                   # the commands name a file that is there but unread
         return {}
-
-
-# the largest input an export's description may give: 2^28 values (1 GiB of float32)
-MAX_INPUT_VALUES = 2 ** 28
 
 
 def meta_input_shape(prefix, batch=1):

@@ -7,7 +7,8 @@
 * **Target.** ``target="any"`` (default) keeps the weights of every convolution that sums
   over channels within 7 bits: NNCF's ``OverflowFix.ENABLE`` (|q| <= 64) for the weights it
   quantizes, |q| <= 63 for the grouped projections we quantize ourselves; depthwise
-  convolutions keep 8 bits (oneDNN's int8 depthwise kernels cannot saturate). Such an IR computes the same on CPUs with and without
+  convolutions keep 8 bits (oneDNN's int8 depthwise kernels cannot saturate). Such an IR
+  computes the same on CPUs with and without
   VNNI (``deploy/cpu.py``: without VNNI, u8 x s8 pairs are summed in saturating 16 bits;
   a full 8-bit digits model lost 1 to 20 points there). ``target="vnni"`` uses all 8 bits,
   for CPUs known to have VNNI/AMX; compiling such an IR on a CPU without VNNI warns.
@@ -35,8 +36,7 @@ from ..utils import refuse_overwrite, staged
 from .accuracy import predict
 from .export import write_meta
 from .gate import REJECTED_SUFFIX, GateResult, check_gate_data, check_images, normalisation_of
-from .ir import (IR_SUFFIXES, compile_ir, ir_accuracy, ir_from_onnx,
-                 warn_if_vnni_ir_on_this_cpu)
+from .ir import IR_SUFFIXES, compile_ir, ir_accuracy, ir_from_onnx, warn_if_vnni_ir_on_this_cpu
 
 __all__ = ["INT8_TARGETS", "Int8Result", "quantize_ir", "quantize_conv_weights",
            "float_convolutions", "weight_levels", "warn_if_vnni_ir_on_this_cpu",
@@ -181,9 +181,11 @@ def _nncf_quantize(nncf, model, images, validation, preset, target, subset_size,
     name = model.graph.input[0].name
     presets = {"mixed": nncf.QuantizationPreset.MIXED,
                "performance": nncf.QuantizationPreset.PERFORMANCE}
-    from nncf.quantization.advanced_parameters import (AdvancedAccuracyRestorerParameters,
-                                                       AdvancedQuantizationParameters,
-                                                       OverflowFix)
+    from nncf.quantization.advanced_parameters import (
+        AdvancedAccuracyRestorerParameters,
+        AdvancedQuantizationParameters,
+        OverflowFix,
+    )
     advanced = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix.ENABLE if target == "any" else OverflowFix.DISABLE)
     calibration = nncf.Dataset(images, lambda x: {name: x})

@@ -25,8 +25,18 @@ import numpy as np
 
 from ..errors import CheckFailed
 from ..utils import refuse_overwrite, staged
-from .export import (_require, artifact_paths, check_output, copy_meta, export_inputs,
-                     export_onnx, load_symbolblock, meta_input_shape, read_meta, write_meta)
+from .export import (
+    _require,
+    artifact_paths,
+    check_output,
+    copy_meta,
+    export_inputs,
+    export_onnx,
+    load_symbolblock,
+    meta_input_shape,
+    read_meta,
+    write_meta,
+)
 from .int8 import quantize_ir  # noqa: F401  (re-exported: the INT8 step of this module)
 from .ir import IR_SUFFIXES, PRECISIONS, compile_ir, ir_paths, save_ir
 from .optimize import _Graph, optimize_files

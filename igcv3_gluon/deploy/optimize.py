@@ -31,8 +31,14 @@ import numpy as np
 from ..errors import CheckFailed
 from ..nn.layers import shuffle_permutation
 from ..utils import refuse_overwrite, staged
-from .export import (EXPORT_SUFFIXES, artifact_paths, copy_meta, export_files, export_inputs,
-                     load_symbolblock)
+from .export import (
+    EXPORT_SUFFIXES,
+    artifact_paths,
+    copy_meta,
+    export_files,
+    export_inputs,
+    load_symbolblock,
+)
 
 __all__ = ["optimize", "optimize_files", "max_difference", "OPTIMIZE_TOLERANCE"]
 

@@ -26,11 +26,19 @@ from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
+from mxnet.contrib import quantization
 
 from ..utils import refuse_overwrite, staged
 from .accuracy import accuracy, predict
-from .export import (EXPORT_SUFFIXES, artifact_paths, copy_meta, export_files, export_inputs,
-                     load_symbolblock, read_meta)
+from .export import (
+    EXPORT_SUFFIXES,
+    artifact_paths,
+    copy_meta,
+    export_files,
+    export_inputs,
+    load_symbolblock,
+    read_meta,
+)
 from .gate import REJECTED_SUFFIX, GateResult, check_gate_data, check_images, normalisation_of
 
 __all__ = ["PRESETS", "linear_layers", "quantize", "quantize_net", "quantize_gated",
@@ -72,7 +80,6 @@ def linear_layers(sym):
 
 def quantize_net(net, sym, calib_batches, preset="accurate", calib_mode="naive", ctx=None):
     """Quantize the Gluon ``net`` (whose graph is ``sym``); returns the INT8 SymbolBlock."""
-    from mxnet.contrib import quantization
     if preset not in PRESETS:
         raise ValueError("preset must be one of %s, got %r" % (", ".join(PRESETS), preset))
     exclude = linear_layers(sym) if preset == "accurate" else []

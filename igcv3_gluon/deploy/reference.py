@@ -11,6 +11,8 @@ and plain oneDNN BatchNorm. ``authors_symbol`` rebuilds that graph from our conf
 side. It has the same parameters (3,491,688 for IGCV3-D 1.0) and computes the same function,
 but it cannot be exported to ONNX (the -4 reshape).
 """
+import warnings
+
 import mxnet as mx
 
 from ..models.builder import resolve_config
@@ -74,7 +76,6 @@ def authors_symbol(config="igcv3_d", classes=1000, multiplier=1.0, softmax=False
 def authors_net(config="igcv3_d", classes=1000, multiplier=1.0, ctx=None, seed=0):
     """``authors_symbol`` (logits) as a ``gluon.SymbolBlock`` with random weights and
     non-trivial BatchNorm statistics (``nn.init_like_trained``)."""
-    import warnings
     sym = authors_symbol(config, classes, multiplier)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

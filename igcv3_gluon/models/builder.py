@@ -5,8 +5,15 @@ import numbers
 
 from mxnet.gluon import nn
 
-from ..nn import (IGCV1Block, IGCV2Block, IGCV3Block, InterleavedPointwise, MobileNetV2Block,
-                  add_conv_bn, resolve_norm)
+from ..nn import (
+    IGCV1Block,
+    IGCV2Block,
+    IGCV3Block,
+    InterleavedPointwise,
+    MobileNetV2Block,
+    add_conv_bn,
+    resolve_norm,
+)
 from .configs import CIFAR_STRIDES, CONFIGS, MAX_MULTIPLIER
 
 __all__ = ["ClassificationNet", "build", "make_block", "scale_channels", "resolve_config"]

@@ -28,8 +28,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from ..errors import DownloadError
-from ..utils import remove_files
+from ..utils import file_digest, remove_files
+from ..utils import say as _say
 
 __all__ = ["Published", "PUBLISHED", "published", "store_entry", "models_root", "fetch",
            "writable_folder",
@@ -126,7 +129,6 @@ def store_entry(pub):
 
 def sha1_of(path):
     """The SHA-1 the publishers list for their files."""
-    from ..utils import file_digest
     return file_digest(path, "sha1")
 
 
@@ -142,7 +144,6 @@ def _download(url, part, progress, timeout):
     total = int(response.headers.get("Content-Length") or 0)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=total or None, unit="B", unit_scale=True, leave=False,
                    desc=os.path.basename(url))
     received = 0
@@ -169,8 +170,7 @@ def fetch(pub, root=None, progress=True, timeout=60, say=None):
     not there (or not the publisher's: its SHA-1 differs). A damaged or cut-off download is
     refused in one line and nothing is kept; a partial file left by an interrupted download
     (``NAME.zip.part``) is discarded. Returns the path."""
-    if say is None:
-        from ..utils import say
+    say = say or _say
     entry = store_entry(pub)
     root = models_root(root)
     path = os.path.join(root, entry["file_name"])

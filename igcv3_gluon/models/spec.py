@@ -18,15 +18,18 @@ publisher's figures) travel unchanged in ``extra``.
 import math
 from dataclasses import dataclass, field, fields
 
-from .configs import MAX_MULTIPLIER
+from .configs import CONFIGS, MAX_MULTIPLIER
+from .registry import create, model_info
 
-__all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS"]
+__all__ = ["ModelSpec", "ARCH_KEYS", "INPUT_KEYS", "MAX_INPUT_VALUES"]
 
 # the architecture keys (command-line flags --multiplier, --depths, --groups, --relu, --p2:
 # cli.MODEL_FLAGS is this list)
 ARCH_KEYS = ("multiplier", "depths", "groups", "relu", "p2")
 # how the input is prepared
 INPUT_KEYS = ("input_size", "mean", "std", "crop_ratio")
+# the largest input a command takes: 2^28 values (1 GiB of float32 per array)
+MAX_INPUT_VALUES = 2 ** 28
 
 
 def _ints(value, key):
@@ -158,13 +161,11 @@ class ModelSpec:
 
     @property
     def info(self):
-        from .zoo import model_info
         return model_info(self.model)
 
     def arch_kwargs(self):
         """``get_model`` keyword arguments of the architecture keys, checked against the zoo
         entry's config (its number of stages, its block kind); ValueError naming the key."""
-        from .configs import CONFIGS
         info = self.info
         config = CONFIGS.get(info.config, {})
         kwargs = {}
@@ -197,9 +198,7 @@ class ModelSpec:
 
     def build(self, **kwargs):
         """The network these weights fit (parameters created, not initialised)."""
-        from .zoo import get_model
-        classes = self.classes
-        return get_model(self.model, classes=classes, **self.arch_kwargs(), **kwargs)
+        return create(self.model, classes=self.classes, **self.arch_kwargs(), **kwargs)
 
     def export_name(self, input_size=None):
         """The name exports carry: the zoo name, plus the width when a multiplier is given

@@ -66,7 +66,8 @@ def anchor_boxes(preset="authors", num_maps=6):
     if num_maps != 6:
         raise ValueError("the anchor presets are defined for 6 feature maps, not %d" % num_maps)
     if preset == "authors":
-        scales = [round(0.2 + (0.9 - 0.2) * k / 5, 2) for k in range(6)] + [round(0.2 + 0.14 * 6, 2)]
+        scales = [round(0.2 + (0.9 - 0.2) * k / 5, 2) for k in range(6)] + \
+            [round(0.2 + 0.14 * 6, 2)]
         more = [(2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5),
                 (2, 0.5)]
         return [[(scales[k], 1), (math.sqrt(scales[k] * scales[k + 1]), 1)]

@@ -1,59 +1,17 @@
-"""The model zoo: a registry of named constructors (GluonCV / timm style).
-
-Each entry is data: which config, which width multiplier, the input it is meant for, and
-the paper's figures for it (used by ``igcv3_gluon.complexity`` and the docs).
+"""The model zoo: the named models of the paper, registered as data (``registry.py``: which
+config, which width multiplier, the input it is meant for, and the paper's figures for it,
+used by ``igcv3_gluon.complexity`` and the docs), and ``get_model`` (GluonCV / timm style),
+which builds one and loads its published or given weights (``pretrained.py``).
 """
-from collections import OrderedDict
-from dataclasses import dataclass, field
-
-from .builder import build
+from ..errors import naming
 from .configs import CIFAR_DEPTHS
+from .hub import published
+from .pretrained import load_pretrained, resolve_weights
+from .registry import ModelInfo, create, list_models, model_info, register_model
+from .spec import ModelSpec
+from .ssdlite import ssdlite
 
 __all__ = ["ModelInfo", "register_model", "get_model", "list_models", "model_info"]
-
-
-@dataclass
-class ModelInfo:
-    name: str
-    config: str
-    multiplier: float = 1.0
-    cifar: bool = False
-    depths: tuple = None
-    classes: int = 1000
-    paper: dict = field(default_factory=dict)   # params, madds, with_fc, source
-    kwargs: dict = field(default_factory=dict)
-    constructor: object = None                  # callable(classes=, **kwargs) -> Block
-    task: str = "classification"                # or "detection"
-    input_size: int = None                      # default: 32 for CIFAR models, else 224
-
-    @property
-    def input_shape(self):
-        side = self.input_size or (32 if self.cifar else 224)
-        return (1, 3, side, side)
-
-
-_MODELS = OrderedDict()
-
-
-def register_model(info):
-    """Add a ``ModelInfo`` to the zoo (an entry with ``constructor`` set is built by it,
-    others by the config builder)."""
-    if info.name in _MODELS:
-        raise ValueError("model %r is registered already" % info.name)
-    _MODELS[info.name] = info
-    return info
-
-
-def list_models(task=None):
-    """Names of the zoo models (of ``task``: "classification" or "detection"; default all),
-    in registration order."""
-    return [name for name, info in _MODELS.items() if task is None or info.task == task]
-
-
-def model_info(name):
-    if name not in _MODELS:
-        raise ValueError("unknown model %r; known models: %s" % (name, ", ".join(_MODELS)))
-    return _MODELS[name]
 
 
 _KEEP_WITH_WEIGHTS = ("norm_layer", "norm_kwargs", "prefix", "dropout")
@@ -62,9 +20,6 @@ _KEEP_WITH_WEIGHTS = ("norm_layer", "norm_kwargs", "prefix", "dropout")
 def _described_by(name, path, classes, kwargs):
     """The classes and architecture keys a weights file's description (its run's
     ``config.json``, its ``-meta.json``) gives ``name``, where the caller gave none."""
-    from ..errors import naming
-    from ..runs import resolve_weights
-    from .spec import ModelSpec
     with naming("pretrained"):
         _, described = resolve_weights(path)
     if not described or described.get("model") != name:
@@ -102,18 +57,9 @@ def get_model(name, classes=None, pretrained=False, root=None, ctx=None, **kwarg
                                      ["classes=%s" % classes] if classes is not None and
                                      classes != info.classes else []))))
         if pretrained is True:
-            from .hub import published
             published(name)                      # one line when nothing was published
-    classes = info.classes if classes is None else classes
-    args = dict(info.kwargs, **kwargs)
-    if info.constructor is not None:
-        net = info.constructor(classes=classes, **args)
-    else:
-        args = dict(dict(multiplier=info.multiplier, cifar=info.cifar, depths=info.depths),
-                    **args)
-        net = build(info.config, classes=classes, **args)
+    net = create(name, classes, **kwargs)
     if pretrained:
-        from ..convert import load_pretrained
         load_pretrained(net, name, pretrained, root=root, ctx=ctx)
     return net
 
@@ -138,7 +84,8 @@ for _name, _cfg, _mult, _paper_fig in [
 # imgclsmob's published IGCV3-D widths (gluoncv2 ``igcv3_w3d4``, ``igcv3_wd2``, ``igcv3_wd4``;
 # ``igcv3_w1`` is ``igcv3_d_1.0``): channels x alpha rounded to even numbers, so that their
 # weights convert (``python -m igcv3_gluon.convert imgclsmob``).
-for _name, _mult, _theirs in [("igcv3_d_0.75", 0.75, "igcv3_w3d4"), ("igcv3_d_0.5", 0.5, "igcv3_wd2"),
+for _name, _mult, _theirs in [("igcv3_d_0.75", 0.75, "igcv3_w3d4"),
+                              ("igcv3_d_0.5", 0.5, "igcv3_wd2"),
                               ("igcv3_d_0.25", 0.25, "igcv3_wd4")]:
     register_model(ModelInfo(_name, "igcv3_d", _mult, kwargs=dict(divisor=2),
                              paper=_paper(None, None, source="imgclsmob %s" % _theirs)))
@@ -161,7 +108,8 @@ for _name, _cfg, _mult, _cifar, _kwargs, _paper_fig in [
         ("cifar_igcv3_widest", "igcv3_w", 1.5, True, dict(strict=True, groups=(0, 0)),
          _paper(2.3e6, None, False, "Table 5")),
         ("igcv1", "igcv1", 1.2, False, {}, _paper(None, None, source="Table 1 (no ImageNet row)")),
-        ("igcv2", "igcv2", 2.2, False, {}, _paper(None, None, source="Table 1 (70.7%, size not given)"))]:
+        ("igcv2", "igcv2", 2.2, False, {},
+         _paper(None, None, source="Table 1 (70.7%, size not given)"))]:
     register_model(ModelInfo(_name, _cfg, _mult, cifar=_cifar, classes=10 if _cifar else 1000,
                              paper=_paper_fig, kwargs=_kwargs))
 
@@ -171,7 +119,6 @@ for _name, _cfg, _mult, _cifar, _kwargs, _paper_fig in [
 # ``ssdlite.class_names``).
 def _detector(backbone):
     def construct(classes=None, **kwargs):
-        from .ssdlite import ssdlite
         return ssdlite(backbone, classes=classes, **kwargs)
     return construct
 

@@ -5,9 +5,12 @@ Every convolution in the IGCV3 family is followed by BatchNorm (fix_gamma=False,
 and has no bias (reference.md, "The IGCV3 block"); ``add_conv_bn`` is the one place that
 says so, and every block and network uses it.
 """
+import re
+
 import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
+from mxnet.gluon.contrib.nn import SyncBatchNorm
 
 __all__ = ["ReLU6", "ChannelShuffle", "FlatBatchNorm", "add_conv_bn", "BN_EPS", "he_normal",
            "init_like_trained", "shuffle_permutation", "norm_layer_for", "resolve_norm"]
@@ -30,7 +33,6 @@ def init_like_trained(net, seed=0, ctx=None):
     statistics (gamma and var in [0.5, 1.5], beta and mean in [-0.2, 0.2]), so that a
     comparison of outputs (export, folding, conversion, timing) exercises every parameter.
     Works for zoo networks and for ``SymbolBlock``s (MXNet's ``moving_*`` names too)."""
-    import re
     mx.random.seed(seed)
     rng = np.random.RandomState(seed)
     for name, param in net.collect_params().items():
@@ -155,7 +157,6 @@ def norm_layer_for(contexts, sync=False):
     ``SyncBatchNorm`` (statistics over all of them: small per-GPU batches, detection)."""
     gpus = [ctx for ctx in contexts if ctx.device_type == "gpu"]
     if sync and len(gpus) > 1:
-        from mxnet.gluon.contrib.nn import SyncBatchNorm
         return {"norm_layer": SyncBatchNorm, "norm_kwargs": {"num_devices": len(gpus)}}
     if gpus:
         return {"norm_layer": nn.BatchNorm}

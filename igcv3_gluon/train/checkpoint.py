@@ -10,6 +10,8 @@ checkpoint without it, or whose files do not match their hashes, is incomplete a
 import glob
 import os
 
+import mxnet as mx
+
 from ..utils import atomic_write, atomic_write_json, read_json_object, sha256
 
 __all__ = ["CheckpointManager", "epochs_done"]
@@ -59,7 +61,6 @@ class CheckpointManager:
     def save(self, net, trainer, epochs_done, batch=0, **meta):
         """Save after ``epochs_done`` complete epochs plus ``batch`` batches of the next one
         (``batch > 0`` only for an interrupted epoch)."""
-        import mxnet as mx
         # MXNet does not order save_parameters after the backward pass's write of the
         # BatchNorm running statistics: without this barrier a checkpoint taken right after
         # a step can hold the statistics of one update earlier (and a resumed run diverges)

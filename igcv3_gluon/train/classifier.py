@@ -3,6 +3,7 @@ cross-entropy (optionally label-smoothed), accuracy tallies, top-k evaluation, e
 import numpy as np
 from mxnet import gluon
 
+from ..deploy import export
 from ..utils import progress_bar
 from .engine import Task
 
@@ -82,7 +83,7 @@ class ClassifierTask(Task):
         losses, outs, ys = what
         correct = sum(int((o.astype("float32").argmax(axis=1) == y).sum().asscalar())
                       for o, y in zip(outs, ys))
-        return {"loss": sum(float(l.sum().asscalar()) for l in losses), "correct": correct,
+        return {"loss": sum(float(part.sum().asscalar()) for part in losses), "correct": correct,
                 "images": sum(y.shape[0] for y in ys)}
 
     def gradient_divisor(self, global_batch, num_workers):
@@ -102,5 +103,4 @@ class ClassifierTask(Task):
         return "loss %.4f  train acc %.4f%s%s" % (row["train_loss"], row["train_acc"], val, top5)
 
     def export(self, net, prefix, ctx):
-        from ..deploy import export
         return export(net, prefix, self.input_shape, ctx=ctx, meta=self.meta)

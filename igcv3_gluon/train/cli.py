@@ -6,16 +6,19 @@ import copy
 import json
 import math
 import os
+import re
 import sys
 
+import mxnet as mx
 import numpy as np
 
 from ..cli import HelpFormatter, add_model_args, flag_error, model_kwargs, parse_ints
-from ..models.spec import ARCH_KEYS, ModelSpec
 from ..errors import NonFiniteLoss, RunMismatch, UsageError
-from ..utils import atomic_write_json
-from .context import KVSTORES, available_gpus
+from ..models import get_model, list_models
+from ..models.spec import ARCH_KEYS, ModelSpec
+from ..utils import atomic_write_json, read_json_object, say
 from . import engine
+from .context import KVSTORES, available_gpus
 from .engine import RunConfig
 from .optim import WD_RULES, SGDConfig
 from .precision import DTYPES, check_dtype
@@ -195,7 +198,6 @@ def parse_steps(text):
 
 def contexts_from_args(args):
     """``--gpus "0,1"`` (mx.gpu) or ``--cpus N`` (N CPU contexts); default one CPU."""
-    import mxnet as mx
     if args.gpus and args.cpus:
         raise UsageError("give --gpus or --cpus, not both")
     if args.gpus:
@@ -216,7 +218,6 @@ def contexts_from_args(args):
 def _check_buildable(args, task):
     """The model flags fit the zoo model and give a network (a group count that does not
     divide a layer's channels is found here, not after the data is read)."""
-    from ..models import get_model
     kwargs = model_kwargs(args, args.model)
     try:
         get_model(args.model, **kwargs)
@@ -231,7 +232,6 @@ def _check_buildable(args, task):
 def _horovod_device(contexts):
     """Horovod runs one process per device: rank r of a machine takes device r of the list
     (``horovodrun -np 4 python train_imagenet.py --gpus 0,1,2,3 --kvstore horovod``)."""
-    import os
     local = os.environ.get("HOROVOD_LOCAL_RANK", os.environ.get("OMPI_COMM_WORLD_LOCAL_RANK"))
     if local is None:                  # one rank of one: not a Horovod job, say so
         raise UsageError("--kvstore horovod was not started by horovodrun: start it with "
@@ -260,7 +260,6 @@ def _check_syncbn(args):
 
 def validate_common_args(args, task="classification"):
     """Flag checks that need no data; returns ``args`` with ``args.contexts`` set."""
-    from ..models import list_models
     if args.model not in list_models(task):
         raise UsageError("unknown model %r; known: %s" % (args.model,
                                                           ", ".join(list_models(task))))
@@ -382,12 +381,10 @@ def _check_seeds_folder(root):
     """``--seeds``'s folder holds nothing but its runs (``seed-S/``) and its ``seeds.json``:
     anything else is refused before a run starts (its report would overwrite a file of the
     same name)."""
-    import re
     if not os.path.isdir(root):
         if os.path.exists(root):
             raise UsageError("--out-dir %s is a file, not a folder" % root)
         return
-    from ..utils import read_json_object
     foreign = []
     for name in sorted(os.listdir(root)):
         if re.match(r"^seed-\d+$", name) and os.path.isdir(os.path.join(root, name)):
@@ -407,7 +404,6 @@ def _check_seeds_folder(root):
 def run_seeds(args, run_one):
     """``--seeds K``: run ``run_one(args)`` for seeds seed .. seed+K-1, each in
     ``out_dir/seed-S``; report mean +- std of the final top-1 accuracy (as the paper's tables)."""
-    from ..utils import say
     if args.seeds <= 1:
         return [run_one(args)]
     summaries = []

@@ -106,7 +106,8 @@ def make_cluster(kind, contexts):
         if "DMLC_ROLE" not in os.environ:
             raise ValueError("kvstore %s needs MXNet's parameter-server environment (DMLC_ROLE, "
                              "DMLC_PS_ROOT_URI, ...): start the workers with "
-                             "`python -m igcv3_gluon.train.launch` (docs/training.md, Distributed training)" % kind)
+                             "`python -m igcv3_gluon.train.launch` (docs/training.md, "
+                             "Distributed training)" % kind)
         if kind not in _STORES:
             _STORES[kind] = mx.kv.create(kind)
         kv = _STORES[kind]

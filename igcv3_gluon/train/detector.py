@@ -9,11 +9,21 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data.detection import (PIXEL_MEAN, PIXEL_STD, SeededSamples, resize_normalise,
-                              seeded_keys, ssd_train_transform)
+from ..data.detection import (
+    PIXEL_MEAN,
+    PIXEL_STD,
+    SeededSamples,
+    resize_normalise,
+    seeded_keys,
+    ssd_train_transform,
+)
 from ..data.sampler import EpochBatches, LoaderBatches
+from ..deploy import WeightsError, export_detector, load_weights, read_params
+from ..models import build
+from ..models.spec import ModelSpec
 from ..utils import progress_bar
 from .engine import Task
+from .ssd_loss import make_loss
 
 __all__ = ["DetectorTask", "detect", "evaluate_coco", "load_backbone", "NMS"]
 
@@ -84,8 +94,6 @@ def load_backbone(net, path, contexts=None):
     ``WeightsError``), and its ``features`` are copied tensor for tensor into the backbone,
     which is that same ``features`` block inside the detector. Returns a report: tensors
     loaded, the classifier's classes, and the detector's parts that start fresh."""
-    from ..deploy import WeightsError, load_weights, read_params
-    from ..models import build
     values = read_params(path)
     fcs = [v for v in values.values() if len(v.shape) == 2]
     if len(fcs) != 1:
@@ -127,7 +135,6 @@ class DetectorTask(Task):
     def __init__(self, train_set, val_set, data_shape, augment="ssd", workers=2, seed=0,
                  mean=PIXEL_MEAN, std=PIXEL_STD, on_fresh_start=None, title="", meta=None,
                  loss="authors"):
-        from .ssd_loss import make_loss
         self.train_set, self.val_set, self.size = train_set, val_set, data_shape
         self.augment, self.workers, self.seed = augment, workers, seed
         self.mean, self.std, self.on_fresh_start, self.title = mean, std, on_fresh_start, title
@@ -165,8 +172,8 @@ class DetectorTask(Task):
 
     def tally(self, what):
         cls_l, box_l, images = what
-        cls = sum(float(l.mean().asscalar()) for l in cls_l)
-        box = sum(float(l.mean().asscalar()) for l in box_l)
+        cls = sum(float(part.mean().asscalar()) for part in cls_l)
+        box = sum(float(part.mean().asscalar()) for part in box_l)
         return {"loss": cls + box, "cls": cls, "box": box, "images": images}
 
     def gradient_divisor(self, global_batch, num_workers):
@@ -190,8 +197,6 @@ class DetectorTask(Task):
 
     def export(self, net, prefix, ctx):
         """Inference mode with NMS, the class names and the normalisation in the meta."""
-        from ..deploy import export_detector
-        from ..models.spec import ModelSpec
         spec = ModelSpec.from_dict(self.meta, classes=list(self.val_set.classes),
                                    mean=list(self.mean), std=list(self.std))
         return export_detector(net, prefix, self.size, ctx, spec.to_dict(), NMS)

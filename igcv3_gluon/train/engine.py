@@ -32,8 +32,15 @@ from ..environment import changed as environment_changes
 from ..environment import environment
 from ..errors import DataError, Interrupted, NonFiniteLoss, RunMismatch, SetupError
 from ..nn import he_normal
-from ..utils import (FolderLock, atomic_write, atomic_write_json, deferred_interrupts,
-                     ignore_interrupts, interrupts_raise, say)
+from ..utils import (
+    FolderLock,
+    atomic_write,
+    atomic_write_json,
+    deferred_interrupts,
+    ignore_interrupts,
+    interrupts_raise,
+    say,
+)
 from .checkpoint import CheckpointManager, epochs_done
 from .context import make_cluster
 from .logbook import RunLog, check_run_folder, remove_stale_run_files

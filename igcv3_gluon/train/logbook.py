@@ -1,13 +1,23 @@
 """Run records: ``config.json`` (every flag), ``log.jsonl`` (one JSON object per epoch) and
 ``curves.png`` (loss and accuracy per epoch); what a run folder may hold (``RUN_FILES``) and
 the check that an output folder is one (``check_run_folder``)."""
+import csv
 import json
 import os
+import re
 import time
 
 from ..errors import OutputConflict, RunMismatch
-from ..utils import (atomic_write, atomic_write_json, deferred_interrupts, read_json_object,
-                     read_jsonl, remove_stale_temp_files, save_figure, say)
+from ..utils import (
+    atomic_write,
+    atomic_write_json,
+    deferred_interrupts,
+    read_json_object,
+    read_jsonl,
+    remove_stale_temp_files,
+    save_figure,
+    say,
+)
 
 __all__ = ["RunLog", "plot_curves", "RUN_FILES", "check_run_folder", "is_run_config",
            "remove_stale_run_files"]
@@ -29,7 +39,6 @@ def is_run_config(config):
 
 
 def _is_temporary(name):
-    import re
     return re.match(r"^.*\.(tmp|part)\d+$", name) is not None
 
 
@@ -130,7 +139,6 @@ class RunLog:
         spreadsheets); rewritten whole after every epoch."""
         if not self.enabled:
             return
-        import csv
         records = self.records()
         columns = []
         for record in records:

@@ -15,6 +15,8 @@ import contextlib
 import subprocess
 import sys
 
+from mxnet.contrib import amp
+
 __all__ = ["DTYPES", "check_dtype", "enable", "init_trainer", "scale_loss"]
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -60,14 +62,12 @@ def check_dtype(dtype, contexts, probe=_PROBE):
 def enable(dtype):
     """Switch AMP on for ``dtype`` (before the network is built). float32: nothing."""
     if dtype != "float32":
-        from mxnet.contrib import amp
         amp.init(target_dtype=dtype)
 
 
 def init_trainer(trainer, dtype):
     """Dynamic loss scaling for float16 (bfloat16 does not need it)."""
     if dtype == "float16":
-        from mxnet.contrib import amp
         amp.init_trainer(trainer)
 
 
@@ -75,7 +75,6 @@ def init_trainer(trainer, dtype):
 def scale_loss(losses, trainer, dtype):
     """``losses`` scaled for the backward pass (float16), else unchanged."""
     if dtype == "float16":
-        from mxnet.contrib import amp
         with amp.scale_loss(losses, trainer) as scaled:
             yield scaled
     else:

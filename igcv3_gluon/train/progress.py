@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from ..utils import read_jsonl, say
+from ..utils import atomic_write, read_jsonl, say
 
 __all__ = ["RunLogger", "Meter", "format_seconds"]
 
@@ -81,7 +81,6 @@ class RunLogger:
         run resumes from; the rows of batches it will train again go."""
         if not self.enabled or not os.path.exists(self.batches_path):
             return
-        from ..utils import atomic_write
         keep = [r for r in read_jsonl(self.batches_path)
                 if (r.get("epoch", 0), r.get("batch", 0)) <= (epoch, batch)]
 

@@ -21,7 +21,7 @@ step. The hard negatives are mined as GluonCV mines them (3 per positive, per im
 their background loss), the only difference left from ``MultiBoxTarget`` (which also keeps
 ``minimum_negative_samples`` = 3 negatives in images without positives, ``train.py:92``).
 """
-from mxnet import gluon
+from mxnet import gluon, nd
 
 __all__ = ["AuthorsMultiBoxLoss", "LOSSES", "make_loss"]
 
@@ -38,7 +38,6 @@ class AuthorsMultiBoxLoss(gluon.Block):
         self.rho = float(rho)
 
     def forward(self, cls_preds, box_preds, cls_targets, box_targets):
-        from mxnet import nd
         devices = len(cls_preds)
         sums, clss, boxes = [], [], []
         for cp, bp, ct, bt in zip(cls_preds, box_preds, cls_targets, box_targets):

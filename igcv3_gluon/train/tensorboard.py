@@ -14,6 +14,8 @@ import os
 import struct
 import time
 
+from ..utils import atomic_write
+
 __all__ = ["Scalars", "read_scalars", "read_events", "prune", "FOLDER"]
 
 FOLDER = "tensorboard"
@@ -62,7 +64,6 @@ def prune(folder, batch_step, epoch_step):
     ``batch_step``, epoch scalars up to ``epoch_step`` (each file rewritten atomically)."""
     from tensorboardX.record_writer import RecordWriter
 
-    from ..utils import atomic_write
     for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
         events = read_events(path)
         kept = [e for e in events if _keep(e, batch_step, epoch_step)]
