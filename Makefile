@@ -12,7 +12,7 @@ TEST_EXTRAS ?= test,openvino
 HOROVOD_ENV := HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
                HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test check lint bench clean
 
 venv: $(STAMP)
 
@@ -36,9 +36,21 @@ demo: $(STAMP)
 # the tests that read the demo's run share one worker (tests/conftest.py)
 TEST_WORKERS ?= 2
 
-test: $(TEST_STAMP)
+# the linter's rules: ruff.toml (pyflakes, pycodestyle, import order)
+LINTED := igcv3_gluon symbols benchmarks tests train_cifar.py train_imagenet.py \
+          train_ssdlite.py setup.py
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning \
 	    -n $(TEST_WORKERS) --dist loadgroup tests
+
+# the fast inner loop: the linter and the tests that train nothing (docs/development.md)
+check: lint
+	$(PY) -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning \
+	    -n $(TEST_WORKERS) -m "not trains" tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

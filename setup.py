@@ -29,6 +29,10 @@ setup(
         "matplotlib",
         "scikit-learn",
         "pycocotools",
+        # TensorBoard event files of every run (mxboard's last release is from 2018)
+        "tensorboardX==2.6.5",
+        # --config FILE in YAML
+        "pyyaml",
         # imgclsmob's network definitions and model store: get_model(..., pretrained=True)
         # converts their published IGCV3 weights (and `convert imgclsmob`)
         "gluoncv2==0.0.64",
@@ -43,7 +47,7 @@ setup(
         # after MXNet, without build isolation, with HOROVOD_WITH_MXNET=1 (Makefile, README)
         "horovod": ["horovod==0.28.1"],
         # pytest < 9: pytest 9 renamed the node id that pytest-xdist's --dist loadgroup sets
-        "test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist>=3"],
+        "test": ["pytest>=7,<9", "pytest-timeout", "pytest-xdist>=3", "ruff==0.17.6"],
     },
     entry_points={
         "console_scripts": [

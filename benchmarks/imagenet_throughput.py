@@ -51,7 +51,7 @@ def model_rows(batch, rounds, train):
 
 def make_records(folder, count=192, seed=0):
     """``count`` 500x375 JPEGs (smooth random content, like photos compress) packed with
-    ``igcv3_gluon.data.im2rec`` at short side 480."""
+    ``igcv3_gluon.im2rec`` at short side 480."""
     import cv2
 
     from igcv3_gluon.data.im2rec import pack_folder

@@ -105,7 +105,7 @@ def build_parser():
     g.add_argument("--batch-per-device", type=int, default=96,
                    help="gluoncv recipe without --batch-size: global batch = this x devices x "
                         "workers")
-    g = parser.add_argument_group("data (RecordIO; build with python -m igcv3_gluon.data.im2rec)")
+    g = parser.add_argument_group("data (RecordIO; build with python -m igcv3_gluon.im2rec)")
     g.add_argument("--rec-train", help="training .rec")
     g.add_argument("--rec-train-idx", help="its .idx (default: the .rec path with .idx)")
     g.add_argument("--rec-val", help="validation .rec")
@@ -215,7 +215,7 @@ def _check_records(args):
     for rec, idx, flag in checked + [(args.rec_val, args.rec_val_idx, "--rec-val")]:
         labels, problem = scan_records(rec, idx)        # every record's header
         if problem:
-            raise UsageError("%s %s: %s; repack it (python -m igcv3_gluon.data.im2rec)"
+            raise UsageError("%s %s: %s; repack it (python -m igcv3_gluon.im2rec)"
                              % (flag, rec, problem))
         with naming("%s (--num-classes %d)" % (flag, args.num_classes)):
             check_labels(labels, args.num_classes, rec)
@@ -336,7 +336,7 @@ def _check_packing(args):
         say("note: %d of the first %d records of %s are not packed at short side 480 (seen: "
             "%s): the authors' augmentation rescales records packed at exactly 480 by %g-1 "
             "(short sides 256-480); with these it gives %d-%d, and crops below 224 are "
-            "enlarged. Pack with `python -m igcv3_gluon.data.im2rec ... --resize 480` (it "
+            "enlarged. Pack with `python -m igcv3_gluon.im2rec ... --resize 480` (it "
             "enlarges smaller images, as MXNet's im2rec)"
             % (len(off), len(sides), args.rec_train,
                "/".join(map(str, sorted(set(sides))[:6])), args.min_random_scale, low,

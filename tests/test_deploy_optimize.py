@@ -238,7 +238,7 @@ def test_an_output_path_under_a_regular_file_is_one_line(digits_run, tmp_path):
               blocker + "/x"],
              ["-m", "igcv3_gluon.deploy", "optimize", prefix, blocker + "/y/z"],
              ["-m", "igcv3_gluon.deploy", "onnx", prefix, blocker + "/m.onnx"],
-             ["-m", "igcv3_gluon.data.im2rec", str(tmp_path / "imgs"), blocker + "/rec",
+             ["-m", "igcv3_gluon.im2rec", str(tmp_path / "imgs"), blocker + "/rec",
               "--no-progress"]]
     for args in cases:
         proc = subprocess.run([sys.executable] + args, cwd=ROOT, capture_output=True,

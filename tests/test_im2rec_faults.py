@@ -7,8 +7,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from igcv3_gluon.data.im2rec import main, pack_folder
+from igcv3_gluon.data.im2rec import pack_folder
 from igcv3_gluon.errors import DataError
+from igcv3_gluon.im2rec import main
 
 
 def _jpg(path, seed):

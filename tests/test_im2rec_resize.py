@@ -36,7 +36,7 @@ SIZES = [(375, 500), (500, 333), (30, 41), (64, 48), (96, 96)]
 def test_resize_sets_the_short_side_both_ways_like_mxnet_im2rec(tmp_path, mode):
     root = folder(tmp_path / "img", SIZES)
     prefix = str(tmp_path / "rec" / "train")
-    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.data.im2rec", root, prefix,
+    proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.im2rec", root, prefix,
                            "--resize", "64", "--no-progress"]
                           + (["--resize-mode", mode] if mode else []),
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -57,7 +57,7 @@ def test_resize_sets_the_short_side_both_ways_like_mxnet_im2rec(tmp_path, mode):
 def test_training_says_plainly_when_records_are_not_packed_at_480(tmp_path):
     root = folder(tmp_path / "img", [(40, 56)] * 8)
     prefix = str(tmp_path / "rec" / "train")
-    subprocess.run([sys.executable, "-m", "igcv3_gluon.data.im2rec", root, prefix,
+    subprocess.run([sys.executable, "-m", "igcv3_gluon.im2rec", root, prefix,
                     "--no-progress"], cwd=ROOT, check=True, capture_output=True, timeout=300)
     proc = subprocess.run(
         [sys.executable, "train_imagenet.py", "--rec-train", prefix + ".rec", "--rec-val",

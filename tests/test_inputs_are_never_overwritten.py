@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from igcv3_gluon import cifar, convert
-from igcv3_gluon.data import im2rec
+from igcv3_gluon import cifar, convert, im2rec
 from igcv3_gluon.deploy import export, export_onnx
 from igcv3_gluon.deploy.cli import main as deploy
 from igcv3_gluon.errors import OutputConflict

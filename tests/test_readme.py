@@ -76,7 +76,7 @@ COMMANDS = shell_commands("\n".join(open(path).read() for path in DOCS))
 def test_the_readme_has_the_commands_it_should():
     names = {entry_point(argv)[0] for _, argv in COMMANDS if entry_point(argv)}
     assert {"train_cifar.py", "train_imagenet.py", "train_ssdlite.py", "igcv3_gluon.deploy",
-            "igcv3_gluon.convert", "igcv3_gluon.reproduce", "igcv3_gluon.data.im2rec",
+            "igcv3_gluon.convert", "igcv3_gluon.reproduce", "igcv3_gluon.im2rec",
             "igcv3_gluon.train.launch"} <= names
     assert len(COMMANDS) >= 30
 

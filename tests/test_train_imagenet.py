@@ -64,7 +64,7 @@ def test_im2rec_packs_a_folder_tree_with_im2rec_labels(tiny_rec):
 
 
 def test_im2rec_resizes_and_reports_bad_folders(tiny_rec, tmp_path):
-    proc = run("-m", "igcv3_gluon.data.im2rec", os.path.join(tiny_rec["images"], "val"),
+    proc = run("-m", "igcv3_gluon.im2rec", os.path.join(tiny_rec["images"], "val"),
                str(tmp_path / "small"), "--resize", "40", "--no-progress", script=None)
     assert proc.returncode == 0, proc.stderr
     assert "small.rec: 40 images, 4 classes" in proc.stdout
@@ -72,11 +72,11 @@ def test_im2rec_resizes_and_reports_bad_folders(tiny_rec, tmp_path):
                                            str(tmp_path / "small.rec"), "r")
     assert min(mx.recordio.unpack_img(reader.read_idx(3))[1].shape[:2]) == 40
     assert not any(f.endswith(".part") for f in os.listdir(tmp_path))
-    line = one_line_error(run("-m", "igcv3_gluon.data.im2rec", str(tmp_path / "nowhere"),
+    line = one_line_error(run("-m", "igcv3_gluon.im2rec", str(tmp_path / "nowhere"),
                               str(tmp_path / "x"), script=None))
     assert "does not exist" in line
     (tmp_path / "empty" / "cls").mkdir(parents=True)
-    line = one_line_error(run("-m", "igcv3_gluon.data.im2rec", str(tmp_path / "empty"),
+    line = one_line_error(run("-m", "igcv3_gluon.im2rec", str(tmp_path / "empty"),
                               str(tmp_path / "x"), script=None))
     assert "no images" in line
 

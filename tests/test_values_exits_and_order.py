@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 import igcv3_gluon
-from igcv3_gluon import detection, imagenet
-from igcv3_gluon.data import im2rec
+from igcv3_gluon import detection, im2rec, imagenet
 from igcv3_gluon.data.recordio import check_labels
 from igcv3_gluon.deploy import export
 from igcv3_gluon.deploy.cli import main as deploy
@@ -221,7 +220,7 @@ def test_ctrl_c_while_mxnet_imports_or_im2rec_packs_is_one_line(tmp_path):
             cv2.imwrite(str(root / ("c%d" % k) / ("%d.png" % i)),
                         np.random.RandomState(i).randint(0, 255, (300, 400, 3), np.uint8))
     prefix = str(tmp_path / "rec" / "x")
-    proc = subprocess.Popen([sys.executable, "-m", "igcv3_gluon.data.im2rec", str(root), prefix,
+    proc = subprocess.Popen([sys.executable, "-m", "igcv3_gluon.im2rec", str(root), prefix,
                              "--resize", "1500", "--num-thread", "2", "--no-progress"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)

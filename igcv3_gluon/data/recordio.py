@@ -67,7 +67,7 @@ def check_record_pair(rec_path, idx_path):
                             % (path, os.path.join(path, "train.rec")))
         if not path or not os.path.isfile(path):
             raise DataError("%s does not exist; build the .rec/.idx pair with "
-                            "`python -m igcv3_gluon.data.im2rec IMAGE_DIR PREFIX`" % path)
+                            "`python -m igcv3_gluon.im2rec IMAGE_DIR PREFIX`" % path)
     offsets = _read_index(idx_path)
     if not offsets:
         raise DataError("the index %s is empty" % idx_path)

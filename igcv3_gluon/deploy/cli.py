@@ -17,14 +17,15 @@ and the input shape first, and ends with one line ``error: ...`` (exit 2) when s
 not fit; a converted file that does not compute what its source computes exits 1.
 """
 # The flags of every sub-command are declared here, once (argparse parents for the shared
-# ones); the commands themselves are deploy/commands.py.
+# ones); the commands themselves are deploy/commands.py (export, optimize, onnx),
+# commands_int8.py (quantize, openvino) and commands_bench.py (bench).
 import argparse
 import sys
 import warnings
 
 from ..cli import HelpFormatter, add_model_args
 from ..errors import exit_on_usage_error
-from . import commands
+from . import commands, commands_bench, commands_int8
 from .export import check_output
 
 __all__ = ["build_parser", "main"]
@@ -111,7 +112,7 @@ def _add_int8(sub, shape, calibration, gate):
     p.add_argument("out_prefix")
     p.add_argument("--calib-mode", default="naive", choices=["naive", "entropy"])
     p.add_argument("--preset", default="accurate", choices=["accurate", "fast"])
-    p.set_defaults(run=commands.cmd_quantize, calib_batches=20)
+    p.set_defaults(run=commands_int8.cmd_quantize, calib_batches=20)
 
     p = sub.add_parser("openvino", help="export -> OpenVINO IR (checked), INT8",
                        parents=[shape, calibration, gate])
@@ -129,7 +130,7 @@ def _add_int8(sub, shape, calibration, gate):
     p.add_argument("--max-restore", type=int, default=None, metavar="N",
                    help="at most N layers returned to float by NNCF's accuracy control "
                         "(default: as many as needed; 0: plain quantization)")
-    p.set_defaults(run=commands.cmd_openvino, calib_batches=10)
+    p.set_defaults(run=commands_int8.cmd_openvino, calib_batches=10)
 
 
 def _add_bench(sub, shape):
@@ -149,7 +150,7 @@ def _add_bench(sub, shape):
     p.add_argument("--onnx", action="store_true", help="also time them in ONNX Runtime")
     p.add_argument("--fuse", action="store_true",
                    help="MXNet: apply oneDNN operator fusion (optimize_for('MKLDNN'))")
-    p.set_defaults(run=commands.cmd_bench)
+    p.set_defaults(run=commands_bench.cmd_bench)
 
 
 def _check_outputs(args):

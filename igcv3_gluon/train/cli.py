@@ -40,8 +40,14 @@ def parser_for(description, defaults, task="classification"):
                    help="zoo name (python -m igcv3_gluon.complexity lists them)")
     add_model_args(parser, flags=CLASSIFIER_FLAGS if task == "classification"
                    else ("multiplier",), group=g)
+    _add_optimisation(parser.add_argument_group(
+        "optimisation (defaults: the paper's recipe)"), defaults, task)
+    _add_devices(parser.add_argument_group("devices"), defaults)
+    _add_run(parser, defaults)
+    return parser
 
-    g = parser.add_argument_group("optimisation (defaults: the paper's recipe)")
+
+def _add_optimisation(g, defaults, task):
     g.add_argument("--epochs", type=int, default=defaults["epochs"], help="training epochs")
     g.add_argument("--batch-size", type=int, default=defaults["batch_size"],
                    help=defaults.get("batch_help", "global batch over all devices and workers"))
@@ -68,7 +74,8 @@ def parser_for(description, defaults, task="classification"):
     g.add_argument("--seed", type=int, default=0,
                    help="seed of the initialisation, data order and augmentation")
 
-    g = parser.add_argument_group("devices")
+
+def _add_devices(g, defaults):
     g.add_argument("--gpus", default=None, help="GPU ids, e.g. 0,1,2,3")
     g.add_argument("--cpus", type=int, default=None,
                    help="number of CPU contexts (data parallelism without GPUs)")
@@ -82,6 +89,9 @@ def parser_for(description, defaults, task="classification"):
                    help="BatchNorm statistics over all GPUs of a worker (SyncBatchNorm)")
     g.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
 
+
+def _add_run(parser, defaults):
+    """The run's folder, resume and config; what a person watching a long run sees."""
     g = parser.add_argument_group("run")
     g.add_argument("--out-dir", default=defaults["out_dir"],
                    help="checkpoints, logs, curves and the exported model go here; re-running "
@@ -107,7 +117,6 @@ def parser_for(description, defaults, task="classification"):
                    help="also a mid-epoch checkpoint every M minutes (0: only at epoch ends); "
                         "a kill loses at most M minutes")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def parse_args(parser, argv=None):
