@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, small_digits
 
 PY = sys.executable
 TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
@@ -127,11 +127,13 @@ def test_horovod_ranks_equal_one_process_at_the_same_global_batch(tmp_path):
     horovodrun = os.path.join(os.path.dirname(PY), "horovodrun")
     out, single = str(tmp_path / "hvd"), str(tmp_path / "single")
     proc = subprocess.run([horovodrun, "--gloo", "-np", "2", "-H", "localhost:2", PY,
-                           "train_cifar.py", *TINY, "--epochs", "1", "--kvstore", "horovod",
+                           "train_cifar.py", *TINY, "--data-dir", small_digits(), "--epochs",
+                           "1", "--kvstore", "horovod",
                            "--out-dir", out], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    proc = run("train_cifar.py", *TINY, "--epochs", "1", "--cpus", "2", "--out-dir", single)
+    proc = run("train_cifar.py", *TINY, "--data-dir", small_digits(), "--epochs", "1", "--cpus",
+               "2", "--out-dir", single)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ranks = [mx.nd.load(os.path.join(out, "final-rank%d.params" % r)) for r in (0, 1)]
     one = mx.nd.load(os.path.join(single, "final.params"))
@@ -143,7 +145,7 @@ def test_horovod_ranks_equal_one_process_at_the_same_global_batch(tmp_path):
                                    atol=1e-6, err_msg=key)
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["num_workers"] == 2 and config["kvstore"] == "horovod"
-    assert log(out)[0]["images"] == (1437 // 32) * 16          # each rank: half of each batch
+    assert log(out)[0]["images"] == (320 // 32) * 16          # each rank: half of each batch
 
 
 def test_horovod_needs_horovodrun():

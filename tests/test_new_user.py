@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, fake_image_folder, start_script, wait_for
+from conftest import ROOT, fake_image_folder, small_digits, start_script, wait_for
 
 PY = sys.executable
 
@@ -31,7 +31,7 @@ def one_line(proc, code=2):
 
 TINY_CIFAR = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths",
               "1,1,1,1,1,1,1", "--batch-size", "32", "--lr", "0.05", "--no-progress",
-              "--workers", "0"]
+              "--workers", "0", "--data-dir", small_digits()]
 
 
 @pytest.mark.parametrize("images", [6, 12])
@@ -127,8 +127,11 @@ def test_a_second_run_into_the_same_folder_is_refused_and_a_killed_run_leaves_no
     assert "%s is in use by a run still going (process %d)" % (out, first.pid) in line
     os.killpg(first.pid, signal.SIGKILL)                   # the kernel releases the lock
     first.wait()
-    third = start_script("train_cifar.py", args)
-    wait_for(os.path.join(out, "checkpoints", "ckpt-0002-00000.json"), third)
+    ckpts = os.path.join(out, "checkpoints")
+    done = max(int(n[len("ckpt-"):len("ckpt-0000")]) for n in os.listdir(ckpts)
+               if n.endswith(".json"))
+    third = start_script("train_cifar.py", args)            # an epoch of its own, then Ctrl-C
+    wait_for(os.path.join(ckpts, "ckpt-%04d-00000.json" % (done + 1)), third)
     third.send_signal(signal.SIGINT)
     _, err = third.communicate(timeout=120)
     assert third.returncode == 130 and "resuming" in err, err[-2000:]
@@ -144,8 +147,8 @@ def test_imagenet_says_its_plan_training_plus_retraining(tiny_rec, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "plan: 1 training epoch(s) (lr 0.0075 x0.98 per epoch) + 1 retraining epoch(s)" \
         in proc.stderr
-    assert re.search(r"^train 1/1 ", proc.stderr, re.M) and \
-        re.search(r"^retrain 1/1 ", proc.stderr, re.M)
+    assert re.search(r"^\S+ \S+ train 1/1  loss", proc.stdout, re.M) and \
+        re.search(r"^\S+ \S+ retrain 1/1  loss", proc.stdout, re.M)     # the epoch lines
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["plan"].startswith("1 training epoch(s)") and "1 retraining" in config["plan"]
     # the default is the paper's 480 + 50, and the plan says so before anything runs

@@ -10,11 +10,11 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync
+from conftest import ROOT, assert_identical_workers, fake_cifar10, launch_dist_sync, small_digits
 
 TINY = ["--model", "cifar_igcv3_d_0.5", "--multiplier", "0.5", "--depths", "1,1,1,1,1,1,1",
         "--batch-size", "32", "--lr", "0.05", "--lr-mode", "cosine", "--warmup-epochs", "1",
-        "--no-progress", "--workers", "0"]
+        "--no-progress", "--workers", "0", "--data-dir", small_digits()]
 
 
 def train(*args, timeout=600, **kwargs):
@@ -117,7 +117,7 @@ def test_dist_sync_two_workers_equal_one_process_at_the_same_global_batch(tmp_pa
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["num_workers"] == 2
     # each worker trained on its half of every global batch of 32: 44 steps of 16 images
-    assert epochs_logged(out)[0]["images"] == (1437 // 32) * 16
+    assert epochs_logged(out)[0]["images"] == (320 // 32) * 16
     proc = train(*TINY, "--epochs", "1", "--cpus", "2", "--out-dir", single)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dist, one = (mx.nd.load(os.path.join(out, "final-rank0.params")),

@@ -86,16 +86,16 @@ class Scalars:
 
     def __init__(self, out_dir, enabled=True):
         self.folder = os.path.join(out_dir, FOLDER)
-        self.writer = None
-        if enabled:
-            from tensorboardX.event_file_writer import EventsWriter
+        self.enabled, self.writer = enabled, None
+
+    def add(self, prefix, step, values):
+        if not self.enabled:
+            return
+        if self.writer is None:         # the file with the first scalar (a start that fails
+            from tensorboardX.event_file_writer import EventsWriter     # writes none)
             os.makedirs(self.folder, exist_ok=True)
             self.writer = EventsWriter(os.path.join(self.folder, "events"),
                                        ".%d" % os.getpid())
-
-    def add(self, prefix, step, values):
-        if self.writer is None:
-            return
         from tensorboardX.proto.event_pb2 import Event
         from tensorboardX.proto.summary_pb2 import Summary
         summary = Summary(value=[Summary.Value(tag=prefix + key, simple_value=float(value))
@@ -120,4 +120,4 @@ class Scalars:
     def close(self):
         if self.writer is not None:
             self.writer.close()
-            self.writer = None
+        self.writer, self.enabled = None, False
