@@ -70,6 +70,12 @@ def test_authors_checkpoint_converts_with_equal_logits(authors_checkpoint, tmp_p
     want = source(x).asnumpy()
     assert np.abs(want).max() > 1.0                          # a comparison that can fail
     assert np.abs(net(x).asnumpy() - want).max() <= 1e-4 * np.abs(want).max()
+    # the input the authors' weights expect travels with them: train_imagenet.py + common/
+    # data.py of homles11/IGCV3 subtract rgb_mean 123.68,116.779,103.939 (data.py:122) and
+    # divide by nothing; validation at short side 256 (0.533 x 480, data.py:164), centre 224
+    meta = json.load(open(out[:-len(".params")] + "-meta.json"))
+    assert (meta["mean"], meta["std"], meta["input_size"], meta["crop_ratio"]) == \
+        ([123.68, 116.779, 103.939], [1.0, 1.0, 1.0], 224, 0.875)
     # the default (CPU) form loads the same file; train_imagenet.py evaluates it
     igcv3_gluon.get_model("igcv3_d_1.0").load_parameters(out)
     ev = subprocess.run([sys.executable, "train_imagenet.py", "--eval-only", "--params", out,

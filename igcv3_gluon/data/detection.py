@@ -17,7 +17,14 @@ from mxnet import gluon
 from .sampler import sample_seed
 
 __all__ = ["SeededSamples", "seeded_keys", "LightTrainTransform", "ssd_train_transform",
-           "resize_normalise", "PIXEL_MEAN", "PIXEL_STD", "AUTHORS_MEAN", "AUTHORS_STD"]
+           "resize_normalise", "PIXEL_MEAN", "PIXEL_STD", "AUTHORS_MEAN", "AUTHORS_STD",
+           "BOX_VARIANCES"]
+
+# The box encoding of SSD's training targets and its decoding, one value for both (the
+# network's decoder, models/ssdlite.py, and so the exports' graph, take it from here):
+# centre offsets / 0.1 of the anchor's size, log size ratios / 0.2, as the authors' MultiBoxTarget
+# and MultiBoxDetection (homles11/IGCV3 detection/symbol/symbol_builder.py:79, 103, 174).
+BOX_VARIANCES = (0.1, 0.1, 0.2, 0.2)
 
 # Normalisation is (pixel - mean) / std on 0-255 pixels, as the ImageNet recipes write it:
 # the authors' SSD subtracts (123, 117, 104) and divides by nothing (std 1); GluonCV's SSD
@@ -73,7 +80,7 @@ class LightTrainTransform:
     def __init__(self, size, anchors, mean=PIXEL_MEAN, std=PIXEL_STD):
         from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
         self.size, self.anchors, self.mean, self.std = size, anchors, mean, std
-        self.targets = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2),
+        self.targets = SSDTargetGenerator(iou_thresh=0.5, stds=BOX_VARIANCES,
                                           negative_mining_ratio=-1)
 
     def __call__(self, src, label):
@@ -98,4 +105,5 @@ def ssd_train_transform(kind, size, anchors, mean=PIXEL_MEAN, std=PIXEL_STD):
         return LightTrainTransform(size, anchors, mean, std)
     from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
     mean, std = _in_unit_range(mean, std)
-    return SSDDefaultTrainTransform(size, size, anchors, mean=mean, std=std)
+    return SSDDefaultTrainTransform(size, size, anchors, mean=mean, std=std,
+                                    box_norm=BOX_VARIANCES)

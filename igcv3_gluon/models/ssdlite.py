@@ -46,6 +46,7 @@ import numpy as np
 from mxnet import gluon
 from mxnet.gluon import nn
 
+from ..data.detection import BOX_VARIANCES
 from ..nn import ChannelShuffle, ReLU6, add_conv_bn, resolve_norm
 from .builder import build, resolve_config
 
@@ -285,7 +286,7 @@ def ssdlite(backbone="mobilenetv2", classes=None, base_size=320, multiplier=1.0,
     net = SSD(network=None, base_size=base_size, features=features, num_filters=None,
               sizes=[0] * (len(boxes) + 1), ratios=[[1]] * len(boxes), steps=steps,
               classes=classes, pretrained=False, prefix=prefix, anchor_generator=generator,
-              **kwargs)
+              stds=BOX_VARIANCES, **kwargs)
     channels = holder["features"].channels
     num_classes = len(classes) + 1
     with net.name_scope():

@@ -92,7 +92,7 @@ class Scalars:
         if not self.enabled:
             return
         if self.writer is None:         # the file with the first scalar (a start that fails
-            from tensorboardX.event_file_writer import EventsWriter     # writes none)
+            from tensorboardX.event_file_writer import EventsWriter  # writes none)
             os.makedirs(self.folder, exist_ok=True)
             self.writer = EventsWriter(os.path.join(self.folder, "events"),
                                        ".%d" % os.getpid())
