@@ -247,16 +247,60 @@ DEMO_FIXTURES = {"demo_run", "digits_run", "sandbox"}
 DETECTOR_FIXTURES = {"trained_detector"}
 
 
+# what starts a training run (or another long job) in a test's code or in a fixture it uses
+TRAINS = ("train_cifar.py", "train_imagenet.py", "train_ssdlite.py", "launch_dist_sync",
+          "horovodrun", "igcv3_gluon.demo", "igcv3_gluon.selfcheck", "quantize(",
+          "quantize_ir(", "quantize_gated(", "\"quantize\"", "\"--int8\"")
+
+
+def _helpers(function, module):
+    """The functions of ``module`` that ``function`` calls by name (the tests' ``train``,
+    ``run`` helpers)."""
+    import ast
+    import inspect
+    import textwrap
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (TypeError, OSError, SyntaxError):
+        return []
+    names = {n.func.id for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return [getattr(module, n) for n in names if inspect.isfunction(getattr(module, n, None))]
+
+
+def _trains(item):
+    """Whether ``item`` trains (or quantizes): its function's code, the code of a fixture it
+    uses, or of a helper of its module they call, starts one (``TRAINS``). `make check` runs
+    the others."""
+    import inspect
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info else ()):
+        functions += [d.func for d in defs]
+    module = getattr(item, "module", None)
+    functions += [h for f in list(functions) if f is not None for h in _helpers(f, module)]
+    for function in functions:
+        try:
+            source = inspect.getsource(function)
+        except (TypeError, OSError):
+            continue
+        if any(token in source for token in TRAINS):
+            return True
+    return False
+
+
 def pytest_itemcollected(item):
     """`make test` runs the suite on 2 workers (pytest-xdist, ``--dist loadgroup``): every
     test that reads the demo's run goes to one worker, so the run is trained once; so do the
     tests of the trained detector. (Marked as each test is collected: xdist reads the groups
-    in its collection_modifyitems.)"""
+    in its collection_modifyitems.) Tests that train are marked ``trains``."""
     names = set(getattr(item, "fixturenames", ()))
     if DEMO_FIXTURES & names:
         item.add_marker(pytest.mark.xdist_group("demo"))
     elif DETECTOR_FIXTURES & names:
         item.add_marker(pytest.mark.xdist_group("detector"))
+    if _trains(item):
+        item.add_marker(pytest.mark.trains)
 
 
 @pytest.fixture(scope="session")

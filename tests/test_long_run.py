@@ -167,6 +167,11 @@ def test_a_kill_at_any_moment_loses_at_most_the_checkpoint_interval(reference, d
     assert stopped.returncode == 130, stopped.stderr[-2000:]
     assert "interrupted in epoch 2 after 3 batch(es)" in stopped.stderr
     assert "Traceback" not in stopped.stderr
+    from igcv3_gluon.train.tensorboard import Scalars
+    orphan = Scalars(out)              # what a writer killed after its checkpoint left on disk:
+    orphan.batch(BATCHES + 6, {"train_loss": 9.0})       # batch 6 of epoch 2, and epoch 2's
+    orphan.epoch(2 * BATCHES, {"val_acc": 0.0})          # end, which the rerun writes again
+    orphan.close()
     killed = train(*args, "--checkpoint-minutes", "1e-9", env=dict(IGCV3_GLUON_STOP_AT="2:7:kill"))
     assert killed.returncode == -9 and "3 batch(es) into the next" in killed.stderr
     assert sorted(os.listdir(ckpts)) == ["ckpt-0001-00000.%s" % k for k in ("json", "params",
