@@ -244,7 +244,9 @@ def wait_for(path, proc):
 
 
 DEMO_FIXTURES = {"demo_run", "digits_run", "sandbox"}
-DETECTOR_FIXTURES = {"trained_detector"}
+# fixtures made once and read by several tests: their tests share one worker (a group),
+# or each worker would make its own (test_int8's two quantized IRs took 35 s a worker)
+SHARED_FIXTURES = {"detector": {"trained_detector"}, "int8-ir": {"quantized"}}
 
 
 # what starts a training run (or another long job) in a test's code or in a fixture it uses
@@ -292,13 +294,14 @@ def _trains(item):
 def pytest_itemcollected(item):
     """`make test` runs the suite on 2 workers (pytest-xdist, ``--dist loadgroup``): every
     test that reads the demo's run goes to one worker, so the run is trained once; so do the
-    tests of the trained detector. (Marked as each test is collected: xdist reads the groups
-    in its collection_modifyitems.) Tests that train are marked ``trains``."""
+    tests of each of the ``SHARED_FIXTURES``. (Marked as each test is collected: xdist reads
+    the groups in its collection_modifyitems.) Tests that train are marked ``trains``."""
     names = set(getattr(item, "fixturenames", ()))
+    groups = [name for name, fixtures in SHARED_FIXTURES.items() if fixtures & names]
     if DEMO_FIXTURES & names:
         item.add_marker(pytest.mark.xdist_group("demo"))
-    elif DETECTOR_FIXTURES & names:
-        item.add_marker(pytest.mark.xdist_group("detector"))
+    elif groups:
+        item.add_marker(pytest.mark.xdist_group(groups[0]))
     if _trains(item):
         item.add_marker(pytest.mark.trains)
 
