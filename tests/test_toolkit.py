@@ -9,6 +9,7 @@ import igcv3_gluon
 from igcv3_gluon.errors import UsageError
 from igcv3_gluon.train import CheckpointManager, LRSchedule, RunLog, make_cluster
 from igcv3_gluon.train.cli import contexts_from_args, parse_steps
+from igcv3_gluon.train.optim import SGDConfig, make_trainer
 
 
 def test_step_schedule_of_the_paper():
@@ -211,3 +212,30 @@ def test_a_second_stage_restores_the_fresh_optimizer_state():
     _restore(trainer, fresh)
     assert trainer._updaters[0].states == {}             # momentum starts again from zero
     assert trainer.learning_rate == 0.1 and trainer._optimizer.momentum == 0.9
+
+
+def test_float16_weights_are_updated_through_float32_master_copies():
+    """``multi_precision`` as the authors' ``common/fit.py:215`` (homles11/IGCV3) sets it:
+    an update of 1e-4 is below float16's resolution at 1.0 (2**-10), so a float16 weight
+    updated in float16 stays 1.0 for ever; with the float32 master copy the steps add up."""
+    class Scale(mx.gluon.Block):         # one weight (MXNet's CPU has no float16 Dense)
+        def __init__(self):
+            super().__init__()
+            self.weight = self.params.get("weight", shape=(1,), init=mx.init.One())
+
+        def forward(self, x):
+            return x * self.weight.data()
+    net = Scale()
+    net.initialize()
+    net.cast("float16")
+    trainer = make_trainer(net, make_cluster("local", [mx.cpu(0)]),
+                           SGDConfig(1e-4, 0.0, 0.0, "all"))
+    one = mx.nd.ones((1,), dtype="float16")
+    for _ in range(20):
+        with mx.autograd.record():
+            loss = -net(one)                    # gradient -1: each step adds lr * 1 = 1e-4
+        loss.backward()
+        trainer.step(1)
+    weight = net.weight.data()
+    assert weight.dtype == np.float16
+    assert abs(float(weight.asscalar()) - 1.002) < 5e-4      # 1.00195, the float16 of 1.002
