@@ -18,12 +18,12 @@ import numpy as np
 
 from .cli import model_kwargs
 from .complexity import graph_stats
-from .errors import WeightsError
+from .errors import OutputConflict, WeightsError
 from .models import CONFIGS, get_model, list_models, model_info
 from .models.spec import ARCH_KEYS, ModelSpec
 from .models.weights import run_config_of
 from .nn.complementary import check_network
-from .utils import read_json_object, read_jsonl, save_figure, say
+from .utils import read_json_object, read_jsonl, refuse_overwrite, save_figure, say
 
 __all__ = ["Row", "TABLES", "row_size", "row_dense", "row_command", "collect_runs",
            "table_markdown", "main"]
@@ -221,6 +221,18 @@ def collect_runs(runs_dir):
     return dict(found)
 
 
+def run_files(runs_dir):
+    """The files of the run folders under ``runs_dir`` (each folder with a ``config.json``),
+    as ``(path, what)`` for :func:`utils.refuse_overwrite`: what ``--collect`` reads, and
+    the runs' own records, which a plot must not replace."""
+    found = []
+    for root, _, files in os.walk(runs_dir):
+        if "config.json" in files:
+            found += [(os.path.join(root, name), "a file of the run %s" % root)
+                      for name in files]
+    return found
+
+
 def _arch_flags(config):
     """The architecture keys of a run's or an evaluation's description, as the table rows
     write them (``groups="2,4"``), whichever form the file holds (flags or values)."""
@@ -362,6 +374,15 @@ def main(argv=None):
     if args.collect and not os.path.isdir(args.collect):
         parser.exit(2, "%s: error: --collect %s is not a directory of training runs\n"
                     % (parser.prog, args.collect))
+    if args.plot:
+        parent = os.path.dirname(os.path.abspath(args.plot))
+        try:
+            refuse_overwrite([args.plot], run_files(args.collect) if args.collect else ())
+            if not os.path.isdir(parent):
+                raise OutputConflict("--plot %s: the folder %s does not exist; create it or "
+                                     "give another path" % (args.plot, parent))
+        except OutputConflict as err:
+            parser.exit(2, "%s: error: %s\n" % (parser.prog, err))
     results = collect_runs(args.collect) if args.collect else {}
     numbers = args.table or sorted(TABLES)
     parts = []

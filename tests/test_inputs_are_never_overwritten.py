@@ -157,7 +157,11 @@ def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_
     seeds.mkdir()
     (seeds / "seeds.json").write_text("my seeds")
     (seeds / "notes.txt").write_text("mine")
+    lonely = tmp_path / "lonely"                     # a log.txt without the .lock a run takes
+    lonely.mkdir()
+    (lonely / "log.txt").write_text("my own log\n")
     for out, extra, message in (
+            (lonely, [], "holds files that are not an igcv3-gluon run (log.txt)"),
             (user, [], "holds files that are not an igcv3-gluon run (curves.png, log.jsonl, "
                        "sub/)"),
             (other, [], "other/config.json is not a config of an igcv3-gluon run"),
@@ -175,6 +179,8 @@ def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_
     assert sorted(os.listdir(str(other))) == ["config.json"]
     assert sorted(os.listdir(str(seeds))) == ["notes.txt", "seeds.json"]
     assert a_file.read_text() == "x"
+    assert os.listdir(str(lonely)) == ["log.txt"]
+    assert (lonely / "log.txt").read_text() == "my own log\n"
 
 
 def test_a_start_removes_only_the_temporary_files_of_the_runs_own_names(tmp_path):
@@ -258,3 +264,100 @@ def test_an_interrupt_while_a_finished_run_exports_leaves_no_half_export(tmp_pat
         "cifar_igcv3_d_0.5-w0.25%s%s" % (kind, suffix) for kind in ("", "-final")
         for suffix in ("-symbol.json", "-0000.params", "-meta.json"))
     assert os.path.isfile(os.path.join(out, "summary.json"))
+
+
+def test_the_report_plot_never_replaces_a_file_of_the_runs_it_reads(tmp_path, capsys):
+    """``reproduce --collect RUNS --plot PNG``: a PNG path that names any file of a run under
+    RUNS (its config.json, log.jsonl, curves.png, however spelled) is refused before
+    anything is read or written, as is a missing folder."""
+    import json
+
+    from igcv3_gluon import reproduce
+    run = tmp_path / "runs" / "C"
+    run.mkdir(parents=True)
+    files = {"config.json": json.dumps({"model": "cifar_igcv3_d_0.5", "epochs": 1, "seed": 0,
+                                        "dataset": "cifar10"}),
+             "log.jsonl": json.dumps({"epoch": 1, "val_acc": 0.5}) + "\n",
+             "curves.png": "the run's curves"}
+    for name, text in files.items():
+        (run / name).write_text(text)
+    before = _digests([str(run / n) for n in files])
+    runs = str(tmp_path / "runs")
+    for plot in (str(run / "config.json"), "./" + os.path.relpath(str(run / "log.jsonl")),
+                 _spelled(str(run / "curves.png"), "symlink", str(tmp_path))):
+        with pytest.raises(SystemExit) as exit_:
+            reproduce.main(["--table", "2", "--collect", runs, "--plot", plot])
+        assert exit_.value.code == 2
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and "is a file of the run %s, which this command reads" % run \
+            in lines[0], lines
+    with pytest.raises(SystemExit):
+        reproduce.main(["--collect", runs, "--plot", str(tmp_path / "no" / "bars.png")])
+    assert "the folder %s does not exist" % (tmp_path / "no") in _error_lines(capsys)[0]
+    assert _digests([str(run / n) for n in files]) == before
+
+
+def test_ctrl_c_during_int8_calibration_stops_the_command_and_writes_nothing(
+        tiny, tmp_path, capsys, monkeypatch):
+    """MXNet's calibration reads the layers in a ctypes callback, where a KeyboardInterrupt
+    is printed and swallowed: a Ctrl-C arriving there must still end ``deploy quantize``
+    (exit 130, one line) with no model written."""
+    import ctypes
+    import signal
+    import time
+
+    from igcv3_gluon.deploy import quantize as quantize_module
+    real = quantize_module.quantization.quantize_net_v2
+
+    def calibrating(*args, **kwargs):
+        @ctypes.CFUNCTYPE(None)
+        def layer_callback():                           # as MXNet's monitor calls back
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+        layer_callback()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(quantize_module.quantization, "quantize_net_v2", calibrating)
+    calib = str(tmp_path / "calib.npy")
+    np.save(calib, np.random.RandomState(0).uniform(-1, 1, (32, 3, 32, 32)).astype(np.float32))
+    out = str(tmp_path / "int8")
+    assert deploy(["quantize", tiny, out, "--calib-npy", calib]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(": interrupted")
+    assert sorted(os.listdir(str(tmp_path))) == ["calib.npy"]
+
+
+def _sleep_a_second():
+    import time
+    time.sleep(1.0)
+
+
+def test_ctrl_c_during_the_openvino_conversion_stops_quietly(tiny, tmp_path, capfd,
+                                                            monkeypatch):
+    """``ov.convert_model`` forks a process (OpenVINO's telemetry sender); a Ctrl-C on the
+    terminal reaches it too. The child must not print a traceback, and the command ends
+    with exit 130, one line, and nothing under the output's names."""
+    import multiprocessing
+    import signal
+    import time
+
+    import openvino as ov
+    real = ov.convert_model
+    children = []
+
+    def converting(*args, **kwargs):
+        child = multiprocessing.get_context("fork").Process(target=_sleep_a_second)
+        child.start()
+        children.append(child)
+        time.sleep(0.3)                                 # the child is sending
+        for pid in (child.pid, os.getpid()):           # the terminal's Ctrl-C: the group
+            os.kill(pid, signal.SIGINT)
+        child.join()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(ov, "convert_model", converting)
+    out = str(tmp_path / "ir")
+    assert deploy(["openvino", tiny, out]) == 130
+    children[0].join()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().splitlines()[-1].endswith(": interrupted")
+    assert children[0].exitcode == 0
+    assert os.listdir(str(tmp_path)) == []

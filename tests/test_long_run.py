@@ -253,3 +253,31 @@ def test_only_the_newest_mid_epoch_checkpoint_is_kept(tmp_path):
     manager.save(net, None, 3, 0)
     assert kept() == ["ckpt-0002-00000", "ckpt-0003-00000"]
     assert manager.latest()["epochs_done"] == 3
+
+
+def test_a_stop_asked_after_the_last_epoch_comes_before_the_exports(data, tmp_path, capsys,
+                                                                     monkeypatch):
+    """Ctrl-C while the last epoch writes its row, checkpoint and plot: the run stops
+    there (exit 130, the way to finish), writes no export and no summary.json; the same
+    command then writes them without training again."""
+    from igcv3_gluon.train import loop
+    real = loop.Loop.finish_epoch
+
+    def finish_then_ctrl_c(self, epoch, row):
+        real(self, epoch, row)
+        self.stop.requested = True                  # as the StopFlag's handler does
+    monkeypatch.setattr(loop.Loop, "finish_epoch", finish_then_ctrl_c)
+    out = str(tmp_path / "run")
+    args = tiny(data)[:-1] + ["1", "--out-dir", out]
+    assert cifar.main(args) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith("interrupted after the last epoch (1); every epoch is trained and "
+                         "saved in %s: run the same command again to write the exports"
+                         % os.path.join(out, "checkpoints")), last
+    assert not os.path.exists(os.path.join(out, "export"))
+    assert not os.path.exists(os.path.join(out, "summary.json"))
+    monkeypatch.undo()
+    assert cifar.main(args) == 0
+    assert len(rows(os.path.join(out, "log.jsonl"))) == 1          # nothing trained again
+    assert len(os.listdir(os.path.join(out, "export"))) == 6
+    assert os.path.isfile(os.path.join(out, "summary.json"))

@@ -10,11 +10,13 @@ import os
 import tempfile
 import warnings
 
+from ..utils import deferred_interrupts
 from .accuracy import accuracy
 from .cpu import has_vnni
 from .export import read_meta
 
-__all__ = ["PRECISIONS", "IR_SUFFIXES", "ir_paths", "save_ir", "ir_from_onnx", "compile_ir",
+__all__ = ["PRECISIONS", "IR_SUFFIXES", "ir_paths", "save_ir", "convert_onnx", "ir_from_onnx",
+           "compile_ir",
            "ir_accuracy", "warn_if_vnni_ir_on_this_cpu"]
 
 PRECISIONS = ("f32", "bf16", "default")
@@ -33,15 +35,24 @@ def save_ir(model, out):
     ov.save_model(model, ir_paths(out)[0], compress_to_fp16=False)
 
 
+def convert_onnx(path):
+    """``ov.convert_model`` of the ONNX file ``path``, with Ctrl-C and SIGTERM held until it
+    returns: the conversion forks a process (OpenVINO's telemetry sender) that inherits the
+    handlers, so a Ctrl-C on the terminal no longer prints that child's traceback; the
+    command stops right after the conversion (and removes what it staged)."""
+    import openvino as ov
+    with deferred_interrupts():
+        return ov.convert_model(path)
+
+
 def ir_from_onnx(model, out, onnx_path=None):
     """ONNX ModelProto -> OpenVINO IR ``out.xml`` (float32 weights in the file), through
     ``onnx_path`` (kept) or a temporary file."""
     import onnx
-    import openvino as ov
     with tempfile.TemporaryDirectory() as tmp:
         path = onnx_path or os.path.join(tmp, "model.onnx")
         onnx.save(model, path)
-        save_ir(ov.convert_model(path), out)
+        save_ir(convert_onnx(path), out)
     return out + ".xml"
 
 

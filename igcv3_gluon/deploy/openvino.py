@@ -38,7 +38,7 @@ from .export import (
     write_meta,
 )
 from .int8 import quantize_ir  # noqa: F401  (re-exported: the INT8 step of this module)
-from .ir import IR_SUFFIXES, PRECISIONS, compile_ir, ir_paths, save_ir
+from .ir import IR_SUFFIXES, PRECISIONS, compile_ir, convert_onnx, ir_paths, save_ir
 from .optimize import _Graph, optimize_files
 
 __all__ = ["PRECISIONS", "to_openvino", "strip_nms", "compile_ir", "quantize_ir", "DetectorIR",
@@ -128,7 +128,6 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
     recorded as ``check`` in ``out-meta.json``, and above 1e-3 ``CheckFailed`` is raised.
     The files are written under temporary names and named only once checked; outputs that
     are the export's own files are refused before anything is written."""
-    import openvino as ov
     _require(artifact_paths(prefix))
     check_output(out)
     refuse_overwrite([out + suffix for suffix in IR_SUFFIXES], export_inputs(prefix))
@@ -146,8 +145,7 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
             optimized = os.path.join(tmp, "optimized")
             _, report = optimize_files(source, optimized, grouped=grouped)
             source = optimized
-        save_ir(ov.convert_model(export_onnx(source, stage + ".onnx", shape, dynamic=True)),
-                stage)
+        save_ir(convert_onnx(export_onnx(source, stage + ".onnx", shape, dynamic=True)), stage)
         meta = dict(meta, optimized=True, runtime="openvino")
         if check_batches:
             worst = ir_difference(reference, ir_paths(stage)[0], shape, check_batches)

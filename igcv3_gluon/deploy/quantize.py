@@ -28,7 +28,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization
 
-from ..utils import refuse_overwrite, staged
+from ..utils import deferred_interrupts, refuse_overwrite, staged
 from .accuracy import accuracy, predict
 from .export import (
     EXPORT_SUFFIXES,
@@ -95,7 +95,10 @@ def _quantized(prefix, calib_batches, preset, calib_mode, epoch=0):
     """The export ``prefix`` quantized (an INT8 SymbolBlock, traced once)."""
     net = load_symbolblock(prefix, epoch)
     sym, _, _ = mx.model.load_checkpoint(prefix, epoch)
-    with _quiet_logging():                              # the flow logs every layer at INFO
+    # The calibration reads each layer's output in a ctypes callback, where a KeyboardInterrupt
+    # is printed and swallowed (the run went on and wrote its model): Ctrl-C and SIGTERM are
+    # held until the calibration returns, then raised.
+    with _quiet_logging(), deferred_interrupts():     # the flow logs every layer at INFO
         qnet = quantize_net(net, sym, calib_batches, preset, calib_mode)
     qnet.hybridize(static_alloc=True, static_shape=True)
     qnet(calib_batches[0])

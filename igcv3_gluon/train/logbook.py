@@ -29,7 +29,8 @@ RUN_FILES = ("config.json", "log.jsonl", "log.txt", "batches.jsonl", "summary.cs
              "curves.png", "best.params", "final.params", "summary.json", "final-rank*.params",
              ".lock", "checkpoints", "export", "tensorboard", "retrain", "predictions",
              "predictions.png")
-# a run killed before it wrote config.json leaves only these
+# a run killed before it wrote config.json leaves only these, always with its ".lock" (taken
+# first, and left in place when released)
 _BEFORE_CONFIG = (".lock", "checkpoints", "log.txt")
 
 
@@ -45,10 +46,10 @@ def _is_temporary(name):
 def check_run_folder(folder):
     """That ``folder`` can take a training run: it does not exist, is empty, or holds one of
     this project's runs (its ``config.json``; what a run killed before writing it leaves is
-    accepted too). Anything else is refused before a file is written or removed: a folder of
-    the user's own files (``OutputConflict``: a run would overwrite its ``curves.png`` or
-    append to its ``log.jsonl``), another program's ``config.json`` (``OutputConflict``) or
-    an evaluation's (``RunMismatch``)."""
+    accepted too, recognised by the ``.lock`` it took first). Anything else is refused before
+    a file is written or removed: a folder of the user's own files (``OutputConflict``: a run
+    would overwrite its ``curves.png`` or append to its ``log.jsonl``), another program's
+    ``config.json`` (``OutputConflict``) or an evaluation's (``RunMismatch``)."""
     if not os.path.isdir(folder):
         if os.path.exists(folder):
             raise OutputConflict("%s is a file, not a folder: give a new or empty folder for the "
@@ -69,7 +70,8 @@ def check_run_folder(folder):
                                  "no model, epochs and seed): the folder holds another "
                                  "program's files; give a new or empty output folder" % folder)
         return
-    foreign = [n for n in names if n not in _BEFORE_CONFIG and not _is_temporary(n)]
+    ours = _BEFORE_CONFIG if ".lock" in names else ()   # a log.txt alone is the user's
+    foreign = [n for n in names if n not in ours and not _is_temporary(n)]
     ckpts = os.path.join(folder, "checkpoints")
     empty_ckpts = not os.path.isdir(ckpts) or all(_is_temporary(n) for n in os.listdir(ckpts))
     if foreign or not empty_ckpts:

@@ -121,6 +121,10 @@ class Loop:
                 raise Stopped("interrupted after %s %d; saved to %s: run the same command "
                               "again to continue" % (run.stage, epoch + 1,
                                                      self.ckpts.directory))
+            if self.stop.requested:                 # the last epoch: stop before the exports
+                raise Stopped("interrupted after the last %s (%d); every %s is trained and "
+                              "saved in %s: run the same command again to write the exports"
+                              % (run.stage, epoch + 1, run.stage, self.ckpts.directory))
 
     def train_epoch(self, epoch, start, partial):
         """One epoch from batch ``start`` (``partial``: the tallies of the batches before);
