@@ -78,6 +78,19 @@ def test_a_reference_at_chance_is_refused(accuracy, classes, images, refused):
         check_reference(accuracy, classes, images)
 
 
+@pytest.mark.parametrize("classes, fewest", [(10, 2), (2, 10), (3, 5), (1000, 1)])
+def test_a_gate_set_too_small_to_beat_chance_even_at_100_percent_is_refused(classes,
+                                                                          fewest):
+    """Three standard errors above chance need ``floor(9p / (1 - p)) + 1`` images before
+    even a perfect score clears them: fewer is "too few", never "no better than chance"."""
+    check_reference(1.0, classes, fewest)
+    if fewest > 1:
+        with pytest.raises(DataError, match="the gate's %d labelled image\\(s\\) are too few "
+                                            "to tell a %d-class model from chance .* need at "
+                                            "least %d images" % (fewest - 1, classes, fewest)):
+            check_reference(1.0, classes, fewest - 1)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, digits_run):
     """The demo run's export, and gate data derived from its digits test set."""
@@ -98,6 +111,13 @@ def trained(tmp_path_factory, digits_run):
     for name, (images, labels) in sets.items():
         paths[name] = str(folder / (name + ".npz"))
         np.savez(paths[name], x=images, y=labels)
+    whole = open(paths["labels-50-59"], "rb").read()
+    paths["cut"] = str(folder / "cut.npz")                  # a copy cut short
+    open(paths["cut"], "wb").write(whole[:len(whole) // 2])
+    paths["nhwc"] = str(folder / "nhwc.npz")
+    np.savez(paths["nhwc"], x=norm.transpose(0, 2, 3, 1), y=y)
+    paths["one-image"] = str(folder / "one-image.npz")
+    np.savez(paths["one-image"], x=norm[:1], y=y[:1])
     paths["calib"] = str(folder / "calib.npy")
     np.save(paths["calib"], norm[:64])
     paths["calib-pixels"] = str(folder / "calib-pixels.npy")
@@ -109,7 +129,12 @@ GATE_CASES = [("labels-50-59", "the gate's labels range 50..59; the model has 10
               ("labels-halves", "the gate's labels must be whole class numbers"),
               ("uint8-pixels", "the gate's images are uint8 integers"),
               ("float-pixels", "the gate's images span 0..255"),
-              ("shuffled-labels", "no better than chance (10.00% for 10 classes)")]
+              ("shuffled-labels", "no better than chance (10.00% for 10 classes)"),
+              ("cut", "is not an .npz with arrays x (N,C,H,W) and y (N labels)"),
+              ("nhwc", "the images are 32x32x3 each; the model takes 3x32x32 (C,H,W): store "
+                       "them as (N,3,32,32)"),
+              ("one-image", "the gate's 1 labelled image(s) are too few to tell a 10-class "
+                            "model from chance")]
 
 
 @pytest.mark.parametrize("command", ["quantize", "openvino"])
@@ -122,12 +147,40 @@ def test_both_gates_refuse_data_they_cannot_judge_on_before_any_work(trained, tm
         assert deploy([command, prefix, out, "--calib-npy", paths["calib"], "--val-npz",
                        paths[name]] + extra) == 2, name
         lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-        assert len(lines) == 1 and "--val-npz %s: " % paths[name] in lines[0] and \
+        assert len(lines) == 1 and "--val-npz %s" % paths[name] in lines[0] and \
             message in lines[0], (name, lines)
     assert deploy([command, prefix, out, "--calib-npy", paths["calib-pixels"]] + extra) == 2
     assert "--calib-npy %s: the calibration images are uint8 integers" % paths["calib-pixels"] \
         in capsys.readouterr().err
     assert os.listdir(str(tmp_path)) == []            # refused before converting anything
+
+
+@pytest.mark.parametrize("command", ["quantize", "openvino"])
+def test_both_gates_refuse_their_outputs_and_double_sources_before_reading_data(
+        trained, tmp_path, capsys, monkeypatch, command):
+    """An output that would replace the gate set, or the export, and calibration images
+    given twice: one line naming the file (not the flag of the gate data), before the
+    float model has judged a single image."""
+    import shutil
+
+    from igcv3_gluon.deploy import commands_int8
+    prefix, paths = trained
+    monkeypatch.setattr(commands_int8, "check_gate_data", None)     # never reached
+    gate_set = str(tmp_path / ("g-int8-meta.json" if command == "openvino" else "g-meta.json"))
+    shutil.copy(paths["labels-50-59"], gate_set)
+    config = os.path.join(os.path.dirname(os.path.dirname(prefix)), "config.json")
+    extra = ["--int8"] if command == "openvino" else []
+    for out, data, message in (
+            (str(tmp_path / "g"), ["--calib-npy", paths["calib"], "--val-npz", gate_set],
+             "%s is the --val-npz gate set, which this command reads" % gate_set),
+            (prefix, ["--calib-npy", paths["calib"]], "which this command reads"),
+            (str(tmp_path / "q"), ["--calib-npy", paths["calib"], "--digits-config", config],
+             "--digits-config and --calib-npy both give calibration images: choose one")):
+        assert deploy([command, prefix, out] + data + extra) == 2, out
+        lines = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(lines) == 1 and message in lines[0] and "--val-npz %s:" % gate_set \
+            not in lines[0], lines
+    assert os.listdir(str(tmp_path)) == [os.path.basename(gate_set)]
 
 
 def test_the_library_gates_check_their_data_too(tmp_path):

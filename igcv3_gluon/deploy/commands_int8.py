@@ -10,6 +10,7 @@ the accuracy gate's data, checked before the slow work (``deploy/gate.py``).
 import importlib.util
 import math
 import os
+import zipfile
 
 import mxnet as mx
 import numpy as np
@@ -17,19 +18,47 @@ import numpy as np
 from ..cli import parse_ints
 from ..data.digits import digits_batches
 from ..errors import UsageError, naming
+from ..utils import refuse_overwrite
 from .commands import _check_export, _input_shape, _refuse_detector, _refuse_int8
 from .cpu import has_vnni, isa_label
-from .export import artifact_paths, load_symbolblock, read_meta
-from .gate import check_gate_data, check_images, normalisation_of
+from .export import (
+    EXPORT_SUFFIXES,
+    artifact_paths,
+    export_inputs,
+    load_symbolblock,
+    read_meta,
+)
+from .gate import REJECTED_SUFFIX, check_gate_data, check_images, normalisation_of
 from .int8 import quantize_ir
+from .ir import IR_SUFFIXES
 from .openvino import to_openvino
 from .quantize import quantize_gated
 
 __all__ = ["cmd_quantize", "cmd_openvino"]
 
 
+def _check_outputs(args, outputs):
+    """Before any data is read or any model run: none of ``outputs`` is a file the command
+    reads (the export, the calibration and gate data), however spelled; the calibration
+    comes from one place."""
+    data = [(args.digits_config, "the --digits-config file"),
+            (args.calib_npy, "the --calib-npy images"),
+            (getattr(args, "val_npz", None), "the --val-npz gate set")]
+    refuse_overwrite(outputs, export_inputs(args.prefix) + [(p, w) for p, w in data if p])
+    if args.digits_config and args.calib_npy:
+        raise UsageError("--digits-config and --calib-npy both give calibration images: "
+                         "choose one (--digits-config also gives the gate's test set; "
+                         "--val-npz gives it with --calib-npy)")
+
+
+def _gated_files(out, suffixes):
+    """The files of a gated output: ``out`` and ``out-REJECTED``, each with ``suffixes``."""
+    return [out + extra + suffix for extra in ("", REJECTED_SUFFIX) for suffix in suffixes]
+
+
 def cmd_quantize(args):
     """MXNet's oneDNN INT8 flow, behind the same accuracy gate as ``openvino --int8``."""
+    _check_outputs(args, _gated_files(args.out_prefix, EXPORT_SUFFIXES))
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "quantize"), args.prefix, "quantize")
@@ -121,6 +150,11 @@ def cmd_openvino(args):
     """Export -> optimised -> ONNX (free batch axis) -> OpenVINO IR, checked against MXNet
     at two batch sizes; optionally NNCF INT8."""
     _require_openvino(args.int8)
+    outputs = [args.out + suffix for suffix in IR_SUFFIXES]
+    if args.int8:
+        _check_outputs(args, outputs + _gated_files(args.out + "-int8", IR_SUFFIXES))
+    else:
+        refuse_overwrite(outputs, export_inputs(args.prefix))
     args.input_shape = _input_shape(args, args.prefix)
     sym = _refuse_int8(_check_export(args.prefix, args.input_shape), args.prefix, "openvino")
     check_batches = parse_ints(args.check_batches, "--check-batches")
@@ -159,7 +193,8 @@ def _validation_npz(path):
         if not hasattr(data, "files"):
             raise ValueError("a single array, not an .npz archive")
         x, y = data["x"], data["y"]
-    except (ValueError, OSError, EOFError, KeyError, TypeError, IndexError) as err:
+    except (ValueError, OSError, EOFError, KeyError, TypeError, IndexError,
+            zipfile.BadZipFile) as err:
         raise UsageError("--val-npz %s is not an .npz with arrays x (N,C,H,W) and y (N labels)"
                          " (%s): numpy.savez(FILE, x=images, y=labels)"
                          % (path, str(err).split("\n")[0]))
@@ -188,9 +223,11 @@ def _int8_validation(args, test_x, test_y):
     if validation is None:
         return None
     if validation[0].shape[1:] != tuple(args.input_shape[1:]):
-        raise UsageError("validation images are %s; the model takes %s" % (
-            "x".join(map(str, validation[0].shape[1:])),
-            "x".join(map(str, args.input_shape[1:]))))
+        raise UsageError("%s: the images are %s each; the model takes %s (C,H,W): store them "
+                         "as (N,%s), preprocessed as its inputs" % (
+                             _gate_flags(args), "x".join(map(str, validation[0].shape[1:])),
+                             "x".join(map(str, args.input_shape[1:])),
+                             ",".join(map(str, args.input_shape[1:]))))
     with naming(_gate_flags(args)):
         x, y, _ = check_gate_data(load_symbolblock(args.prefix), validation[0], validation[1],
                                   normalisation_of(read_meta(args.prefix)))

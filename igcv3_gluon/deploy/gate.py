@@ -129,6 +129,12 @@ def check_reference(fp32_accuracy, classes, images):
     if classes < 2 or images < 1:
         return
     chance = 1.0 / classes
+    fewest = int(math.floor(9 * chance / (1 - chance))) + 1    # where 100% clears the bar
+    if images < fewest:
+        raise DataError("the gate's %d labelled image(s) are too few to tell a %d-class model "
+                        "from chance (three standard errors above %.2f%% need at least %d "
+                        "images even at 100%%): give more labelled images"
+                        % (images, classes, 100 * chance, fewest))
     margin = 3 * math.sqrt(chance * (1 - chance) / images)
     if fp32_accuracy <= chance + margin:
         raise DataError("the float model scores %.2f%% on the gate's %d labelled images, no "
