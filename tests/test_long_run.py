@@ -281,3 +281,42 @@ def test_a_stop_asked_after_the_last_epoch_comes_before_the_exports(data, tmp_pa
     assert len(rows(os.path.join(out, "log.jsonl"))) == 1          # nothing trained again
     assert len(os.listdir(os.path.join(out, "export"))) == 6
     assert os.path.isfile(os.path.join(out, "summary.json"))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epochs: 1.5", "epochs must be a whole number, got 1.5"),
+    ("epochs: true", "epochs must be a whole number, got true"),
+    ("lr: null", "lr must be a value (leave the key out for the default"),
+    ("lr: fast", "lr must be a number, got 'fast'"),
+    ("no_progress: \"no\"", "no_progress must be true or false, got 'no'"),
+    ("no_progress: 0", "no_progress must be true or false, got 0"),
+    ("dataset: cifar1000", "dataset must be one of digits, cifar10, cifar100, got "
+                           "'cifar1000'"),
+    ("lr_steps: [1, {a: 2}]", "lr_steps must be a list of numbers or names"),
+])
+def test_a_config_value_of_the_wrong_kind_is_one_line(tmp_path, capsys, text, message):
+    """argparse checks neither the type nor the choice of a default: the values a
+    ``--config`` file gives are checked as the flags would be, before anything is written."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text + "\n")
+    assert cifar.main(["--config", str(recipe), "--out-dir", str(tmp_path / "r")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--config %s: %s" % (recipe, message) in lines[0], lines
+    assert not os.path.exists(str(tmp_path / "r"))
+
+
+@pytest.mark.parametrize("script", ["cifar", "imagenet", "detection"])
+def test_every_default_passes_through_a_config_file_unchanged(tmp_path, script):
+    """The defaults of each script, written as a config file the way a run writes them
+    (JSON), read back as the same settings (the kinds accepted are the kinds written)."""
+    import importlib
+
+    from igcv3_gluon.train.cli import parse_args
+    module = importlib.import_module("igcv3_gluon." + script)
+    defaults = vars(module.build_parser().parse_args([]))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(defaults))
+    again = vars(parse_args(module.build_parser(), ["--config", str(path)]))
+    assert again.pop("config") == str(path)
+    assert {k: again[k] for k in defaults if k != "config"} == \
+        {k: v for k, v in defaults.items() if k != "config"}

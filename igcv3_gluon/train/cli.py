@@ -144,7 +144,7 @@ def parse_args(parser, argv=None):
                                                     "is" if len(unknown) == 1 else "are",
                                                     parser.prog))
     explicit = _explicit_flags(parser, argv)
-    taken = {k: _as_flag_value(v, actions[k]) for k, v in settings.items()
+    taken = {k: _as_flag_value(v, actions[k], path) for k, v in settings.items()
              if k in actions and k not in ("config", "overrides")}
     if {"gpus", "cpus"} & set(explicit):             # the devices of this machine instead
         taken.pop("gpus", None), taken.pop("cpus", None)
@@ -193,11 +193,54 @@ def _explicit_flags(parser, argv):
     return vars(probe.parse_args(argv))
 
 
-def _as_flag_value(value, action):
-    """A config value as the flag's parser would have produced it: lists of a text flag
-    joined with commas (``[200, 300]`` -> ``"200,300"``)."""
-    if isinstance(value, list) and action.type is None and action.nargs is None:
-        return ",".join(str(v) for v in value)
+def _as_flag_value(value, action, path="FILE"):
+    """A config value as the flag's parser would have produced it, or ``UsageError`` naming
+    the key: lists of a text flag joined with commas (``[200, 300]`` -> ``"200,300"``),
+    numbers of a text flag as text; a switch takes ``true``/``false`` only, a whole-number
+    flag a whole number (not 1.5, not ``true``), a number flag a number; ``null`` only where
+    the flag's own default is none; a value of a flag with choices one of them (argparse
+    checks neither a default's type nor its choice)."""
+    key = action.dest
+
+    def refuse(wanted):
+        return UsageError("--config %s: %s must be %s, got %s" % (
+            path, key, wanted, json.dumps(value) if not isinstance(value, str) else
+            repr(value)))
+    if value is None:
+        if action.default is None:
+            return None
+        raise refuse("a value (leave the key out for the default %s)" % (action.default,))
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise refuse("true or false")
+        return value
+    if isinstance(value, bool):
+        raise refuse("a whole number" if action.type is int else "a number"
+                     if action.type is float else "text")
+    if action.type is int:
+        if not isinstance(value, int):
+            raise refuse("a whole number")
+    elif action.type is float:
+        if not isinstance(value, (int, float)):
+            raise refuse("a number")
+        value = float(value)
+    elif action.nargs in ("+", "*"):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                   for v in items):
+            raise refuse("a list of names")
+        value = [str(v) for v in items]
+    elif isinstance(value, list):
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                   for v in value):
+            raise refuse("a list of numbers or names")
+        value = ",".join(str(v) for v in value)
+    elif isinstance(value, (int, float)):
+        value = str(value)
+    elif not isinstance(value, str):
+        raise refuse("text")
+    if action.choices and value not in action.choices:
+        raise refuse("one of %s" % ", ".join(map(str, action.choices)))
     return value
 
 
