@@ -227,19 +227,22 @@ def read_json_object(path):
 
 
 def read_jsonl(path):
-    """The JSON objects of a ``.jsonl`` file, one per line; a line cut short by a killed
-    writer (the last one) is dropped. A missing file reads as no records."""
+    """The JSON objects of a ``.jsonl`` file, one per line; a line that is not one (cut
+    short by a killed writer, NUL bytes a crashed file system left, bytes that are not
+    UTF-8, a hand edit) is dropped. A missing file reads as no records."""
     if not os.path.isfile(path):
         return []
     out = []
-    with open(path) as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
-            line = line.strip()
+            line = line.strip().strip("\x00")
             if line:
                 try:
-                    out.append(json.loads(line))
+                    record = json.loads(line)
                 except ValueError:
-                    pass
+                    continue
+                if isinstance(record, dict):
+                    out.append(record)
     return out
 
 

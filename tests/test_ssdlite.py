@@ -273,9 +273,10 @@ def test_ssdlite2_learns_generated_shapes_to_ap50_above_half(trained_detector):
     rows = [json.loads(line) for line in open(os.path.join(out, "log.jsonl")) if line.strip()]
     ap50 = [r["val_AP50"] for r in rows if "val_AP50" in r]
     assert len(ap50) == 2 and ap50[-1] >= 0.5, ap50
-    from igcv3_gluon import detection                # its config.json is its --config
+    from igcv3_gluon import detection
     from igcv3_gluon.train.cli import parse_args
-    again = parse_args(detection.build_parser(), ["--config", os.path.join(out, "config.json")])
+    again = parse_args(detection.build_parser(),            # its config.json is its --config
+                       ["--config", os.path.join(out, "config.json")])
     assert (again.epochs, again.data_shape, again.multiplier, again.augment, again.lr) == \
         (6, 128, 0.5, "light", 0.05)
 

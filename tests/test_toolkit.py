@@ -239,3 +239,13 @@ def test_float16_weights_are_updated_through_float32_master_copies():
     weight = net.weight.data()
     assert weight.dtype == np.float16
     assert abs(float(weight.asscalar()) - 1.002) < 5e-4      # 1.00195, the float16 of 1.002
+
+
+def test_a_damaged_jsonl_reads_as_its_good_rows(tmp_path):
+    """NUL bytes, bytes that are not UTF-8, a JSON value that is no row, a line cut short:
+    each dropped, the rows around them kept (logs, batch rows, reports read through it)."""
+    from igcv3_gluon.utils import read_jsonl
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'{"epoch": 1}\n\x00\x00\x00\n\xff\xfe\xfd\n[1, 2]\n7\n'
+                     b'\x00\x00{"epoch": 2, "note": "caf\xc3\xa9"}\n{"epoch": 3, "acc')
+    assert read_jsonl(str(path)) == [{"epoch": 1}, {"epoch": 2, "note": "café"}]

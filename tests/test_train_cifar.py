@@ -263,8 +263,21 @@ def test_a_damaged_run_folder_is_one_line_or_falls_back(tmp_path):
     open(os.path.join(out, "best.params"), "wb").close()
     done = train(*TINY, "--epochs", "3", "--out-dir", out)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "note: log.jsonl lacked the row of epoch 3; written back from its checkpoint" \
+    assert "note: log.jsonl lacked the row of epoch(s) 3; written back from the checkpoints" \
         in done.stderr
     assert "best.params cannot be read" in done.stderr
     assert [r["epoch"] for r in epochs_logged(out)] == [1, 2, 3]
+    assert json.load(open(os.path.join(out, "summary.json")))["final_val_acc"] == final
+    # the rows of epochs 2 and 3 lost to NUL bytes and bytes that are not UTF-8 (a crashed
+    # file system): both kept epoch-end checkpoints give theirs back, in order
+    rows = open(os.path.join(out, "log.jsonl"), "rb").read().splitlines(keepends=True)
+    open(os.path.join(out, "log.jsonl"), "wb").write(rows[0] + b"\x00" * 64 + b"\xff\xfe{\n")
+    os.remove(os.path.join(out, "summary.json"))
+    mended = train(*TINY, "--epochs", "3", "--out-dir", out)
+    assert mended.returncode == 0, mended.stderr[-2000:]
+    assert "note: log.jsonl lacked the row of epoch(s) 2, 3; written back from the " \
+        "checkpoints" in mended.stderr
+    def untimed(records):
+        return [{k: v for k, v in r.items() if k != "time"} for r in records]
+    assert untimed(json.loads(r) for r in rows) == untimed(epochs_logged(out))
     assert json.load(open(os.path.join(out, "summary.json")))["final_val_acc"] == final

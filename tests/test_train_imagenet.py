@@ -125,9 +125,10 @@ def test_trains_retrains_and_evaluates_on_tiny_recordio(tiny_rec, tmp_path):
                for d in (out, os.path.join(out, "retrain"))]
     assert [(c["dataset"], c["stage"], c["epochs"]) for c in configs] == \
         [("imagenet", "train", 12), ("imagenet", "retrain", 2)]
-    from igcv3_gluon import imagenet                 # its config.json is its --config
+    from igcv3_gluon import imagenet
     from igcv3_gluon.train.cli import parse_args
-    again = parse_args(imagenet.build_parser(), ["--config", os.path.join(out, "config.json")])
+    again = parse_args(imagenet.build_parser(),            # its config.json is its --config
+                       ["--config", os.path.join(out, "config.json")])
     assert (again.epochs, again.lr, again.lr_mode, again.retrain_epochs, again.rec_train) == \
         (12, 0.1, "cosine", 2, data(tiny_rec)[1])
     retrain = log_of(os.path.join(out, "retrain"))

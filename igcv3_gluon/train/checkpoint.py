@@ -85,6 +85,10 @@ class CheckpointManager:
     def _records(self, damaged=None):
         return _read_records(self.directory, damaged)
 
+    def records(self):
+        """The well-formed checkpoint records, oldest first (what each says it saved)."""
+        return self._records()
+
     def verify(self, record):
         for key, name in record["files"].items():
             path = os.path.join(self.directory, str(name))

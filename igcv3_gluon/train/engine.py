@@ -358,7 +358,7 @@ def _resume_or_start(task, net, run, parts, initialize, session):
     log.truncate(state.done - 1 if state.pending is not None else state.done)
     _start_records(run, parts, state)
     if parts.cluster.is_main:
-        _repair_log(log, state, ckpt, parts.logger.note)
+        _repair_log(log, state, ckpts.records(), parts.logger.note)
     parts.logger.note("resuming %s from %s: %d epoch(s) done%s" % (
         run.out_dir, ckpt["files"]["params"], state.done,
         ", %d batch(es) into the next" % state.start if state.start else
@@ -386,19 +386,24 @@ def _start_records(run, parts, state):
     parts.scalars = Scalars(run.out_dir, enabled=enabled)
 
 
-def _repair_log(log, state, ckpt, note):
-    """A ``log.jsonl`` cut or edited: the row of the checkpoint's epoch is written back from
-    the checkpoint (so the run's final metric stays right); rows no checkpoint holds are
-    named as lost."""
+def _repair_log(log, state, records, note):
+    """A ``log.jsonl`` cut or edited: the rows of finished epochs that the kept checkpoints
+    hold (each epoch end's record carries its row) are written back in epoch order (so the
+    curves and the run's final metric stay right); rows no checkpoint holds are named as
+    lost."""
     logged = state.done - 1 if state.pending is not None else state.done
     have = {r.get("epoch") for r in log.records()}
-    row = ckpt.get("row")
-    if logged >= 1 and logged not in have and isinstance(row, dict) \
-            and row.get("epoch") == logged:
-        log.append(row)
-        have.add(logged)
-        note("note: log.jsonl lacked the row of epoch %d; written back from its checkpoint"
-             % logged)
+    back = {}
+    for record in records:
+        row = record.get("row")
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and \
+                1 <= row["epoch"] <= logged and row["epoch"] not in have:
+            back[row["epoch"]] = row
+    if back:
+        log.restore(list(back.values()))
+        have |= set(back)
+        note("note: log.jsonl lacked the row of epoch(s) %s; written back from the "
+             "checkpoints" % ", ".join(map(str, sorted(back))))
     lost = [e for e in range(1, logged + 1) if e not in have]
     if lost:
         note("note: log.jsonl has no row for epoch(s) %s (cut or edited): the curves and the "

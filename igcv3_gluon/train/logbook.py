@@ -119,12 +119,17 @@ class RunLog:
         """Keep only the records of epochs <= ``epochs_done`` (resuming from a checkpoint)."""
         if not self.enabled or not os.path.exists(self.path):
             return                     # nothing to cut (a start that fails writes no log)
-        keep = [r for r in self.records() if r.get("epoch", 0) <= epochs_done]
+        self._rewrite([r for r in self.records() if r.get("epoch", 0) <= epochs_done])
 
+    def restore(self, rows):
+        """Put ``rows`` (epoch rows a cut log lost) back among the others, in epoch order."""
+        if self.enabled:
+            self._rewrite(sorted(self.records() + list(rows), key=lambda r: r.get("epoch", 0)))
+
+    def _rewrite(self, rows):
         def write(tmp):
             with open(tmp, "w") as fh:
-                for r in keep:
-                    fh.write(json.dumps(r) + "\n")
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
         atomic_write(self.path, write)
 
     def append(self, record):
