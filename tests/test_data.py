@@ -128,3 +128,31 @@ def test_loader_crops_flips_and_normalises():
     assert (shifted[:, :4, :] == shifted.min()).all()              # zero padding
     batch = next(iter(batches))
     assert batch[0].shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("mean, std, ok", [
+    ([77.5] * 3, [82.4] * 3, True), ([77.5] * 3, None, False), ([77.5, 77.5], [82.4] * 3, False),
+    ([77.5] * 3, [82.4, 0, 82.4], False), ("abc", [82.4] * 3, False),
+    ([77.5, "x", 1], [82.4] * 3, False)])
+def test_a_digits_config_must_hold_its_normalisation(tmp_path, mean, std, ok):
+    """``--digits-config``: a config without ``std``, with two means, a zero std or text
+    is one ``ValueError`` naming the file, not a KeyError or a broadcast error."""
+    import json
+
+    from igcv3_gluon.data.digits import digits_arrays
+    config = dict(dataset="digits", model="cifar_igcv3_d_0.5", epochs=1, seed=0, mean=mean)
+    if std is not None:
+        config["std"] = std
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    if ok:
+        from igcv3_gluon.data.cifar import load_dataset
+        (train_x, train_y), _ = digits_arrays(str(path))
+        raw = load_dataset("digits")[0]
+        assert train_x.shape == (len(raw), 3, 32, 32) and len(train_x) == len(train_y)
+        np.testing.assert_allclose(train_x[5], ((raw[5] - 77.5) / 82.4).transpose(2, 0, 1),
+                                   rtol=1e-6)
+    else:
+        with pytest.raises(ValueError, match="%s holds mean .* a digits run's config.json has "
+                                             "three numbers each" % path):
+            digits_arrays(str(path))

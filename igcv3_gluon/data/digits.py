@@ -1,5 +1,6 @@
 """The embedded digits set as a trained digits run sees it: preprocessed NCHW arrays, for
 calibrating and checking deployed models (``deploy quantize`` / ``openvino --digits-config``)."""
+import json
 import os
 
 import numpy as np
@@ -22,15 +23,30 @@ def digits_arrays(config_path):
     except ValueError:
         raise ValueError("%s is not a JSON file (the config.json of a digits run)"
                          % config_path) from None
-    if config.get("dataset") != "digits" or "mean" not in config:
+    if config.get("dataset") != "digits":
         raise ValueError("%s is not the config of a digits run" % config_path)
+    mean, std = (_channel_values(config.get(key)) for key in ("mean", "std"))
+    if mean is None or std is None or std.min() <= 0:
+        raise ValueError("%s holds mean %s and std %s; a digits run's config.json has three "
+                         "numbers each (std > 0): repair it, or give the config.json the run "
+                         "wrote" % (config_path, json.dumps(config.get("mean")),
+                                    json.dumps(config.get("std"))))
     train_x, train_y, test_x, test_y, _ = load_dataset("digits")
-    mean = np.array(config["mean"], np.float32)
-    std = np.array(config["std"], np.float32)
 
     def prep(x):
         return np.ascontiguousarray(((x.astype(np.float32) - mean) / std).transpose(0, 3, 1, 2))
     return (prep(train_x), np.asarray(train_y)), (prep(test_x), np.asarray(test_y))
+
+
+def _channel_values(value):
+    """Three finite numbers (one per colour channel) as float32, or None."""
+    try:
+        values = np.array(value, np.float64)
+    except (TypeError, ValueError):
+        return None
+    if values.shape != (3,) or not np.isfinite(values).all():
+        return None
+    return values.astype(np.float32)
 
 
 def digits_batches(config_path, batch):
