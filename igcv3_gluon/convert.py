@@ -32,7 +32,7 @@ import os
 import sys
 import warnings
 
-from .errors import exit_on_usage_error
+from .errors import OutputConflict, exit_on_usage_error
 from .models.pretrained import CONVERTERS, SOURCES, convert_authors, weights_description
 from .models.weights import weights_meta_path
 from .utils import atomic_write, atomic_write_json, refuse_overwrite
@@ -62,6 +62,10 @@ def main(argv=None):
     warnings.simplefilter("ignore", UserWarning)
     sources = (["%s-symbol.json" % args.src, "%s-%04d.params" % (args.src, args.epoch)]
                if args.source == "authors" else [args.src, weights_meta_path(args.src)])
+    if not args.out.strip() or args.out.endswith((os.sep, "/")):
+        raise OutputConflict("OUT %r names a folder: give the path of the .params file to write "
+                             "(e.g. %s)" % (args.out, os.path.join(args.out or ".",
+                                                                    args.model + ".params")))
     refuse_overwrite([args.out, weights_meta_path(args.out)],
                      [(path, "the %s weights being converted" % args.source)
                       for path in sources])

@@ -121,6 +121,12 @@ def test_converters_and_the_packer_refuse_to_write_over_what_they_read(tmp_path,
     line = _error_lines(capsys)[0]
     assert "%s is a folder: give the path of the file to write" % tmp_path in line
     assert ".tmp" not in line
+    for out in (str(tmp_path / "new") + "/", ""):                 # a folder, or nothing
+        assert convert.main(["imgclsmob", weights, out, "--model", "igcv3_d_0.5"]) == 2
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and "names a folder: give the path of the .params file to " \
+            "write" in lines[0], lines
+    assert not os.path.exists(str(tmp_path / "new"))
     from conftest import fake_image_folder
     root = fake_image_folder(tmp_path / "images", per_class=2, classes=2)
     listed = str(tmp_path / "val.classes.txt")
