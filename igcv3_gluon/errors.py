@@ -162,13 +162,20 @@ def _file_error(err):
 
 
 def _prog():
-    """The command's name as the user typed it (``python -m package`` -> package)."""
+    """The command's name as the user typed it, as argparse's own usage errors name it: a
+    module of the package run with ``-m`` is ``python -m igcv3_gluon.im2rec`` (not the
+    ``im2rec.py`` of its file), a script its file name (``train_cifar.py``)."""
+    package = __name__.split(".")[0]
+    name = None
     if sys.argv[:1] == ["-m"] and "-m" in getattr(sys, "orig_argv", [])[:-1]:
-        return sys.orig_argv[sys.orig_argv.index("-m") + 1].rsplit(".", 1)[-1]  # starting
-    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "igcv3"
-    if prog == "__main__.py":
-        prog = sys.argv[0].rsplit("/", 2)[-2]
-    return prog
+        name = sys.orig_argv[sys.orig_argv.index("-m") + 1]              # still starting
+    else:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = getattr(spec, "name", None)
+    if name and name.split(".")[0] == package:
+        return "python -m " + (name[:-len(".__main__")] if name.endswith(".__main__")
+                               else name)
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else package
 
 
 def _interrupted_while_starting(signum, frame):

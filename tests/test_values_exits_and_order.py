@@ -226,8 +226,8 @@ def test_ctrl_c_while_mxnet_imports_or_im2rec_packs_is_one_line(tmp_path):
                             text=True, start_new_session=True)
     part = prefix + ".rec.part"
     _, err = _signal_when(proc, lambda: os.path.isfile(part) and os.path.getsize(part) > 0)
-    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "im2rec.py: interrupted", \
-        err
+    assert proc.returncode == 130 and \
+        err.strip().splitlines()[-1] == "python -m igcv3_gluon.im2rec: interrupted", err
     assert "terminate called" not in err and os.listdir(str(tmp_path / "rec")) == []
 
 
