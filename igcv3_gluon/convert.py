@@ -32,8 +32,14 @@ import os
 import sys
 import warnings
 
-from .errors import OutputConflict, exit_on_usage_error
-from .models.pretrained import CONVERTERS, SOURCES, convert_authors, weights_description
+from .errors import OutputConflict, UsageError, exit_on_usage_error
+from .models.pretrained import (
+    CONVERTERS,
+    GLUONCV_NAMES,
+    SOURCES,
+    convert_authors,
+    weights_description,
+)
 from .models.weights import weights_meta_path
 from .utils import atomic_write, atomic_write_json, refuse_overwrite
 
@@ -47,7 +53,10 @@ def build_parser():
     parser.add_argument("src", help="authors: the checkpoint prefix; imgclsmob, gluoncv: the "
                                     ".params")
     parser.add_argument("out", help="our .params to write")
-    parser.add_argument("--model", default="igcv3_d_1.0", help="our zoo model to convert into")
+    parser.add_argument("--model", default=None,
+                        help="our zoo model to convert into (default: igcv3_d_1.0; gluoncv: "
+                             "mobilenetv2_1.0, the one network GluonCV publishes of the "
+                             "paper's)")
     parser.add_argument("--epoch", type=int, default=0, help="authors: the checkpoint epoch")
     parser.add_argument("--source-model", default=None,
                         help="imgclsmob, gluoncv: their model name (default: --model's "
@@ -60,6 +69,12 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)
+    if args.model is None:
+        args.model = "mobilenetv2_1.0" if args.source == "gluoncv" else "igcv3_d_1.0"
+    if args.source == "gluoncv" and not args.source_model and args.model not in GLUONCV_NAMES:
+        raise UsageError("--model %s has no GluonCV counterpart (GluonCV publishes no IGCV3): "
+                         "give --model %s, or name their model with --source-model"
+                         % (args.model, " or ".join(sorted(GLUONCV_NAMES))))
     sources = (["%s-symbol.json" % args.src, "%s-%04d.params" % (args.src, args.epoch)]
                if args.source == "authors" else [args.src, weights_meta_path(args.src)])
     if not args.out.strip() or args.out.endswith((os.sep, "/")):

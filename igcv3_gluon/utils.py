@@ -211,9 +211,11 @@ def atomic_write_json(path, obj, **dump_kwargs):
 
 
 def read_json_object(path):
-    """The JSON object (a dict) in ``path``, or None when there is no such file; a file that
-    cannot be read, is not JSON (cut short by a killed writer, edited by hand) or holds
-    another kind of value raises ValueError naming it."""
+    """The JSON object (a dict) in ``path``, or None when there is no such file; a folder of
+    that name, or a file that cannot be read, is not JSON (cut short by a killed writer,
+    edited by hand) or holds another kind of value raises ValueError naming it."""
+    if os.path.isdir(path):
+        raise ValueError("%s is a folder, not a JSON file" % path)
     if not os.path.isfile(path):
         return None
     try:

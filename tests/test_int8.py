@@ -178,7 +178,8 @@ def test_a_model_that_loses_too_much_exits_1_under_a_rejected_name(digits_run, t
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr
-    assert re.match(r"python -m igcv3_gluon.deploy: error: INT8 lost [\d.]+ points \(> --max-drop 1.00\)", lines[-1])
+    assert re.match(r"python -m igcv3_gluon.deploy: error: INT8 lost [\d.]+ points "
+                    r"\(> --max-drop 1.00\)", lines[-1])
     assert "digits-int8-REJECTED.xml" in lines[-1]
     assert os.path.isfile(out + "-int8-REJECTED.xml") and not os.path.exists(out + "-int8.xml")
     fp32, int8 = map(float, re.search(r"top-1 in OpenVINO \(360 images\): fp32 ([\d.]+)%, "

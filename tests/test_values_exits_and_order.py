@@ -170,6 +170,19 @@ def test_an_export_description_with_a_wrong_input_shape_is_one_line(tmp_path, ca
             line = _error_lines(capsys)
             assert len(line) == 1 and "m-meta.json: %s" % message in line[0] and \
                 "give --input-shape" in line[0], line
+    # a file of the export that is a folder: named as one, not read as missing
+    os.remove(prefix + "-meta.json")
+    os.mkdir(prefix + "-meta.json")
+    assert deploy(["onnx", prefix, str(tmp_path / "o.onnx")]) == 2
+    assert "m-meta.json is not a readable description (a folder)" in _error_lines(capsys)[0]
+    os.rmdir(prefix + "-meta.json")
+    os.rename(prefix + "-symbol.json", str(tmp_path / "kept.json"))
+    os.mkdir(prefix + "-symbol.json")
+    for command in (["onnx", prefix, str(tmp_path / "o.onnx")], ["optimize", prefix,
+                                                                 str(tmp_path / "p")]):
+        assert deploy(command + ["--input-shape", "1,3,32,32"]) == 2
+        assert "m-symbol.json is a folder, not a file of an export" in _error_lines(capsys)[0]
+    assert sorted(os.listdir(str(tmp_path))) == ["kept.json", "m-0000.params", "m-symbol.json"]
 
 
 def test_the_launcher_of_a_missing_command_starts_nothing(tmp_path):
@@ -255,3 +268,20 @@ def test_an_evaluation_into_a_training_run_is_refused_before_it_is_computed(tmp_
     assert "--out-dir: %s holds a training run of ssdlite_320_igcv3_w_coco" % run in \
         _error_lines(capsys)[0]
     assert sorted(os.listdir(str(run))) == ["config.json"]
+
+
+def test_gluoncv_conversion_defaults_to_the_one_model_gluoncv_publishes(tmp_path, capsys):
+    """``convert gluoncv`` without ``--model`` converts into MobileNetV2 (GluonCV publishes
+    no IGCV3); an IGCV3 ``--model`` is one line naming the flag, before any file is read."""
+    from igcv3_gluon import convert
+    weights = tmp_path / "theirs.params"
+    weights.write_bytes(b"not their weights")
+    assert convert.main(["gluoncv", str(weights), str(tmp_path / "o.params"), "--model",
+                         "igcv3_d_0.5"]) == 2
+    assert "--model igcv3_d_0.5 has no GluonCV counterpart (GluonCV publishes no IGCV3): give " \
+        "--model mobilenetv2_1.0" in _error_lines(capsys)[0]
+    assert convert.main(["gluoncv", str(weights), str(tmp_path / "o.params")]) == 2
+    line = _error_lines(capsys)[0]
+    assert "theirs.params is not an MXNet parameter file" in line and \
+        "GluonCV's mobilenetv2_1.0" in line, line
+    assert sorted(os.listdir(str(tmp_path))) == ["theirs.params"]

@@ -53,10 +53,11 @@ def _input_shape(args, prefix, batch=1):
         raise UsageError("%s, or give --input-shape N,C,H,W" % err) from None
     if shape:
         return shape
-    if os.path.isfile(prefix + "-meta.json"):
-        raise UsageError("%s-meta.json is not a readable description (cut short, not JSON "
-                         "or not an object): give --input-shape N,C,H,W or export again"
-                         % prefix)
+    if os.path.exists(prefix + "-meta.json"):
+        raise UsageError("%s-meta.json is not a readable description (%s): give --input-shape "
+                         "N,C,H,W or export again" % (
+                             prefix, "a folder" if os.path.isdir(prefix + "-meta.json") else
+                             "cut short, not JSON or not an object"))
     if os.path.isfile(artifact_paths(prefix)[0]):      # (a missing export is said next)
         sys.stderr.write("note: %s has no -meta.json: assuming %d,3,224,224 (give "
                          "--input-shape)\n" % (prefix, batch))
@@ -119,6 +120,9 @@ def _check_export(prefix, shape):
     symbol."""
 
     for path in artifact_paths(prefix):
+        if os.path.isdir(path):
+            raise UsageError("%s is a folder, not a file of an export: give the prefix of an "
+                             "export (PREFIX-symbol.json + PREFIX-0000.params)" % path)
         if not os.path.isfile(path):
             raise UsageError("%s not found: give the prefix of an export (PREFIX-symbol.json "
                              "+ PREFIX-0000.params), e.g. from `python -m igcv3_gluon.deploy "

@@ -131,6 +131,9 @@ def export_detector(net, prefix, size, ctx=None, meta=None, nms=None):
 
 def _require(paths):
     for path in paths:
+        if os.path.isdir(path):
+            raise WeightsError("%s is a folder, not a file of an export: give the prefix of an "
+                               "export (PREFIX-symbol.json + PREFIX-0000.params)" % path)
         if not os.path.isfile(path):
             raise WeightsError("%s not found: export the model first (igcv3_gluon.deploy."
                                "export), or give the prefix of an export" % path)
