@@ -285,3 +285,24 @@ def test_gluoncv_conversion_defaults_to_the_one_model_gluoncv_publishes(tmp_path
     assert "theirs.params is not an MXNet parameter file" in line and \
         "GluonCV's mobilenetv2_1.0" in line, line
     assert sorted(os.listdir(str(tmp_path))) == ["theirs.params"]
+
+
+def test_an_onnx_output_that_names_a_folder_asks_for_a_file(tmp_path, capsys):
+    """``deploy onnx P newdir/`` (and the library's ``export_onnx``) asks for the ONNX file's
+    path, not for a prefix of symbol/params files; a prefix command still asks for one."""
+    from igcv3_gluon.deploy import export_onnx
+    from igcv3_gluon.errors import OutputConflict
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    prefix = str(tmp_path / "m")
+    export(net, prefix, (1, 3, 32, 32))
+    out = str(tmp_path / "newdir") + os.sep
+    assert deploy(["onnx", prefix, out]) == 2
+    assert "OUTPUT %r: give the path of the ONNX file to write, such as exp/model.onnx" % out \
+        in _error_lines(capsys)[0]
+    with pytest.raises(OutputConflict, match="give the path of the ONNX file to write"):
+        export_onnx(prefix, out, (1, 3, 32, 32))
+    assert deploy(["optimize", prefix, out]) == 2
+    assert "OUT_PREFIX %r: give an output prefix such as exp/model" % out in \
+        _error_lines(capsys)[0]
+    assert not os.path.exists(out)

@@ -161,7 +161,7 @@ def _check_outputs(args):
         out = getattr(args, name, None)
         if out is not None:
             check_output(out, "--out" if name == "out" and args.command == "export"
-                         else name.upper())
+                         else name.upper(), onnx=name == "output")
 
 
 @exit_on_usage_error

@@ -139,11 +139,15 @@ def _require(paths):
                                "export), or give the prefix of an export" % path)
 
 
-def check_output(out, label="output"):
-    """An output prefix (or file path) that is empty or ends in a folder separator is
-    refused before anything is written: ``OutputConflict`` naming it as ``label``. (That it
+def check_output(out, label="output", onnx=False):
+    """An output prefix (or, with ``onnx``, the ONNX file's path) that is empty or ends in a
+    folder separator is refused before anything is written: ``OutputConflict`` naming it as
+    ``label``. (That it
     is not a file the command reads is ``utils.refuse_overwrite``'s check.)"""
     if not str(out).strip() or str(out).endswith(os.sep):
+        if onnx:
+            raise OutputConflict("%s %r: give the path of the ONNX file to write, such as "
+                                 "exp/model.onnx" % (label, out))
         raise OutputConflict("%s %r: give an output prefix such as exp/model (its files are "
                              "PREFIX-symbol.json, ...)" % (label, out))
 
@@ -221,7 +225,7 @@ def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynami
     import onnx
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
-    check_output(onnx_path)
+    check_output(onnx_path, "the ONNX path", onnx=True)
     refuse_overwrite([onnx_path], export_inputs(prefix, epoch))
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
     extra = {}
