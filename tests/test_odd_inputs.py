@@ -223,7 +223,7 @@ def test_model_descriptions_and_library_conversions_check_their_values(tiny_expo
             ModelSpec.from_dict(dict(model="igcv3_d_1.0", **bad))
     with pytest.raises(WeightsError, match="nothing-symbol.json not found"):
         export_onnx(str(tmp_path / "nothing"), str(tmp_path / "x.onnx"), (1, 3, 32, 32))
-    with pytest.raises(ValueError, match="output '': give an output prefix"):
+    with pytest.raises(ValueError, match="the ONNX path '': give the path of the ONNX file"):
         export_onnx(tiny_export, "", (1, 3, 32, 32))
     from igcv3_gluon.deploy.openvino import to_openvino
     meta = open(tiny_export + "-meta.json").read()

@@ -70,7 +70,9 @@ def check_run_folder(folder):
                                  "no model, epochs and seed): the folder holds another "
                                  "program's files; give a new or empty output folder" % folder)
         return
-    ours = _BEFORE_CONFIG if ".lock" in names else ()   # a log.txt alone is the user's
+    # a log.txt without the .lock is the user's; an empty checkpoints/ may be another
+    # worker's of a distributed run (made before the main one takes the lock)
+    ours = _BEFORE_CONFIG if ".lock" in names else ("checkpoints",)
     foreign = [n for n in names if n not in ours and not _is_temporary(n)]
     ckpts = os.path.join(folder, "checkpoints")
     empty_ckpts = not os.path.isdir(ckpts) or all(_is_temporary(n) for n in os.listdir(ckpts))
