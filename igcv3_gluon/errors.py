@@ -175,7 +175,10 @@ def _prog():
     if name and name.split(".")[0] == package:
         return "python -m " + (name[:-len(".__main__")] if name.endswith(".__main__")
                                else name)
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else package
+    if not (sys.argv and sys.argv[0]):
+        return package
+    prog = os.path.basename(sys.argv[0])
+    return os.path.basename(os.path.dirname(sys.argv[0])) if prog == "__main__.py" else prog
 
 
 def _interrupted_while_starting(signum, frame):
