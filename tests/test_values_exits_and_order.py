@@ -306,3 +306,22 @@ def test_an_onnx_output_that_names_a_folder_asks_for_a_file(tmp_path, capsys):
     assert "OUT_PREFIX %r: give an output prefix such as exp/model" % out in \
         _error_lines(capsys)[0]
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("command, batches", [("quantize", 20), ("openvino", 10)])
+def test_each_int8_command_calibrates_on_its_own_default_number_of_batches(tmp_path, command,
+                                                                          batches):
+    """The sub-commands share the calibration flags (one argparse action): a default set by
+    one parser must not become the other's (quantize took openvino's 10 for its 20)."""
+    from igcv3_gluon.deploy import commands_int8
+    from igcv3_gluon.deploy.cli import build_parser
+    calib = str(tmp_path / "calib.npy")
+    np.save(calib, np.zeros((25 * 32, 3, 8, 8), np.float32))
+    args = build_parser().parse_args([command, "exp/m", "out", "--calib-npy", calib])
+    args.prefix = str(tmp_path / "m")
+    got, _, _ = commands_int8._calibration(args, (32, 3, 8, 8))
+    assert len(got) == batches == commands_int8.CALIB_BATCHES[command]
+    args = build_parser().parse_args([command, "exp/m", "out", "--calib-npy", calib,
+                                      "--calib-batches", "3"])
+    args.prefix = str(tmp_path / "m")
+    assert len(commands_int8._calibration(args, (32, 3, 8, 8))[0]) == 3

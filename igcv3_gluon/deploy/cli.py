@@ -112,7 +112,7 @@ def _add_int8(sub, shape, calibration, gate):
     p.add_argument("out_prefix")
     p.add_argument("--calib-mode", default="naive", choices=["naive", "entropy"])
     p.add_argument("--preset", default="accurate", choices=["accurate", "fast"])
-    p.set_defaults(run=commands_int8.cmd_quantize, calib_batches=20)
+    p.set_defaults(run=commands_int8.cmd_quantize)
 
     p = sub.add_parser("openvino", help="export -> OpenVINO IR (checked), INT8",
                        parents=[shape, calibration, gate])
@@ -130,7 +130,7 @@ def _add_int8(sub, shape, calibration, gate):
     p.add_argument("--max-restore", type=int, default=None, metavar="N",
                    help="at most N layers returned to float by NNCF's accuracy control "
                         "(default: as many as needed; 0: plain quantization)")
-    p.set_defaults(run=commands_int8.cmd_openvino, calib_batches=10)
+    p.set_defaults(run=commands_int8.cmd_openvino)
 
 
 def _add_bench(sub, shape):

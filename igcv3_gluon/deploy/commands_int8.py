@@ -34,7 +34,10 @@ from .ir import IR_SUFFIXES
 from .openvino import to_openvino
 from .quantize import quantize_gated
 
-__all__ = ["cmd_quantize", "cmd_openvino"]
+__all__ = ["cmd_quantize", "cmd_openvino", "CALIB_BATCHES"]
+
+# how many calibration batches each command takes unless --calib-batches says
+CALIB_BATCHES = {"quantize": 20, "openvino": 10}
 
 
 def _check_outputs(args, outputs):
@@ -93,6 +96,8 @@ def _gate_flags(args):
 def _calibration(args, shape):
     """Up to ``--calib-batches`` calibration batches of ``shape`` (and the digits test data
     when a digits run's config is given, else None, None); one line when there is none."""
+    if args.calib_batches is None:      # the parsers share one action: the default is here
+        args.calib_batches = CALIB_BATCHES[args.command]
     if args.calib_batches < 1:
         raise UsageError("--calib-batches must be at least 1, got %d" % args.calib_batches)
     calib, test_x, test_y = _calibration_source(args, shape)
