@@ -127,6 +127,15 @@ def _size(n):
         n /= 1024.0
 
 
+def _left_intact(path):
+    """What a stopped write leaves: in a training run's folder its finished checkpoints too."""
+    folder = os.path.dirname(os.path.abspath(path)) if path else ""
+    in_run = os.path.basename(folder) in ("checkpoints", "export") or \
+        os.path.isfile(os.path.join(folder, "config.json"))
+    return ("the run's finished checkpoints are intact, nothing half-written is left" if in_run
+            else "nothing half-written is left under its name")
+
+
 def _file_error(err):
     """One line for an output path that cannot be written (a parent that is a file, no
     permission, a read-only or full disk); None for other errors."""
@@ -144,8 +153,7 @@ def _file_error(err):
     if err.errno == errno.EFBIG:
         return ("cannot write %s: the write stopped after %d bytes (a file-size limit such as "
                 "`ulimit -f`, or a quota): raise the limit or choose another output path "
-                "(finished checkpoints are intact, nothing half-written is left)"
-                % (path, getattr(err, "needed", 0)))
+                "(%s)" % (path, getattr(err, "needed", 0), _left_intact(path)))
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         folder = os.path.dirname(os.path.abspath(path)) if path else "the output folder"
         needed = getattr(err, "needed", 0)
@@ -156,8 +164,7 @@ def _file_error(err):
                 os.path.basename(path), _size(needed),
                 ", %s free" % _size(free) if free is not None else "")
         return ("no space left on the device of %s (%s%s): free some space and run the same "
-                "command again (finished checkpoints are intact, nothing half-written is "
-                "left)" % (folder, err.strerror, space))
+                "command again (%s)" % (folder, err.strerror, space, _left_intact(path)))
     return None
 
 

@@ -198,6 +198,13 @@ def staged(prefix, suffixes):
             for suffix in suffixes:
                 if os.path.exists(stage + suffix):
                     os.replace(stage + suffix, prefix + suffix)
+    except Exception as err:        # a write that stopped (full disk, size limit): one line
+        written = [s for s in suffixes if os.path.exists(stage + s)]
+        stopped = write_stopped(err, stage + (written[-1] if written else suffixes[0]))
+        if stopped is not None:
+            stopped.filename = prefix + (written[-1] if written else suffixes[0])
+            raise stopped from None
+        raise
     finally:
         remove_files(*(stage + suffix for suffix in suffixes))
 

@@ -367,3 +367,50 @@ def test_ctrl_c_during_the_openvino_conversion_stops_quietly(tiny, tmp_path, cap
     assert err.strip().splitlines()[-1].endswith(": interrupted")
     assert children[0].exitcode == 0
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_an_export_that_fails_leaves_the_previous_export_as_it_was(tiny, tmp_path,
+                                                                    monkeypatch):
+    """``export`` writes under staging names: a write that stops (a size limit, a full disk)
+    or an interrupt while MXNet writes leaves the earlier export of that prefix whole and
+    nothing beside it; odd prefixes and shapes are refused before anything is written."""
+    import shutil
+
+    from igcv3_gluon.utils import DiskFull
+    prefix = str(tmp_path / "m")
+    for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
+        shutil.copy(tiny + suffix, prefix + suffix)
+    before = _digests([prefix + s for s in ("-symbol.json", "-0000.params", "-meta.json")])
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize(mx.init.Xavier())
+    real = mx.gluon.HybridBlock.export
+
+    def stops(self, path, epoch=0, **kwargs):
+        real(self, path, epoch, **kwargs)
+        open(path + "-%04d.params" % epoch, "r+b").truncate(100)
+        raise mx.MXNetError("Check failed: nwrite == size (100 vs. 4096) : "
+                            "FileStream.Write incomplete")
+    for failure, error in ((stops, DiskFull), (_interrupting, KeyboardInterrupt)):
+        with monkeypatch.context() as patch:
+            patch.setattr(mx.gluon.HybridBlock, "export", failure)
+            with pytest.raises(error):
+                export(net, prefix, (1, 3, 32, 32))
+        assert _digests(list(before)) == before
+        assert sorted(os.listdir(str(tmp_path))) == ["m-0000.params", "m-meta.json",
+                                                     "m-symbol.json"]
+    for out, shape, message in (("", (1, 3, 32, 32), "give an output prefix"),
+                                (str(tmp_path / "d") + os.sep, (1, 3, 32, 32),
+                                 "give an output prefix"),
+                                (prefix, (3, 32, 32), "give four whole numbers >= 1"),
+                                (prefix, (1, 3, -32, 32), "give four whole numbers >= 1"),
+                                (prefix, (1, 3, 32.0, 32), "give four whole numbers >= 1")):
+        with pytest.raises(ValueError, match=message):
+            export(net, out, shape)
+    with pytest.raises(ValueError, match="give four whole numbers"):
+        export_onnx(prefix, str(tmp_path / "z.onnx"), (0, 3, 32, 32))
+    from igcv3_gluon.deploy import load_symbolblock
+    with pytest.raises(TypeError, match="ctx must be an MXNet context"):
+        load_symbolblock(prefix, ctx="cpu")
+    assert _digests(list(before)) == before
+    assert sorted(os.listdir(str(tmp_path))) == ["m-0000.params", "m-meta.json",
+                                                 "m-symbol.json"]

@@ -21,8 +21,7 @@ from ..utils import atomic_write_json, read_json_object, refuse_overwrite, stage
 __all__ = ["export", "export_detector", "load_symbolblock", "load_module", "export_onnx",
            "artifact_paths", "load_weights", "read_params", "WeightsError", "read_meta",
            "write_meta", "copy_meta", "meta_input_shape", "export_files", "export_inputs",
-           "EXPORT_SUFFIXES",
-           "check_output"]
+           "EXPORT_SUFFIXES", "check_output", "check_input_shape"]
 
 
 def artifact_paths(prefix, epoch=0):
@@ -106,16 +105,40 @@ def copy_meta(prefix, out_prefix, **changes):
 def export(net, prefix, input_shape=(1, 3, 224, 224), epoch=0, ctx=None, meta=None):
     """Hybridize ``net``, trace it once on zeros of ``input_shape`` and write
     ``prefix-symbol.json`` + ``prefix-%04d.params`` (and ``prefix-meta.json``: the input
-    shape and ``meta``). Returns the two paths."""
+    shape and ``meta``). Returns the two paths. The files are written under staging names
+    and renamed together (``utils.staged``): an export that fails (a full disk, a size
+    limit, Ctrl-C) leaves the previous files of ``prefix``, if any, as they were. An empty
+    prefix, one ending in a folder separator, or an input shape that is not four whole
+    numbers >= 1 is refused first."""
+    check_output(prefix)
+    input_shape = check_input_shape(input_shape)
     _check_initialized(net)
     directory = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(directory, exist_ok=True)
     ctx = ctx or next(iter(net.collect_params().values())).list_ctx()[0]
     net.hybridize()
     net(mx.nd.zeros(input_shape, ctx=ctx))
-    net.export(prefix, epoch=epoch)
-    write_meta(prefix, dict(meta or {}, input_shape=list(input_shape[1:])))
+    suffixes = ("-symbol.json", "-%04d.params" % epoch, "-meta.json")
+    with staged(prefix, suffixes) as stage:
+        net.export(stage, epoch=epoch)
+        write_meta(stage, dict(meta or {}, input_shape=list(input_shape[1:])))
     return artifact_paths(prefix, epoch)
+
+
+def check_input_shape(shape):
+    """``shape`` as a tuple of four whole numbers >= 1 (N, C, H, W) holding at most
+    ``MAX_INPUT_VALUES``, or ``ValueError`` saying what it is."""
+    values = tuple(shape) if isinstance(shape, (tuple, list)) else None
+    if values is None or len(values) != 4 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+            for v in values):
+        raise ValueError("input shape %r: give four whole numbers >= 1 (N, C, H, W)"
+                         % (shape,))
+    if int(np.prod(values, dtype=np.int64)) > MAX_INPUT_VALUES:
+        raise ValueError("input shape %r is %d values, above the %d (1 GiB of float32) a "
+                         "command takes" % (values, int(np.prod(values, dtype=np.int64)),
+                                            MAX_INPUT_VALUES))
+    return tuple(int(v) for v in values)
 
 
 def export_detector(net, prefix, size, ctx=None, meta=None, nms=None):
@@ -154,6 +177,9 @@ def check_output(out, label="output", onnx=False):
 
 def load_symbolblock(prefix, epoch=0, ctx=None):
     """Reload an export as a ``gluon.SymbolBlock``."""
+    if ctx is not None and not isinstance(ctx, mx.Context):
+        raise TypeError("ctx must be an MXNet context such as mx.cpu() or mx.gpu(0), got %r"
+                        % (ctx,))
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
     with warnings.catch_warnings():     # "Cannot decide type for ... data": harmless
@@ -226,6 +252,7 @@ def export_onnx(prefix, onnx_path, input_shape=(1, 3, 224, 224), epoch=0, dynami
     sym_file, params_file = artifact_paths(prefix, epoch)
     _require((sym_file, params_file))
     check_output(onnx_path, "the ONNX path", onnx=True)
+    input_shape = check_input_shape(input_shape)
     refuse_overwrite([onnx_path], export_inputs(prefix, epoch))
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
     extra = {}
