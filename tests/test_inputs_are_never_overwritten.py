@@ -166,8 +166,13 @@ def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_
     lonely = tmp_path / "lonely"                     # a log.txt without the .lock a run takes
     lonely.mkdir()
     (lonely / "log.txt").write_text("my own log\n")
+    locked = tmp_path / "locked"                     # and a .lock that no run of ours wrote
+    locked.mkdir()
+    (locked / ".lock").write_text("my lock")
+    (locked / "log.txt").write_text("my notes\n")
     for out, extra, message in (
             (lonely, [], "holds files that are not an igcv3-gluon run (log.txt)"),
+            (locked, [], "holds files that are not an igcv3-gluon run (.lock, log.txt)"),
             (user, [], "holds files that are not an igcv3-gluon run (curves.png, log.jsonl, "
                        "sub/)"),
             (other, [], "other/config.json is not a config of an igcv3-gluon run"),
@@ -186,6 +191,13 @@ def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_
     assert sorted(os.listdir(str(seeds))) == ["notes.txt", "seeds.json"]
     assert a_file.read_text() == "x"
     assert os.listdir(str(lonely)) == ["log.txt"]
+    assert (locked / ".lock").read_text() == "my lock"
+    from igcv3_gluon.train.logbook import check_run_folder
+    killed = tmp_path / "killed"             # what a run killed before its config.json leaves
+    (killed / "checkpoints").mkdir(parents=True)
+    (killed / ".lock").write_text("4242")
+    (killed / "log.txt").write_text("2026-12-04 10:00:00 resuming ...\n")
+    check_run_folder(str(killed))
     assert (lonely / "log.txt").read_text() == "my own log\n"
 
 

@@ -39,6 +39,15 @@ def is_run_config(config):
     return isinstance(config, dict) and all(k in config for k in ("model", "epochs", "seed"))
 
 
+def _is_our_lock(path):
+    """Whether ``path`` is a lock file a run of ours took (``utils.FolderLock``: its owner's
+    process id, or nothing when it died between creating and writing it)."""
+    if not os.path.isfile(path) or os.path.getsize(path) > 32:
+        return False
+    with open(path, "rb") as fh:
+        return re.match(rb"^\d*$", fh.read().strip()) is not None
+
+
 def _is_temporary(name):
     return re.match(r"^.*\.(tmp|part)\d+$", name) is not None
 
@@ -72,7 +81,7 @@ def check_run_folder(folder):
         return
     # a log.txt without the .lock is the user's; an empty checkpoints/ may be another
     # worker's of a distributed run (made before the main one takes the lock)
-    ours = _BEFORE_CONFIG if ".lock" in names else ("checkpoints",)
+    ours = _BEFORE_CONFIG if _is_our_lock(os.path.join(folder, ".lock")) else ("checkpoints",)
     foreign = [n for n in names if n not in ours and not _is_temporary(n)]
     ckpts = os.path.join(folder, "checkpoints")
     empty_ckpts = not os.path.isdir(ckpts) or all(_is_temporary(n) for n in os.listdir(ckpts))
