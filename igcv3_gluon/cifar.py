@@ -95,6 +95,10 @@ def main(argv=None):
         args.dataset = "cifar10" if args.data_dir else "digits"
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    if args.dataset == "digits" and args.data_dir:
+        raise UsageError("--data-dir %s with --dataset digits: the digits set is embedded and "
+                         "reads no folder; drop --data-dir, or give --dataset cifar10 or "
+                         "cifar100" % args.data_dir)
     if args.dataset != "digits" and not args.data_dir:
         raise UsageError("--dataset %s needs --data-dir (the folder with its binary files)"
                          % args.dataset)

@@ -320,3 +320,33 @@ def test_every_default_passes_through_a_config_file_unchanged(tmp_path, script):
     assert again.pop("config") == str(path)
     assert {k: again[k] for k in defaults if k != "config"} == \
         {k: v for k, v in defaults.items() if k != "config"}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr-factor", "-1", "--lr-steps", "1"], "--lr-factor must be positive"),
+    (["--lr-factor", "0"], "--lr-factor must be positive"),
+    (["--lr-mode", "exp", "--lr-steps", "5,10"], "--lr-steps 5,10: only --lr-mode step uses "
+                                                 "steps"),
+    (["--lr-mode", "cosine", "--lr-factor", "7"], "--lr-factor 7: --lr-mode cosine has no "
+                                                  "factor"),
+    (["--dataset", "digits", "--data-dir", "/nonexistent"], "--data-dir /nonexistent with "
+                                                             "--dataset digits: the digits set "
+                                                             "is embedded"),
+])
+def test_a_value_the_run_would_ignore_or_misuse_is_refused(tmp_path, capsys, flags, message):
+    """A value given is used or refused: schedule flags the chosen mode ignores, a factor
+    that would turn descent into ascent, a data folder the embedded set never reads."""
+    assert cifar.main(["--epochs", "2", "--out-dir", str(tmp_path / "r")] + flags) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not os.path.exists(str(tmp_path / "r"))
+
+
+def test_the_defaults_of_a_mode_are_not_given_values(tmp_path):
+    """The recipe's default steps and factor are not refused when another mode is chosen:
+    only values given on the command line (or in a YAML recipe) count."""
+    from igcv3_gluon.train.cli import parse_args, validate_common_args
+    args = parse_args(cifar.build_parser(), ["--lr-mode", "cosine", "--out-dir",
+                                             str(tmp_path / "r")])
+    assert args.lr_steps == "200,300,350" and "lr_steps" not in args.given
+    validate_common_args(args)

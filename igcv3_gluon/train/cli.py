@@ -134,6 +134,7 @@ def parse_args(parser, argv=None):
     if not path:
         args = parser.parse_args(argv)
         args.overrides = {}
+        args.given = set(_explicit_flags(parser, argv))
         return args
     settings, yaml_file = _read_config_file(path)
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
@@ -151,6 +152,8 @@ def parse_args(parser, argv=None):
     parser.set_defaults(**taken)
     args = parser.parse_args(argv)
     args.config = os.path.abspath(path)
+    args.given = set(explicit) | {k for k in settings if k in actions} if yaml_file else \
+        set(explicit)                     # a run's config.json holds every flag, given or not
     args.overrides = {k: v for k, v in explicit.items()
                       if k != "config" and taken.get(k, _MISSING) != getattr(args, k)}
     return args
@@ -310,6 +313,23 @@ def _check_syncbn(args):
                          "MXNet's SyncBatchNorm does not run on CPU contexts")
 
 
+def _check_schedule_flags(args):
+    """A schedule flag given that the chosen ``--lr-mode`` would ignore is refused (a value
+    is used or refused, never dropped); a factor must be positive."""
+    if args.lr_factor is not None and args.lr_factor <= 0:
+        raise UsageError("--lr-factor must be positive (the lr is multiplied by it), got %g"
+                         % args.lr_factor)
+    given = getattr(args, "given", set())
+    if "lr_steps" in given and args.lr_step_list and args.lr_mode != "step":
+        raise UsageError("--lr-steps %s: only --lr-mode step uses steps (exp multiplies by "
+                         "--lr-factor every epoch, cosine falls to 0); drop it or use "
+                         "--lr-mode step" % args.lr_steps)
+    if "lr_factor" in given and args.lr_mode == "cosine":
+        raise UsageError("--lr-factor %g: --lr-mode cosine has no factor (it falls to 0 at "
+                         "the last epoch); drop it or use --lr-mode step or exp"
+                         % args.lr_factor)
+
+
 def validate_common_args(args, task="classification"):
     """Flag checks that need no data; returns ``args`` with ``args.contexts`` set."""
     if args.model not in list_models(task):
@@ -344,6 +364,7 @@ def validate_common_args(args, task="classification"):
     args.lr_step_list = parse_steps(args.lr_steps)
     if args.lr_step_list != sorted(args.lr_step_list):
         raise UsageError("--lr-steps must increase: %s" % args.lr_steps)
+    _check_schedule_flags(args)
     _check_buildable(args, task)          # the architecture flags give a network
     args.contexts = contexts_from_args(args)
     devices = len(args.contexts)
