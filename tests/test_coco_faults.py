@@ -45,6 +45,10 @@ def _edit(ann, change):
     (lambda d: d["categories"].append(dict(d["categories"][0], name="other")),
      r"categories\[0\] and categories\[\d\] share id \S+; every category needs its own"),
     (lambda d: d.update(annotations=[]), r"has no image with a usable box"),
+    (lambda d: d["categories"].append(dict(id=77, name=d["categories"][0]["name"])),
+     r"categories\[0\] and categories\[\d\] share the name '\S+'; every category needs its "
+     r"own name"),
+    (lambda d: d["categories"][0].update(name=" "), r"categories\[0\] .* has name ' '"),
 ])
 def test_entries_without_the_keys_used_are_one_line_naming_the_entry(coco, change, message):
     ann, images = coco
@@ -52,6 +56,14 @@ def test_entries_without_the_keys_used_are_one_line_naming_the_entry(coco, chang
     with pytest.raises(DataError, match=message) as err:
         COCOFormat(ann, images)
     assert "\n" not in str(err.value) and ann in str(err.value)
+
+
+def test_an_id_too_large_for_a_float_is_an_id_like_any_other(coco):
+    """JSON integers have no size limit: an annotation whose image_id is 10**30 names no
+    image (an orphan, counted), not a TypeError from NumPy."""
+    ann, images = coco
+    _edit(ann, lambda d: d["annotations"][0].update(image_id=10 ** 30))
+    assert COCOFormat(ann, images).stats["orphan"] == 1
 
 
 def _gif():

@@ -23,6 +23,7 @@ Labels are ``(N, 6)`` float32 rows ``x1, y1, x2, y2, class, difficult`` with cla
 0..C-1 in the order of the sorted category ids (``self.cat_ids``).
 """
 import json
+import math
 import os
 
 import mxnet as mx
@@ -42,7 +43,10 @@ def coco_split_paths(data_dir, split):
 
 
 def _number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    """A JSON number that is finite (Python ints of any size are; 10**30 is no float64)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _key(value):
@@ -100,7 +104,7 @@ def _check_entries(ann_file, data):
     first entry that does not (its list, position and id)."""
     need = {"images": (("id", None), ("file_name", str), ("width", "size"), ("height", "size")),
             "annotations": (("image_id", None), ("category_id", None), ("bbox", "box")),
-            "categories": (("id", None), ("name", str))}
+            "categories": (("id", None), ("name", "name"))}
     for part, keys in need.items():
         if not isinstance(data[part], list):
             raise DataError("%s: %s must be a list" % (ann_file, part))
@@ -110,6 +114,7 @@ def _check_entries(ann_file, data):
             for key, kind in keys:
                 value = entry.get(key)
                 bad = (value is None or (kind is str and not isinstance(value, str))
+                       or (kind == "name" and not (isinstance(value, str) and value.strip()))
                        or (kind == "size" and not (_number(value) and value > 0))
                        or (kind == "box" and not (isinstance(value, list) and len(value) == 4
                                                   and all(_number(v) for v in value))))
@@ -147,6 +152,13 @@ def _read_json(ann_file, image_dir):
     _check_entries(ann_file, data)
     _duplicates(data["images"], ann_file, "images")
     _duplicates(data["categories"], ann_file, "categories")
+    names = {}
+    for pos, category in enumerate(data["categories"]):
+        if category["name"] in names:
+            raise DataError("%s: categories[%d] and categories[%d] share the name %r; every "
+                            "category needs its own name (it names the detector's class)"
+                            % (ann_file, names[category["name"]], pos, category["name"]))
+        names[category["name"]] = pos
     if not data["categories"]:
         raise DataError("%s has no categories" % ann_file)
     return data
