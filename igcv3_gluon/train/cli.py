@@ -440,7 +440,7 @@ def _named_epochs(err, run):
 
 def flags_record(args):
     """The flags as JSON values (for config.json)."""
-    return {k: v for k, v in vars(args).items() if k not in ("contexts", "lr_step_list")}
+    return {k: v for k, v in vars(args).items() if k not in ("contexts", "lr_step_list", "given")}
 
 
 def export_name(model, kwargs, input_size=None):
