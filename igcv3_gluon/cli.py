@@ -38,7 +38,7 @@ def flag_error(flag, err):
 def parse_ints(text, flag, count=None, minimum=1):
     """``"1,2,3"`` -> ``[1, 2, 3]``; a one-line error naming ``flag`` otherwise."""
     try:
-        values = [int(v) for v in str(text).split(",") if v.strip() != ""]
+        values = [int(v) for v in str(text).split(",")]       # "1,,2" is no list of numbers
     except ValueError:
         raise UsageError("%s takes comma-separated integers such as 1,2,3; got %r" % (flag, text))
     if count is not None and len(values) != count:

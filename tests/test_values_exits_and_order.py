@@ -325,3 +325,22 @@ def test_each_int8_command_calibrates_on_its_own_default_number_of_batches(tmp_p
                                       "--calib-batches", "3"])
     args.prefix = str(tmp_path / "m")
     assert len(commands_int8._calibration(args, (32, 3, 8, 8))[0]) == 3
+
+
+def test_bench_refuses_batches_it_cannot_hold_and_values_it_would_ignore(tmp_path, capsys):
+    """``bench``: a batch above the input limit is one line before any timing (not MXNet's
+    allocation error), ``1,,2`` is no list of numbers, ``--ov-precision`` without OpenVINO
+    in ``--runtime`` would be ignored."""
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    prefix = str(tmp_path / "m")
+    export(net, prefix, (1, 3, 32, 32))
+    for flags, message in ((["--batch", "1,300000"], "--batch 300000: input shape (300000, 3, "
+                                                     "32, 32) is 921600000 values, above the "
+                                                     "268435456"),
+                           (["--batch", "1,,2"], "--batch takes comma-separated integers"),
+                           (["--ov-precision", "bf16"], "--ov-precision bf16 times OpenVINO, "
+                                                        "which --runtime mxnet leaves out")):
+        assert deploy(["bench", prefix] + flags) == 2, flags
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and message in lines[0], lines

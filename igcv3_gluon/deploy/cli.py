@@ -142,9 +142,9 @@ def _add_bench(sub, shape):
                    help="consecutive calls timed per export and round (after 2 untimed ones)")
     p.add_argument("--runtime", default="mxnet",
                    help="comma-separated: mxnet, onnxruntime, openvino")
-    p.add_argument("--ov-precision", default="f32",
-                   help="OpenVINO inference precision(s): f32, bf16, default (the plugin's: "
-                        "bf16 on CPUs that have it)")
+    p.add_argument("--ov-precision", default=None,
+                   help="with --runtime openvino: its inference precision(s), f32 (the "
+                        "default), bf16, default (the plugin's: bf16 on CPUs that have it)")
     p.add_argument("--baseline", action="store_true",
                    help="add GluonCV's MobileNetV2 1.0 (optimised) in every runtime")
     p.add_argument("--onnx", action="store_true", help="also time them in ONNX Runtime")

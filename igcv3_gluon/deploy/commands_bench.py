@@ -19,7 +19,7 @@ from .bench import (
     ratio_table,
 )
 from .commands import _check_export, _input_shape, _refuse_detector, _refuse_int8
-from .export import export, export_onnx, load_symbolblock
+from .export import check_input_shape, export, export_onnx, load_symbolblock
 from .openvino import PRECISIONS, to_openvino
 from .optimize import optimize_files
 
@@ -43,6 +43,11 @@ def cmd_bench(args):
 
     batches, runtimes, precisions = _bench_settings(args)
     args.input_shape = _bench_shape(args)
+    for batch in batches:                       # the limit --input-shape is held to
+        try:
+            check_input_shape((batch,) + tuple(args.input_shape[1:]))
+        except ValueError as err:
+            raise UsageError("--batch %d: %s; give smaller batches" % (batch, err)) from None
     for prefix in args.prefixes:
         sym = _refuse_detector(_check_export(prefix, (1,) + tuple(args.input_shape[1:])),
                                prefix, "bench")
@@ -89,6 +94,11 @@ def _bench_settings(args):
     bad = [r for r in runtimes if r not in RUNTIMES]
     if bad or not runtimes:
         raise UsageError("--runtime: unknown %s; choose from %s" % (bad, ", ".join(RUNTIMES)))
+    if args.ov_precision is not None and "openvino" not in runtimes:
+        raise UsageError("--ov-precision %s times OpenVINO, which --runtime %s leaves out: add "
+                         "openvino to --runtime, or drop --ov-precision"
+                         % (args.ov_precision, ",".join(runtimes)))
+    args.ov_precision = args.ov_precision or "f32"
     precisions = [p for p in args.ov_precision.split(",") if p]
     if not precisions or set(precisions) - set(PRECISIONS):
         raise UsageError("--ov-precision takes %s (comma-separated); got %r"
