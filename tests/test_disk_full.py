@@ -112,3 +112,41 @@ def test_a_file_size_limit_is_one_line_too(tmp_path):
     assert "cannot write %s: the write stopped after" % (tmp_path / "w.params") in lines[-1]
     assert "a file-size limit such as `ulimit -f`, or a quota" in lines[-1]
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_every_deploy_writer_under_a_size_limit_is_one_line_and_leaves_nothing(tmp_path):
+    """``ulimit -f`` below the size of what ``deploy export``, ``onnx`` and ``quantize``
+    write (quantize: MXNet saves the float model to a temporary folder first): exit 1, one
+    line naming the file and the limit, no traceback, nothing under the outputs' names, and
+    an earlier export of the same name kept whole."""
+    import resource
+    import sys
+
+    import numpy as np
+
+    import igcv3_gluon
+    from igcv3_gluon.deploy import export
+
+    from conftest import ROOT
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    prefix = str(tmp_path / "m")
+    export(net, prefix, (1, 3, 32, 32), meta=dict(mean=[0, 0, 0], std=[1, 1, 1]))
+    before = {name: open(str(tmp_path / name), "rb").read() for name in os.listdir(str(tmp_path))}
+    calib = str(tmp_path / "calib.npy")
+    np.save(calib, np.random.RandomState(0).uniform(-1, 1, (32, 3, 32, 32)).astype(np.float32))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 << 10, 20 << 10))
+    for argv in (["export", "cifar_igcv3_d_0.5", "--multiplier", "0.25", "--depths",
+                  "1,1,1,1,1,1,1", "--out", prefix],
+                 ["onnx", prefix, str(tmp_path / "m.onnx")],
+                 ["quantize", prefix, str(tmp_path / "q"), "--calib-npy", calib]):
+        proc = subprocess.run([sys.executable, "-m", "igcv3_gluon.deploy"] + argv, cwd=ROOT,
+                              capture_output=True, text=True, preexec_fn=limit, timeout=300)
+        lines = [line for line in proc.stderr.splitlines() if "error" in line]
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert len(lines) == 1 and "cannot write " in lines[0] and \
+            "a file-size limit such as `ulimit -f`" in lines[0], lines
+        assert {n: open(str(tmp_path / n), "rb").read() for n in os.listdir(str(tmp_path))
+                if n != "calib.npy"} == before, argv

@@ -22,13 +22,14 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
 from mxnet.contrib import quantization
 
-from ..utils import deferred_interrupts, refuse_overwrite, staged
+from ..utils import deferred_interrupts, refuse_overwrite, staged, write_stopped
 from .accuracy import accuracy, predict
 from .export import (
     EXPORT_SUFFIXES,
@@ -99,7 +100,15 @@ def _quantized(prefix, calib_batches, preset, calib_mode, epoch=0):
     # is printed and swallowed (the run went on and wrote its model): Ctrl-C and SIGTERM are
     # held until the calibration returns, then raised.
     with _quiet_logging(), deferred_interrupts():     # the flow logs every layer at INFO
-        qnet = quantize_net(net, sym, calib_batches, preset, calib_mode)
+        try:
+            qnet = quantize_net(net, sym, calib_batches, preset, calib_mode)
+        except mx.MXNetError as err:       # it saves the float model to a temporary folder
+            stopped = write_stopped(err, os.path.join(tempfile.gettempdir(), "model.params"))
+            if stopped is None:
+                raise
+            stopped.filename = "the float model in %s (MXNet's quantization saves it there " \
+                "first)" % tempfile.gettempdir()
+            raise stopped from None
     qnet.hybridize(static_alloc=True, static_shape=True)
     qnet(calib_batches[0])
     return qnet
