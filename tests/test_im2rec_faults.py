@@ -108,3 +108,19 @@ def test_class_lists_that_are_empty_or_repeat_a_name_and_names_that_are_not_utf8
     assert "note: 1 image(s) under %s have names that are not UTF-8" % tree in err
     assert sorted(os.listdir(str(tmp_path / "rec"))) == [
         "set.classes.txt", "set.idx", "set.lst", "set.rec"]
+    # a line break or tab in a name would split a text row: an image is left out like the
+    # above (every .lst row keeps its three fields), a class folder is refused
+    import shutil
+    shutil.copy(os.path.join(tree, "c", "0.jpg"), os.path.join(tree, "c", "new\nline.jpg"))
+    shutil.copy(os.path.join(tree, "c", "0.jpg"), os.path.join(tree, "c", "tab\tbed.jpg"))
+    assert main([tree, str(tmp_path / "rec2" / "set"), "--no-progress"]) == 0
+    assert "note: 3 image(s) under %s have names that are not UTF-8 or hold a line break or " \
+        "tab" % tree in capsys.readouterr().err
+    rows = open(str(tmp_path / "rec2" / "set.lst")).read().splitlines()
+    assert rows and all(len(row.split("\t")) == 3 for row in rows)
+    os.mkdir(os.path.join(tree, "d\ne"))
+    shutil.copy(os.path.join(tree, "c", "0.jpg"), os.path.join(tree, "d\ne", "0.jpg"))
+    assert main([tree, str(tmp_path / "rec3" / "set"), "--no-progress"]) == 2
+    assert "class folder 'd\\ne' of %s has a line break or tab in its name" % tree in \
+        capsys.readouterr().err
+    assert not os.path.exists(str(tmp_path / "rec3"))

@@ -47,6 +47,11 @@ def list_images(root, classes=None):
     if unknown:
         raise DataError("%s has class folders missing from the class list: %s"
                         % (root, ", ".join(unknown[:5])))
+    odd = [c for c in classes if any(ch in c for ch in "\n\r\t")]
+    if odd:
+        raise DataError("class folder %r of %s has a line break or tab in its name; the "
+                        ".classes.txt and .lst are text, one name per line: rename it"
+                        % (odd[0], root))
     _check_class_folders(root, classes)
     items, unnamed = [], []
     for label, name in enumerate(classes):
@@ -63,10 +68,14 @@ def list_images(root, classes=None):
                         unnamed.append(rel.encode("utf-8", "surrogateescape").decode(
                             "utf-8", "replace"))
                         continue
+                    if any(ch in rel for ch in "\n\r\t"):     # would break a .lst row
+                        unnamed.append(repr(rel))
+                        continue
                     items.append((rel, label))
     if unnamed:
-        sys.stderr.write("note: %d image(s) under %s have names that are not UTF-8 and are "
-                         "left out (the .lst is text), e.g. %s; rename them to pack them\n"
+        sys.stderr.write("note: %d image(s) under %s have names that are not UTF-8 or hold a "
+                         "line break or tab, and are left out (the .lst is text, one row per "
+                         "line), e.g. %s; rename them to pack them\n"
                          % (len(unnamed), root, unnamed[0]))
     if not items:
         raise DataError("no images (%s) under %s/<class>/" % (", ".join(EXTENSIONS), root))
