@@ -18,6 +18,7 @@ import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
+from .errors import started
 from .models import get_model, list_models, model_info
 
 __all__ = ["GraphStats", "graph_stats", "count", "table", "main"]
@@ -145,6 +146,7 @@ def build_parser():
 
 
 def main(argv=None):
+    started()
     parser = build_parser()
     args = parser.parse_args(argv)
     unknown = [m for m in args.models if m not in list_models()]

@@ -75,6 +75,9 @@ def main(argv=None):
         raise UsageError("--model %s has no GluonCV counterpart (GluonCV publishes no IGCV3): "
                          "give --model %s, or name their model with --source-model"
                          % (args.model, " or ".join(sorted(GLUONCV_NAMES))))
+    if args.epoch < 0:
+        raise UsageError("--epoch must be >= 0 (the NNNN of PREFIX-NNNN.params), got %d"
+                         % args.epoch)
     sources = (["%s-symbol.json" % args.src, "%s-%04d.params" % (args.src, args.epoch)]
                if args.source == "authors" else [args.src, weights_meta_path(args.src)])
     if not args.out.strip() or args.out.endswith((os.sep, "/")):

@@ -189,15 +189,18 @@ def _prog():
 
 
 def _interrupted_while_starting(signum, frame):
-    sys.stderr.write("%s: interrupted while starting\n" % _prog())
+    terminated = signum == signal.SIGTERM
+    sys.stderr.write("%s: %s while starting\n" % (_prog(), "terminated" if terminated
+                                                   else "interrupted"))
     sys.stderr.flush()
-    os._exit(130)
+    os._exit(143 if terminated else 130)
 
 
 def quiet_interrupts_while_starting():
     """For a command started from a terminal (``python train_cifar.py``, ``python -m
     igcv3_gluon.deploy``): Ctrl-C while its modules import (MXNet takes seconds) ends it with
-    one line and exit code 130 instead of a traceback through MXNet's import. The command's
+    one line and exit code 130 instead of a traceback through MXNet's import (SIGTERM: one
+    line and 143 rather than a silent end). The command's
     ``main`` (``exit_on_usage_error``) restores Python's own handling. Called by the package
     on import; does nothing when the package is imported by other code (a notebook, a test,
     a user's program), where Ctrl-C must stay a KeyboardInterrupt."""
@@ -205,9 +208,20 @@ def quiet_interrupts_while_starting():
     script = os.path.abspath(getattr(main, "__file__", None) or os.devnull)
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     started = sys.argv[:1] == ["-m"] or os.path.dirname(script) == project
-    if started and threading_is_main() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _interrupted_while_starting)
+    if started and threading_is_main():
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupted_while_starting)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:      # said too, exit 143
+            signal.signal(signal.SIGTERM, _interrupted_while_starting)
+
+
+def started():
+    """A command's ``main`` has begun: Python's own handling of SIGINT and SIGTERM again
+    (``quiet_interrupts_while_starting`` covered the imports only)."""
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is _interrupted_while_starting:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def threading_is_main():
@@ -219,8 +233,7 @@ def exit_on_usage_error(main):
     DownloadError) becomes ``prog: error: ...``
     on stderr and its exit code; Ctrl-C outside the training loop exits 130 quietly."""
     def wrapper(*args, **kwargs):
-        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-            signal.signal(signal.SIGINT, signal.default_int_handler)   # started: Python's own
+        started()
         try:
             return main(*args, **kwargs)
         except Interrupted as err:                 # a stop asked for, not an error

@@ -18,7 +18,7 @@ import numpy as np
 
 from .cli import model_kwargs
 from .complexity import graph_stats
-from .errors import OutputConflict, WeightsError
+from .errors import OutputConflict, WeightsError, started
 from .models import CONFIGS, get_model, list_models, model_info
 from .models.spec import ARCH_KEYS, ModelSpec
 from .models.weights import run_config_of
@@ -369,6 +369,7 @@ def build_parser():
 
 
 def main(argv=None):
+    started()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.collect and not os.path.isdir(args.collect):

@@ -224,6 +224,12 @@ def test_ctrl_c_while_mxnet_imports_or_im2rec_packs_is_one_line(tmp_path):
     _, err = _signal_when(proc, lambda: loads_mxnet(proc.pid))
     assert proc.returncode == 130 and err.strip() == "train_cifar.py: interrupted while " \
         "starting", err
+    proc = subprocess.Popen([sys.executable, "-m", "igcv3_gluon.deploy", "bench", "x"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    _, err = _signal_when(proc, lambda: loads_mxnet(proc.pid), signal.SIGTERM)
+    assert proc.returncode == 143 and err.strip() == "python -m igcv3_gluon.deploy: " \
+        "terminated while starting", err
     # a Ctrl-C while the threads encode images: the threads are stopped, nothing is left
     import cv2
     root = tmp_path / "images"
@@ -344,3 +350,36 @@ def test_bench_refuses_batches_it_cannot_hold_and_values_it_would_ignore(tmp_pat
         assert deploy(["bench", prefix] + flags) == 2, flags
         lines = _error_lines(capsys)
         assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_messages_say_what_the_input_is(tmp_path, capsys):
+    """A folder given where a file belongs is called a folder (not "does not exist"); a
+    config file naming another config is told so; a multiplier just above the limit is
+    printed as given; a negative checkpoint epoch is refused."""
+    from igcv3_gluon import cifar, convert
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("config: other.yaml\nepochs: 1\n")
+    cases = [
+        (lambda: deploy(["quantize", str(tmp_path / "m"), str(tmp_path / "q"), "--calib-npy",
+                         str(folder)]), "--calib-npy %s is a folder, not a file" % folder),
+        (lambda: convert.main(["imgclsmob", str(folder), str(tmp_path / "o.params"), "--model",
+                               "igcv3_d_0.5"]), "a-folder is a folder, not a .params file"),
+        (lambda: cifar.main(["--config", str(folder)]), "--config %s: a folder, not a file"
+                                                        % folder),
+        (lambda: cifar.main(["--config", str(recipe)]), "a config file does not name another "
+                                                        "(config: other.yaml)"),
+        (lambda: cifar.main(["--multiplier", "16.0000001", "--out-dir", str(tmp_path / "r")]),
+         "multiplier must be in (0, 16]; got 16.0000001"),
+        (lambda: convert.main(["authors", str(tmp_path / "ck"), str(tmp_path / "o.params"),
+                               "--epoch", "-1"]), "--epoch must be >= 0"),
+    ]
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    export(net, str(tmp_path / "m"), (1, 3, 32, 32))
+    for call, message in cases:
+        assert call() == 2, message
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and message in lines[0], (message, lines)
+    assert not os.path.exists(str(tmp_path / "r"))

@@ -121,7 +121,7 @@ def _calibration_source(args, shape):
         return [mx.nd.array(c) for c in calib], mx.nd.array(test_x), test_y
     if args.calib_npy:
         if not os.path.isfile(args.calib_npy):
-            raise UsageError("--calib-npy %s does not exist" % args.calib_npy)
+            raise UsageError("--calib-npy %s %s" % (args.calib_npy, _not_a_file(args.calib_npy)))
         try:
             data = np.load(args.calib_npy, allow_pickle=False)
             if not isinstance(data, np.ndarray):
@@ -142,6 +142,10 @@ def _calibration_source(args, shape):
         return [mx.nd.array(data[i:i + b]) for i in range(0, len(data) - b + 1, b)], None, None
     raise UsageError("give calibration data: --digits-config RUN/config.json or "
                      "--calib-npy FILE.npy (N,C,H,W float32, preprocessed)")
+
+
+def _not_a_file(path):
+    return "is a folder, not a file" if os.path.isdir(path) else "does not exist"
 
 
 def _require_openvino(int8=False):
@@ -192,7 +196,7 @@ def _validation_npz(path):
     """``--val-npz``: (images, labels) from arrays ``x`` (N,C,H,W float32, preprocessed) and
     ``y`` (N integer labels), as stored (the gate checks their values)."""
     if not os.path.isfile(path):
-        raise UsageError("--val-npz %s does not exist" % path)
+        raise UsageError("--val-npz %s %s" % (path, _not_a_file(path)))
     try:
         data = np.load(path, allow_pickle=False)
         if not hasattr(data, "files"):

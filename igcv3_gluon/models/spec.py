@@ -102,7 +102,7 @@ class ModelSpec:
                 raise ValueError("multiplier must be a number; got %r" % (self.multiplier,)) \
                     from None
             if not 0 < self.multiplier <= MAX_MULTIPLIER:      # also NaN
-                raise ValueError("multiplier must be in (0, %g]; got %g"
+                raise ValueError("multiplier must be in (0, %g]; got %r"
                                  % (MAX_MULTIPLIER, self.multiplier))
         if self.input_size is not None:
             self.input_size = _ints([self.input_size], "input_size")[0]

@@ -22,6 +22,8 @@ __all__ = ["read_params", "load_weights", "weights_meta_path", "read_weights_met
 
 def read_params(path):
     """The tensors of an MXNet ``.params`` file as a dict; WeightsError if it is not one."""
+    if os.path.isdir(path):
+        raise WeightsError("%s is a folder, not a .params file" % path)
     if not os.path.isfile(path):
         raise WeightsError("%s does not exist" % path)
     try:

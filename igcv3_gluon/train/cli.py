@@ -138,6 +138,10 @@ def parse_args(parser, argv=None):
         return args
     settings, yaml_file = _read_config_file(path)
     actions = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    if yaml_file and "config" in settings:
+        raise UsageError("--config %s: a config file does not name another (config: %s); "
+                         "copy that file's settings into this one, or give it as --config"
+                         % (path, settings["config"]))
     unknown = sorted(k for k in settings if k not in actions)
     if yaml_file and unknown:
         raise UsageError("--config %s: %s %s no flag of %s (flags are written as keys with _ "
@@ -165,8 +169,9 @@ _MISSING = object()
 def _read_config_file(path):
     """``(settings, is_yaml)`` of a ``--config`` file; one line when it cannot be one."""
     if not os.path.isfile(path):
-        raise UsageError("--config %s: no such file (give a run's config.json or a YAML file)"
-                         % path)
+        raise UsageError("--config %s: %s (give a run's config.json or a YAML file)"
+                         % (path, "a folder, not a file" if os.path.isdir(path) else
+                            "no such file"))
     yaml_file = path.endswith((".yaml", ".yml"))
     try:
         with open(path, encoding="utf-8") as fh:

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from ..errors import started
+
 __all__ = ["free_port", "launch", "main"]
 
 
@@ -85,6 +87,7 @@ def build_parser():
 
 
 def main(argv=None):
+    started()
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
