@@ -176,10 +176,9 @@ def _read_config_file(path):
     try:
         with open(path, encoding="utf-8") as fh:
             if yaml_file:
-                import yaml
-                settings = yaml.safe_load(fh)
+                settings = _load_yaml(fh)
             else:
-                settings = json.load(fh)
+                settings = json.load(fh, object_pairs_hook=_unique_keys)
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise UsageError("--config %s is not readable %s (%s)" % (
             path, "YAML" if yaml_file else "JSON", str(err).splitlines()[0][:120])) from None
@@ -190,6 +189,33 @@ def _read_config_file(path):
         raise UsageError("--config %s holds a %s, not settings by name"
                          % (path, type(settings).__name__))
     return settings, yaml_file
+
+
+def _unique_keys(pairs):
+    """A JSON object whose keys are all different (the last of two would win silently)."""
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError("the key %s is given twice" % key)
+        seen[key] = value
+    return seen
+
+
+def _load_yaml(stream):
+    """``yaml.safe_load`` refusing a mapping that gives a key twice."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "the key %s is given twice" % key, key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+    return yaml.load(stream, Loader=UniqueKeyLoader)
 
 
 def _explicit_flags(parser, argv):
