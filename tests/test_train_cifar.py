@@ -75,7 +75,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     (["--lr", "nan"], "--lr must be a finite number, got nan"),
     (["--groups", "3,4"], "cifar_igcv3_d_1.0 with --groups 3,4: W1 (expand) input: 32 "
                           "channels are not divisible by 3 groups"),
-    (["--multiplier", "1e9"], "--multiplier must be in (0, 16]; got 1e+09"),
+    (["--multiplier", "1e9"], "--multiplier must be in (0, 16]; got 1000000000.0"),
     (["--seed", "-1"], "--seed must be in 0 .. 2^31-1, got -1"),
 ])
 def test_bad_input_is_one_line_and_nonzero(tmp_path, args, message):
