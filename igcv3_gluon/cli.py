@@ -122,11 +122,36 @@ def model_kwargs(args, model):
     return spec_from_args(args, model).arch_kwargs()
 
 
+def refuse_other_architecture(model, config, flags, source):
+    """``UsageError`` when an architecture flag given (``flags``: name -> value) builds
+    another network than the run's ``config`` was trained as: weights that load into it
+    (``--p2`` changes no shape) would be used with the wrong graph, silently."""
+    for key, value in flags.items():
+        if key not in ARCH_KEYS or key not in config or value is None:
+            continue
+        try:
+            trained = getattr(ModelSpec.from_dict({"model": model, key: config[key]}), key)
+            asked = getattr(ModelSpec.from_dict({"model": model, key: value}), key)
+        except ValueError:
+            continue
+        if trained != asked:
+            flag = "--" + key.replace("_", "-") + ("" if value is True else " %s" % (value,))
+            raise UsageError("%s: %s was trained with %s %s; the architecture comes from the "
+                             "run, drop the flag" % (flag, source, key,
+                                                     "(the model's default)" if config[key]
+                                                     is None else config[key]))
+
+
 def adopt_run_settings(args, parser, config, keys):
     """Take ``keys`` from a run's ``config`` into ``args`` where the user left the flag at
-    its default (an explicit flag wins)."""
+    its default; an architecture flag given that differs from the run is refused
+    (``refuse_other_architecture``), other flags given win."""
     if not config:
         return args
+    refuse_other_architecture(
+        config.get("model"), config,
+        {k: getattr(args, k) for k in keys if k in ARCH_KEYS and k in vars(args)
+         and getattr(args, k) != parser.get_default(k)}, "the run of --params")
     for key in keys:
         if key in config and config[key] is not None and key in vars(args) \
                 and getattr(args, key) == parser.get_default(key):

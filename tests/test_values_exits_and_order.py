@@ -383,3 +383,26 @@ def test_messages_say_what_the_input_is(tmp_path, capsys):
         lines = _error_lines(capsys)
         assert len(lines) == 1 and message in lines[0], (message, lines)
     assert not os.path.exists(str(tmp_path / "r"))
+
+
+def test_an_architecture_flag_that_differs_from_the_run_is_refused(tmp_path, capsys):
+    """``export --params RUN --p2`` loaded the run's weights into a P2 network (no shape
+    changes, so nothing failed) and wrote other logits; a flag equal to the run's is fine."""
+    run = tmp_path / "run"
+    run.mkdir()
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    net.save_parameters(str(run / "best.params"))
+    json.dump(dict(model="cifar_igcv3_d_0.5", epochs=1, seed=0, multiplier=0.25,
+                   depths="1,1,1,1,1,1,1", p2=False, relu=None, groups=None, dataset="digits",
+                   classes=10), open(str(run / "config.json"), "w"))
+    for flags, message in ((["--p2"], "--p2: the run of --params was trained with p2 False"),
+                           (["--multiplier", "0.5"], "--multiplier 0.5: the run of --params "
+                                                     "was trained with multiplier 0.25")):
+        assert deploy(["export", "--params", str(run), "--out", str(tmp_path / "e")] +
+                      flags) == 2
+        lines = _error_lines(capsys)
+        assert len(lines) == 1 and message in lines[0], lines
+    assert deploy(["export", "--params", str(run), "--out", str(tmp_path / "e"),
+                   "--multiplier", "0.25"]) == 0
+    assert os.path.isfile(str(tmp_path / "e-symbol.json"))

@@ -23,7 +23,7 @@ import sys
 
 import mxnet as mx
 
-from ..cli import parse_shape
+from ..cli import parse_shape, refuse_other_architecture
 from ..errors import UsageError, WeightsError, naming
 from ..models import get_model, list_models, model_info
 from ..models.pretrained import resolve_weights
@@ -194,6 +194,8 @@ def cmd_export(args):
         if config.get("model") in (None, args.model) else {}
     flags = {k: getattr(args, k, None) for k in ARCH_KEYS       # 0 is a value: checked
              if getattr(args, k, None) is not None and getattr(args, k, None) is not False}
+    if config.get("model") == args.model:
+        refuse_other_architecture(args.model, config, flags, "the run of --params")
     described.update(flags, model=args.model)
     if args.classes is not None:
         described["classes"] = args.classes
