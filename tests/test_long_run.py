@@ -352,3 +352,24 @@ def test_the_defaults_of_a_mode_are_not_given_values(tmp_path):
                                              str(tmp_path / "r")])
     assert args.lr_steps == "200,300,350" and "lr_steps" not in args.given
     validate_common_args(args)
+
+
+def test_a_moved_runs_config_continues_it_where_it_is(reference, tmp_path, monkeypatch):
+    """``--config RUN/config.json`` without ``--out-dir`` continues the run in the folder
+    holding the file: a moved or copied run (or one recorded with a relative ``out_dir``
+    from another working folder) is not trained again from scratch elsewhere."""
+    import shutil
+
+    from igcv3_gluon.train.cli import parse_args
+    moved = str(tmp_path / "moved")
+    shutil.copytree(reference[0], moved)
+    monkeypatch.chdir(str(tmp_path))
+    args = parse_args(cifar.build_parser(), ["--config", os.path.join("moved", "config.json")])
+    assert args.out_dir == moved and args.overrides == {}
+    proc = train("--config", os.path.join(moved, "config.json"), "--epochs", str(EPOCHS + 1))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming %s" % moved in proc.stderr
+    assert [r["epoch"] for r in rows(os.path.join(moved, "log.jsonl"))] == \
+        list(range(1, EPOCHS + 2))
+    assert [r["epoch"] for r in rows(os.path.join(reference[0], "log.jsonl"))] == \
+        list(range(1, EPOCHS + 1))                                  # the original untouched

@@ -20,6 +20,7 @@ from ..utils import atomic_write_json, read_json_object, say
 from . import engine
 from .context import KVSTORES, available_gpus
 from .engine import RunConfig
+from .logbook import is_run_config
 from .optim import WD_RULES, SGDConfig
 from .precision import DTYPES, check_dtype
 from .precision import enable as enable_precision
@@ -126,7 +127,8 @@ def parse_args(parser, argv=None):
     ``args.config`` is the file and ``args.overrides`` the flags given that differ from it,
     both recorded in the new run's ``config.json``. A run's ``config.json`` also holds
     what the run measured (classes, image counts, the environment): those are not flags and
-    are left; in a YAML file, a key that is no flag of the script is refused (a typo)."""
+    are left, and without ``--out-dir`` it continues the run in the folder that holds it;
+    in a YAML file, a key that is no flag of the script is refused (a typo)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--config", default=None)
@@ -151,6 +153,12 @@ def parse_args(parser, argv=None):
     explicit = _explicit_flags(parser, argv)
     taken = {k: _as_flag_value(v, actions[k], path) for k, v in settings.items()
              if k in actions and k not in ("config", "overrides")}
+    if not yaml_file and is_run_config(settings) and "out_dir" not in explicit:
+        # a run's own config continues that run where the file is now (moved, copied, or
+        # recorded relative to another working folder), not where it was first started
+        here = os.path.dirname(os.path.abspath(path))
+        taken["out_dir"] = os.path.dirname(here) if settings.get("stage") == "retrain" \
+            else here
     if {"gpus", "cpus"} & set(explicit):             # the devices of this machine instead
         taken.pop("gpus", None), taken.pop("cpus", None)
     parser.set_defaults(**taken)
