@@ -215,6 +215,30 @@ def quiet_interrupts_while_starting():
             signal.signal(signal.SIGTERM, _interrupted_while_starting)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM inside ``sigterm_raises``: unwinds like Ctrl-C (staged files and temporary
+    folders removed), then ``prog: terminated`` and exit 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """SIGTERM raises ``Terminated`` inside the block (a command's work that holds no
+    training loop: the deploy commands), instead of ending the process with its staging
+    files and temporary folders left behind and no word."""
+    if not threading_is_main() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def started():
     """A command's ``main`` has begun: Python's own handling of SIGINT and SIGTERM again
     (``quiet_interrupts_while_starting`` covered the imports only)."""
@@ -242,6 +266,9 @@ def exit_on_usage_error(main):
         except ProjectError as err:
             sys.stderr.write("%s: error: %s\n" % (_prog(), err))
             return err.code
+        except Terminated:
+            sys.stderr.write("%s: terminated\n" % _prog())
+            return 143
         except KeyboardInterrupt:
             sys.stderr.write("%s: interrupted\n" % _prog())
             return 130

@@ -375,6 +375,9 @@ def main(argv=None):
     if args.collect and not os.path.isdir(args.collect):
         parser.exit(2, "%s: error: --collect %s is not a directory of training runs\n"
                     % (parser.prog, args.collect))
+    if args.plot and not args.collect:
+        parser.exit(2, "%s: error: --plot draws the collected runs: give --collect RUNS_DIR "
+                    "too\n" % parser.prog)
     if args.plot:
         parent = os.path.dirname(os.path.abspath(args.plot))
         try:

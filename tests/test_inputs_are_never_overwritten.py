@@ -168,7 +168,7 @@ def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_
     (lonely / "log.txt").write_text("my own log\n")
     locked = tmp_path / "locked"                     # and a .lock that no run of ours wrote
     locked.mkdir()
-    (locked / ".lock").write_text("my lock")
+    (locked / ".lock").write_text("")                # as `touch .lock` leaves it
     (locked / "log.txt").write_text("my notes\n")
     for out, extra, message in (
             (lonely, [], "holds files that are not an igcv3-gluon run (log.txt)"),
@@ -191,7 +191,7 @@ def test_a_training_run_refuses_a_folder_of_other_files_and_touches_nothing(tmp_
     assert sorted(os.listdir(str(seeds))) == ["notes.txt", "seeds.json"]
     assert a_file.read_text() == "x"
     assert os.listdir(str(lonely)) == ["log.txt"]
-    assert (locked / ".lock").read_text() == "my lock"
+    assert (locked / ".lock").read_text() == ""
     from igcv3_gluon.train.logbook import check_run_folder
     killed = tmp_path / "killed"             # what a run killed before its config.json leaves
     (killed / "checkpoints").mkdir(parents=True)
@@ -312,6 +312,10 @@ def test_the_report_plot_never_replaces_a_file_of_the_runs_it_reads(tmp_path, ca
     with pytest.raises(SystemExit):
         reproduce.main(["--collect", runs, "--plot", str(tmp_path / "no" / "bars.png")])
     assert "the folder %s does not exist" % (tmp_path / "no") in _error_lines(capsys)[0]
+    with pytest.raises(SystemExit):
+        reproduce.main(["--plot", str(tmp_path / "bars.png")])
+    assert "--plot draws the collected runs: give --collect RUNS_DIR too" in \
+        _error_lines(capsys)[0]
     assert _digests([str(run / n) for n in files]) == before
 
 

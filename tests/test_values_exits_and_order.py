@@ -406,3 +406,24 @@ def test_an_architecture_flag_that_differs_from_the_run_is_refused(tmp_path, cap
     assert deploy(["export", "--params", str(run), "--out", str(tmp_path / "e"),
                    "--multiplier", "0.25"]) == 0
     assert os.path.isfile(str(tmp_path / "e-symbol.json"))
+
+
+def test_sigterm_while_a_deploy_command_works_is_one_line_and_leaves_nothing(tmp_path):
+    """SIGTERM (a launcher's, a scheduler's) while ``deploy openvino`` has staged its files:
+    the staging files and temporary folders go, the last line says ``terminated``, exit
+    143 (it used to end at once, leaving them, with no word)."""
+    net = igcv3_gluon.get_model("cifar_igcv3_d_0.5", multiplier=0.25, depths=(1,) * 7)
+    net.initialize()
+    prefix = str(tmp_path / "m")
+    export(net, prefix, (1, 3, 32, 32))
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "igcv3_gluon.deploy", "openvino", prefix,
+                             str(out / "ir"), "--check-batches", "1,2,3,4,5,6,7,8"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    _, err = _signal_when(proc, lambda: any(".part" in n and n.endswith(".xml")
+                                            for n in os.listdir(str(out))), signal.SIGTERM)
+    assert proc.returncode == 143 and err.strip().splitlines()[-1] == \
+        "python -m igcv3_gluon.deploy: terminated", err[-2000:]
+    assert os.listdir(str(out)) == []

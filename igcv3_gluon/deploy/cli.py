@@ -24,7 +24,7 @@ import sys
 import warnings
 
 from ..cli import HelpFormatter, add_model_args
-from ..errors import exit_on_usage_error
+from ..errors import exit_on_usage_error, sigterm_raises
 from . import commands, commands_bench, commands_int8
 from .export import check_output
 
@@ -179,5 +179,6 @@ def main(argv=None):
         args.prefix = commands.run_export(args.prefix)
     if getattr(args, "prefixes", None):
         args.prefixes = [commands.run_export(p) for p in args.prefixes]
-    args.run(args)
+    with sigterm_raises():                # SIGTERM unwinds like Ctrl-C: nothing left behind
+        args.run(args)
     return 0

@@ -41,11 +41,11 @@ def is_run_config(config):
 
 def _is_our_lock(path):
     """Whether ``path`` is a lock file a run of ours took (``utils.FolderLock``: its owner's
-    process id, or nothing when it died between creating and writing it)."""
+    process id; an empty one, as ``touch`` makes, is not taken for ours)."""
     if not os.path.isfile(path) or os.path.getsize(path) > 32:
         return False
     with open(path, "rb") as fh:
-        return re.match(rb"^\d*$", fh.read().strip()) is not None
+        return re.match(rb"^\d+$", fh.read().strip()) is not None
 
 
 def _is_temporary(name):
