@@ -430,3 +430,19 @@ def test_an_export_that_fails_leaves_the_previous_export_as_it_was(tiny, tmp_pat
     assert _digests(list(before)) == before
     assert sorted(os.listdir(str(tmp_path))) == ["m-0000.params", "m-meta.json",
                                                  "m-symbol.json"]
+
+
+def test_an_ir_never_replaces_the_description_of_another_export(tiny, tmp_path, capsys):
+    """IRs and exports both describe themselves in ``PREFIX-meta.json``: an IR written at the
+    prefix of another export would replace that export's description (its later conversions
+    then skip the folding), so that prefix is refused before anything is converted."""
+    import shutil
+    other = str(tmp_path / "other")
+    for suffix in ("-symbol.json", "-0000.params", "-meta.json"):
+        shutil.copy(tiny + suffix, other + suffix)
+    before = _digests([other + s for s in ("-symbol.json", "-0000.params", "-meta.json")])
+    assert deploy(["openvino", tiny, other]) == 2
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and "other-meta.json describes the MXNet export %s" % other in \
+        lines[0], lines
+    assert _digests(list(before)) == before and len(os.listdir(str(tmp_path))) == 3

@@ -23,7 +23,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from ..errors import CheckFailed
+from ..errors import CheckFailed, OutputConflict
 from ..utils import refuse_overwrite, staged
 from .export import (
     _require,
@@ -131,6 +131,10 @@ def to_openvino(prefix, out, input_shape=None, optimize_first=True, grouped=Fals
     _require(artifact_paths(prefix))
     check_output(out)
     refuse_overwrite([out + suffix for suffix in IR_SUFFIXES], export_inputs(prefix))
+    if os.path.isfile(out + "-symbol.json") and os.path.exists(out + "-meta.json"):
+        raise OutputConflict("%s-meta.json describes the MXNet export %s (%s-symbol.json): the "
+                             "IR's description would replace it; give the IR another prefix "
+                             "(e.g. %s-ir)" % (out, out, out, out))
     meta = read_meta(prefix)
     shape = tuple(input_shape or meta_input_shape(prefix) or (1, 3, 224, 224))
     report = None
