@@ -130,8 +130,8 @@ def _size(n):
 def _left_intact(path):
     """What a stopped write leaves: in a training run's folder its finished checkpoints too."""
     folder = os.path.dirname(os.path.abspath(path)) if path else ""
-    in_run = os.path.basename(folder) in ("checkpoints", "export") or \
-        os.path.isfile(os.path.join(folder, "config.json"))
+    in_run = any(os.path.isfile(os.path.join(f, "config.json"))    # the run, or its
+                 for f in (folder, os.path.dirname(folder)))      # checkpoints/, export/
     return ("the run's finished checkpoints are intact, nothing half-written is left" if in_run
             else "nothing half-written is left under its name")
 

@@ -381,7 +381,7 @@ def main(argv=None):
     if args.plot:
         parent = os.path.dirname(os.path.abspath(args.plot))
         try:
-            refuse_overwrite([args.plot], run_files(args.collect) if args.collect else ())
+            refuse_overwrite([args.plot], run_files(args.collect))
             if not os.path.isdir(parent):
                 raise OutputConflict("--plot %s: the folder %s does not exist; create it or "
                                      "give another path" % (args.plot, parent))

@@ -40,7 +40,7 @@ __all__ = ["cmd_quantize", "cmd_openvino", "CALIB_BATCHES"]
 CALIB_BATCHES = {"quantize": 20, "openvino": 10}
 
 
-def _check_outputs(args, outputs):
+def _refuse_overwriting_inputs(args, outputs):
     """Before any data is read or any model run: none of ``outputs`` is a file the command
     reads (the export, the calibration and gate data), however spelled; the calibration
     comes from one place."""
@@ -61,7 +61,7 @@ def _gated_files(out, suffixes):
 
 def cmd_quantize(args):
     """MXNet's oneDNN INT8 flow, behind the same accuracy gate as ``openvino --int8``."""
-    _check_outputs(args, _gated_files(args.out_prefix, EXPORT_SUFFIXES))
+    _refuse_overwriting_inputs(args, _gated_files(args.out_prefix, EXPORT_SUFFIXES))
     args.input_shape = _input_shape(args, args.prefix, batch=32)
     _refuse_int8(_refuse_detector(_check_export(args.prefix, args.input_shape), args.prefix,
                                   "quantize"), args.prefix, "quantize")
@@ -159,11 +159,9 @@ def cmd_openvino(args):
     """Export -> optimised -> ONNX (free batch axis) -> OpenVINO IR, checked against MXNet
     at two batch sizes; optionally NNCF INT8."""
     _require_openvino(args.int8)
-    outputs = [args.out + suffix for suffix in IR_SUFFIXES]
-    if args.int8:
-        _check_outputs(args, outputs + _gated_files(args.out + "-int8", IR_SUFFIXES))
-    else:
-        refuse_overwrite(outputs, export_inputs(args.prefix))
+    if args.int8:                     # (to_openvino checks the float IR's own outputs)
+        _refuse_overwriting_inputs(args, [args.out + suffix for suffix in IR_SUFFIXES] +
+                                   _gated_files(args.out + "-int8", IR_SUFFIXES))
     args.input_shape = _input_shape(args, args.prefix)
     sym = _refuse_int8(_check_export(args.prefix, args.input_shape), args.prefix, "openvino")
     check_batches = parse_ints(args.check_batches, "--check-batches")

@@ -165,8 +165,8 @@ def _require(paths):
 def check_output(out, label="output", onnx=False):
     """An output prefix (or, with ``onnx``, the ONNX file's path) that is empty or ends in a
     folder separator is refused before anything is written: ``OutputConflict`` naming it as
-    ``label``. (That it
-    is not a file the command reads is ``utils.refuse_overwrite``'s check.)"""
+    ``label``. (That it is not a file the command reads is ``utils.refuse_overwrite``'s
+    check.)"""
     if not str(out).strip() or str(out).endswith(os.sep):
         if onnx:
             raise OutputConflict("%s %r: give the path of the ONNX file to write, such as "
